@@ -1,0 +1,112 @@
+//! Opens the member's RocksDB: one database holds the Raft log and the state machine, in
+//! column families, so a synced log append also makes earlier state-machine writes durable
+//! (they share one write-ahead log).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamilyDescriptor, Options, DB};
+
+use crate::error::{Result, StoreError};
+
+/// Raft metadata (vote, committed, purged) and state-machine metadata.
+pub const CF_META: &str = "meta";
+/// Raft log entries by index.
+pub const CF_LOG: &str = "log";
+/// Current value of every live key.
+pub const CF_KV: &str = "kv";
+/// Every version of every key still inside the MVCC history.
+pub const CF_HIST: &str = "hist";
+/// Events of each revision, for watches.
+pub const CF_EVENTS: &str = "events";
+
+pub const ALL_CFS: [&str; 5] = [CF_META, CF_LOG, CF_KV, CF_HIST, CF_EVENTS];
+/// Column families that make up the state machine (copied into snapshots).
+pub const SM_CFS: [&str; 3] = [CF_KV, CF_HIST, CF_EVENTS];
+
+/// On-disk format this build reads and writes. Bump on any incompatible layout change.
+pub const FORMAT_VERSION: u32 = 1;
+const FORMAT_FILE: &str = "FLOTILLA_FORMAT";
+
+/// Opens (or creates) the database under `dir`, refusing a directory written by another
+/// format version.
+pub fn open(dir: &Path) -> Result<Arc<DB>> {
+    std::fs::create_dir_all(dir).map_err(|e| StoreError::Storage(format!("create {}: {e}", dir.display())))?;
+    check_format(dir)?;
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_max_background_jobs(2);
+    let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+    let db = DB::open_cf_descriptors(&opts, dir.join("db"), cfs)?;
+    Ok(Arc::new(db))
+}
+
+fn check_format(dir: &Path) -> Result<()> {
+    let path = dir.join(FORMAT_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let found: u32 = text.trim().parse().map_err(|_| {
+                StoreError::IncompatibleDataDir(format!(
+                    "data dir {}: unreadable format marker {:?} in {FORMAT_FILE}; refusing to open it",
+                    dir.display(),
+                    text.trim()
+                ))
+            })?;
+            if found != FORMAT_VERSION {
+                return Err(StoreError::IncompatibleDataDir(format!(
+                    "data dir {} was written in store format {found}; this flotilla reads format {FORMAT_VERSION}. \
+                     Use a flotilla release that matches it, or start with an empty data dir",
+                    dir.display()
+                )));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if dir.join("db").exists() {
+                return Err(StoreError::IncompatibleDataDir(format!(
+                    "data dir {} holds a database without a {FORMAT_FILE} marker; refusing to open it",
+                    dir.display()
+                )));
+            }
+            std::fs::write(&path, format!("{FORMAT_VERSION}\n"))
+                .map_err(|e| StoreError::Storage(format!("write {}: {e}", path.display())))
+        }
+        Err(e) => Err(StoreError::Storage(format!("read {}: {e}", path.display()))),
+    }
+}
+
+/// Looks up a column family that [`open`] always creates.
+pub fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily> {
+    db.cf_handle(name).ok_or_else(|| StoreError::Storage(format!("column family {name} missing")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_dir_from_another_format_is_refused_with_a_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path()).unwrap());
+        std::fs::write(dir.path().join(FORMAT_FILE), "99\n").unwrap();
+        let err = open(dir.path()).unwrap_err();
+        assert!(matches!(err, StoreError::IncompatibleDataDir(_)), "{err:?}");
+        assert!(err.to_string().contains("format 99"), "{err}");
+    }
+
+    #[test]
+    fn a_database_without_marker_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path()).unwrap());
+        std::fs::remove_file(dir.path().join(FORMAT_FILE)).unwrap();
+        assert!(matches!(open(dir.path()), Err(StoreError::IncompatibleDataDir(_))));
+    }
+
+    #[test]
+    fn reopening_the_same_format_works() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path()).unwrap());
+        open(dir.path()).unwrap();
+    }
+}

@@ -1,0 +1,31 @@
+//! Flotilla's replicated store: etcd's MVCC key-value model, replicated with openraft and
+//! persisted in RocksDB.
+//!
+//! Start at [`node::StoreNode`]: it assembles a member (storage, Raft, gRPC transport) and is
+//! the API the rest of Flotilla uses. The write path, in order:
+//! [`node`] (propose or forward to the leader) -> [`network`] / [`server`] (gRPC between
+//! members) -> [`log_store`] (Raft log in RocksDB, fsync'd) -> [`state_machine`] (apply) ->
+//! [`mvcc`] (transactions, history, events) -> [`watch`] (fan-out to watchers).
+//! [`client`] talks to any member over gRPC from another process.
+
+pub mod client;
+pub mod db;
+pub mod error;
+pub mod keys;
+pub mod log_store;
+pub mod mvcc;
+pub mod network;
+pub mod node;
+pub mod server;
+pub mod state_machine;
+pub mod types;
+pub mod watch;
+
+/// Generated gRPC code for `proto/store.proto`.
+pub mod proto {
+    tonic::include_proto!("flotilla.store.v1");
+}
+
+pub use error::{Result, StoreError};
+pub use node::{StoreConfig, StoreNode};
+pub use types::*;

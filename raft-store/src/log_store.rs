@@ -1,0 +1,181 @@
+//! The Raft log and vote in RocksDB (openraft's `RaftLogStorage`).
+//!
+//! Correctness rules kept here: a vote and appended entries are fsync'd before openraft hears
+//! they are saved; purging writes the purge point first, so a crash never leaves a gap.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{AnyError, Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
+use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
+
+use crate::db::{cf, CF_LOG, CF_META};
+use crate::mvcc::{decode, encode};
+use crate::types::{NodeId, TypeConfig};
+
+const META_VOTE: &[u8] = b"raft/vote";
+const META_COMMITTED: &[u8] = b"raft/committed";
+const META_PURGED: &[u8] = b"raft/last_purged";
+
+type StorageResult<T> = Result<T, StorageError<NodeId>>;
+
+/// Raft log storage over the member's database. Cheap to clone (the reader is a clone).
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<DB>,
+}
+
+fn io_err(e: impl std::error::Error + 'static) -> AnyError {
+    AnyError::new(&e)
+}
+
+fn sync_opts() -> WriteOptions {
+    let mut opts = WriteOptions::default();
+    opts.set_sync(true);
+    opts
+}
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+impl LogStore {
+    pub fn new(db: Arc<DB>) -> Self {
+        LogStore { db }
+    }
+
+    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, AnyError> {
+        let meta = cf(&self.db, CF_META).map_err(io_err)?;
+        match self.db.get_cf(meta, key).map_err(io_err)? {
+            Some(raw) => Ok(Some(decode(&raw).map_err(io_err)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_meta_sync<T: serde::Serialize>(&self, key: &[u8], value: &T) -> Result<(), AnyError> {
+        let meta = cf(&self.db, CF_META).map_err(io_err)?;
+        let raw = encode(value).map_err(io_err)?;
+        self.db.put_cf_opt(meta, key, raw, &sync_opts()).map_err(io_err)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> StorageResult<Vec<Entry<TypeConfig>>> {
+        let start = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => *i + 1,
+            Bound::Unbounded => 0,
+        };
+        let log = cf(&self.db, CF_LOG).map_err(|e| StorageIOError::read_logs(io_err(e)))?;
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(log, IteratorMode::From(&index_key(start), Direction::Forward)) {
+            let (key, raw) = item.map_err(|e| StorageIOError::read_logs(io_err(e)))?;
+            let index = u64::from_be_bytes(
+                key.as_ref().try_into().map_err(|_| StorageIOError::read_logs(AnyError::error("corrupt log key")))?,
+            );
+            if !range.contains(&index) {
+                break;
+            }
+            out.push(decode(&raw).map_err(|e| StorageIOError::read_logs(io_err(e)))?);
+        }
+        Ok(out)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
+        let log = cf(&self.db, CF_LOG).map_err(|e| StorageIOError::read_logs(io_err(e)))?;
+        let last = match self.db.iterator_cf(log, IteratorMode::End).next() {
+            Some(item) => {
+                let (_, raw) = item.map_err(|e| StorageIOError::read_logs(io_err(e)))?;
+                let entry: Entry<TypeConfig> = decode(&raw).map_err(|e| StorageIOError::read_logs(io_err(e)))?;
+                Some(entry.log_id)
+            }
+            None => None,
+        };
+        let last_purged: Option<LogId<NodeId>> = self.get_meta(META_PURGED).map_err(StorageIOError::read_logs)?;
+        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last.or(last_purged) })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StorageResult<()> {
+        self.put_meta_sync(META_VOTE, vote).map_err(StorageIOError::write_vote)?;
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> StorageResult<Option<Vote<NodeId>>> {
+        Ok(self.get_meta(META_VOTE).map_err(StorageIOError::read_vote)?)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
+        // Not fsync'd: losing it only means re-learning the commit point from the leader.
+        let meta = cf(&self.db, CF_META).map_err(|e| StorageIOError::write(io_err(e)))?;
+        let raw = encode(&committed).map_err(|e| StorageIOError::write(io_err(e)))?;
+        self.db.put_cf(meta, META_COMMITTED, raw).map_err(|e| StorageIOError::write(io_err(e)))?;
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
+        let committed: Option<Option<LogId<NodeId>>> = self.get_meta(META_COMMITTED).map_err(StorageIOError::read)?;
+        Ok(committed.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let log = cf(&self.db, CF_LOG).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
+        let mut batch = WriteBatch::default();
+        let mut n = 0u64;
+        for entry in entries {
+            let raw = encode(&entry).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
+            batch.put_cf(log, index_key(entry.log_id.index), raw);
+            n += 1;
+        }
+        // One fsync for the whole batch: this is the group commit of concurrent writes.
+        let result = self.db.write_opt(batch, &sync_opts());
+        metrics::counter!("flotilla_store_log_appends_total").increment(1);
+        metrics::counter!("flotilla_store_log_entries_total").increment(n);
+        match result {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(StorageIOError::write_logs(io_err(e)).into())
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        let log = cf(&self.db, CF_LOG).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(log, index_key(log_id.index), index_key(u64::MAX));
+        self.db.write_opt(batch, &sync_opts()).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        // Record the purge point first: a crash in between leaves extra entries, never a gap.
+        // The sync also makes every earlier state-machine write durable (shared WAL), which
+        // purging relies on.
+        self.put_meta_sync(META_PURGED, &Some(log_id)).map_err(StorageIOError::write_logs)?;
+        let log = cf(&self.db, CF_LOG).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(log, index_key(0), index_key(log_id.index + 1));
+        self.db.write_opt(batch, &sync_opts()).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
+        Ok(())
+    }
+}

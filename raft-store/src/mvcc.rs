@@ -1,0 +1,394 @@
+//! etcd's MVCC model on RocksDB column families: transactions, ranges at a revision, the
+//! per-revision event log that feeds watches, and compaction of history.
+//!
+//! The state machine is the only writer and applies one command at a time; every command's
+//! changes go into one `WriteBatch`, so readers (which use RocksDB snapshots) always see the
+//! state after a whole number of revisions.
+
+use std::sync::Arc;
+
+use rocksdb::{Direction, IteratorMode, SnapshotWithThreadMode, WriteBatch, DB};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::db::{cf, CF_EVENTS, CF_HIST, CF_KV, CF_META};
+use crate::error::{Rejection, Result, StoreError};
+use crate::keys;
+use crate::types::*;
+
+const META_REVISION: &[u8] = b"sm/revision";
+const META_COMPACTED: &[u8] = b"sm/compacted";
+
+type Snapshot<'a> = SnapshotWithThreadMode<'a, DB>;
+
+pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    bincode::serialize(v).map_err(|e| StoreError::Storage(format!("encode: {e}")))
+}
+
+pub fn decode<T: DeserializeOwned>(raw: &[u8]) -> Result<T> {
+    bincode::deserialize(raw).map_err(|e| StoreError::Storage(format!("corrupt record: {e}")))
+}
+
+/// Revision counters of the applied state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Revisions {
+    pub current: Revision,
+    pub compacted: Revision,
+}
+
+/// MVCC reads and writes over the member's database.
+#[derive(Clone)]
+pub struct Mvcc {
+    db: Arc<DB>,
+}
+
+impl Mvcc {
+    pub fn new(db: Arc<DB>) -> Self {
+        Mvcc { db }
+    }
+
+    /// Revision counters as of a consistent snapshot.
+    pub fn revisions(&self) -> Result<Revisions> {
+        let snap = self.db.snapshot();
+        self.revisions_in(&snap)
+    }
+
+    fn revisions_in(&self, snap: &Snapshot<'_>) -> Result<Revisions> {
+        let meta = cf(&self.db, CF_META)?;
+        let read = |key: &[u8]| -> Result<Revision> {
+            Ok(snap.get_cf(meta, key)?.map(|raw| decode(&raw)).transpose()?.unwrap_or(0))
+        };
+        Ok(Revisions { current: read(META_REVISION)?, compacted: read(META_COMPACTED)? })
+    }
+
+    /// Serves a range read at the current revision or at `req.revision`.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        let snap = self.db.snapshot();
+        let revs = self.revisions_in(&snap)?;
+        self.range_in(&snap, revs, req).map_err(|e| e.into_store_error())
+    }
+
+    fn range_in(&self, snap: &Snapshot<'_>, revs: Revisions, req: &RangeRequest) -> Result<RangeResponse, ReadError> {
+        let at = if req.revision <= 0 { revs.current } else { req.revision };
+        if at > revs.current {
+            return Err(Rejection::FutureRevision { requested: at, current: revs.current }.into());
+        }
+        if req.revision > 0 && at < revs.compacted {
+            return Err(Rejection::Compacted { requested: at, compacted: revs.compacted }.into());
+        }
+        let mut resp = RangeResponse { revision: at, kvs: Vec::new(), count: 0, more: false };
+        let mut visit = |kv: KeyValue| {
+            resp.count += 1;
+            if req.count_only || (req.limit > 0 && resp.kvs.len() as u64 >= req.limit) {
+                return;
+            }
+            let kv = if req.keys_only { KeyValue { value: Vec::new(), ..kv } } else { kv };
+            resp.kvs.push(kv);
+        };
+        if at == revs.current {
+            self.scan_current(snap, req, &mut visit)?;
+        } else {
+            self.scan_history(snap, req, at, &mut visit)?;
+        }
+        resp.more = req.limit > 0 && resp.count > req.limit;
+        Ok(resp)
+    }
+
+    fn scan_current(&self, snap: &Snapshot<'_>, req: &RangeRequest, visit: &mut dyn FnMut(KeyValue)) -> Result<()> {
+        let kv_cf = cf(&self.db, CF_KV)?;
+        match &req.keys {
+            KeySet::Key(key) => {
+                if req.start_after.as_ref().is_some_and(|after| key <= after) {
+                    return Ok(());
+                }
+                if let Some(raw) = snap.get_cf(kv_cf, key)? {
+                    visit(decode(&raw)?);
+                }
+            }
+            KeySet::Prefix(prefix) => {
+                let start = match &req.start_after {
+                    Some(after) if after.as_slice() >= prefix.as_slice() => keys::successor(after),
+                    _ => prefix.clone(),
+                };
+                for item in snap.iterator_cf(kv_cf, IteratorMode::From(&start, Direction::Forward)) {
+                    let (key, raw) = item?;
+                    if !key.starts_with(prefix) {
+                        break;
+                    }
+                    visit(decode(&raw)?);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Visits, for every key in range, its newest version at or before `at` unless deleted.
+    fn scan_history(
+        &self,
+        snap: &Snapshot<'_>,
+        req: &RangeRequest,
+        at: Revision,
+        visit: &mut dyn FnMut(KeyValue),
+    ) -> Result<()> {
+        let hist = cf(&self.db, CF_HIST)?;
+        let (prefix, exact) = match &req.keys {
+            KeySet::Key(k) => (k.clone(), true),
+            KeySet::Prefix(p) => (p.clone(), false),
+        };
+        let enc_prefix = keys::escape(&prefix);
+        let start = match &req.start_after {
+            Some(after) if after.as_slice() >= prefix.as_slice() => keys::hist_after_key(after),
+            _ => enc_prefix.clone(),
+        };
+        let mut pending: Option<(Vec<u8>, Option<KeyValue>)> = None;
+        let mut flush = |pending: &mut Option<(Vec<u8>, Option<KeyValue>)>| {
+            if let Some((_, Some(kv))) = pending.take() {
+                visit(kv);
+            }
+        };
+        for item in snap.iterator_cf(hist, IteratorMode::From(&start, Direction::Forward)) {
+            let (raw_key, raw) = item?;
+            if !raw_key.starts_with(&enc_prefix) {
+                break;
+            }
+            let (key, rev) =
+                keys::decode_hist_key(&raw_key).ok_or_else(|| StoreError::Storage("corrupt history key".into()))?;
+            if exact && key != prefix {
+                break;
+            }
+            if pending.as_ref().is_some_and(|(k, _)| *k != key) {
+                flush(&mut pending);
+            }
+            if rev <= at {
+                let version: Option<KeyValue> = decode(&raw)?;
+                pending = Some((key, version));
+            } else if pending.is_none() {
+                // Only newer versions so far: remember the key with no visible version.
+                pending = Some((key, None));
+            }
+        }
+        flush(&mut pending);
+        Ok(())
+    }
+
+    /// Events with revision >= `from` touching `keys`, and the newest revision the read saw
+    /// (so a caller can continue from there).
+    pub fn events_since(&self, keys: &KeySet, from: Revision) -> Result<(Vec<RevisionEvents>, Revision)> {
+        let snap = self.db.snapshot();
+        let revs = self.revisions_in(&snap)?;
+        if from < revs.compacted {
+            return Err(StoreError::Compacted { requested: from, compacted: revs.compacted });
+        }
+        let events_cf = cf(&self.db, CF_EVENTS)?;
+        let mut out = Vec::new();
+        let start = keys::revision_key(from.max(0));
+        for item in snap.iterator_cf(events_cf, IteratorMode::From(&start, Direction::Forward)) {
+            let (_, raw) = item?;
+            let mut batch: RevisionEvents = decode(&raw)?;
+            batch.events.retain(|e| keys.contains(&e.kv.key));
+            if !batch.events.is_empty() {
+                out.push(batch);
+            }
+        }
+        Ok((out, revs.current))
+    }
+
+    /// Applies a transaction: the caller writes `batch` atomically afterwards.
+    /// Returns the response and the events of the new revision (none if nothing changed).
+    pub fn apply_txn(
+        &self,
+        txn: &Txn,
+        revs: &mut Revisions,
+        batch: &mut WriteBatch,
+    ) -> Result<Result<(TxnResponse, Option<RevisionEvents>), Rejection>> {
+        let snap = self.db.snapshot();
+        let kv_cf = cf(&self.db, CF_KV)?;
+        let hist = cf(&self.db, CF_HIST)?;
+        let current =
+            |key: &[u8]| -> Result<Option<KeyValue>> { snap.get_cf(kv_cf, key)?.map(|r| decode(&r)).transpose() };
+
+        let mut succeeded = true;
+        for c in &txn.compare {
+            if !compare_holds(c, current(&c.key)?.as_ref()) {
+                succeeded = false;
+                break;
+            }
+        }
+        let ops = if succeeded { &txn.success } else { &txn.failure };
+        let rev = revs.current + 1;
+        let mut events = Vec::new();
+        let mut responses = Vec::with_capacity(ops.len());
+        for op in ops {
+            match op {
+                Op::Put { key, value } => {
+                    let prev = current(key)?;
+                    let kv = KeyValue {
+                        key: key.clone(),
+                        value: value.clone(),
+                        create_revision: prev.as_ref().map_or(rev, |p| p.create_revision),
+                        mod_revision: rev,
+                        version: prev.as_ref().map_or(1, |p| p.version + 1),
+                    };
+                    batch.put_cf(kv_cf, key, encode(&kv)?);
+                    batch.put_cf(hist, keys::hist_key(key, rev), encode(&Some(&kv))?);
+                    events.push(Event { kind: EventKind::Put, kv, prev_kv: prev.clone() });
+                    responses.push(OpResponse::Put { prev });
+                }
+                Op::Delete { keys: set } => {
+                    let mut deleted = Vec::new();
+                    let req = RangeRequest { keys: set.clone(), ..RangeRequest::prefix(Vec::new()) };
+                    self.scan_current(&snap, &req, &mut |kv| deleted.push(kv))?;
+                    for prev in &deleted {
+                        batch.delete_cf(kv_cf, &prev.key);
+                        batch.put_cf(hist, keys::hist_key(&prev.key, rev), encode(&None::<KeyValue>)?);
+                        let tomb = KeyValue {
+                            key: prev.key.clone(),
+                            value: Vec::new(),
+                            create_revision: 0,
+                            mod_revision: rev,
+                            version: 0,
+                        };
+                        events.push(Event { kind: EventKind::Delete, kv: tomb, prev_kv: Some(prev.clone()) });
+                    }
+                    responses.push(OpResponse::Delete { deleted });
+                }
+                Op::Range(req) => match self.range_in(&snap, *revs, req) {
+                    Ok(resp) => responses.push(OpResponse::Range(resp)),
+                    Err(ReadError::Rejected(r)) => return Ok(Err(r)),
+                    Err(ReadError::Store(e)) => return Err(e),
+                },
+            }
+        }
+        if events.is_empty() {
+            return Ok(Ok((TxnResponse { succeeded, revision: revs.current, responses }, None)));
+        }
+        let rev_events = RevisionEvents { revision: rev, events };
+        batch.put_cf(cf(&self.db, CF_EVENTS)?, keys::revision_key(rev), encode(&rev_events)?);
+        batch.put_cf(cf(&self.db, CF_META)?, META_REVISION, encode(&rev)?);
+        revs.current = rev;
+        Ok(Ok((TxnResponse { succeeded, revision: rev, responses }, Some(rev_events))))
+    }
+
+    /// Drops history before `rev`: events older than it, and every version of a key that a
+    /// newer version at or before `rev` hides (a key deleted at or before `rev` goes entirely).
+    pub fn apply_compact(
+        &self,
+        rev: Revision,
+        revs: &mut Revisions,
+        batch: &mut WriteBatch,
+    ) -> Result<Result<Revision, Rejection>> {
+        if rev > revs.current {
+            return Ok(Err(Rejection::FutureRevision { requested: rev, current: revs.current }));
+        }
+        if rev <= revs.compacted {
+            return Ok(Err(Rejection::Compacted { requested: rev, compacted: revs.compacted }));
+        }
+        let snap = self.db.snapshot();
+        let hist = cf(&self.db, CF_HIST)?;
+        let events_cf = cf(&self.db, CF_EVENTS)?;
+        // Versions of the current key at or before `rev`, oldest first.
+        let mut group: Vec<(Vec<u8>, bool)> = Vec::new();
+        let mut group_key: Option<Vec<u8>> = None;
+        let finish = |group: &mut Vec<(Vec<u8>, bool)>, batch: &mut WriteBatch| {
+            // Keep the newest version unless it is a tombstone; drop all older ones.
+            let keep_last = group.last().is_some_and(|(_, live)| *live);
+            let n = group.len() - usize::from(keep_last);
+            for (raw, _) in group.drain(..).take(n) {
+                batch.delete_cf(hist, raw);
+            }
+        };
+        for item in snap.iterator_cf(hist, IteratorMode::Start) {
+            let (raw_key, raw) = item?;
+            let (key, krev) =
+                keys::decode_hist_key(&raw_key).ok_or_else(|| StoreError::Storage("corrupt history key".into()))?;
+            if group_key.as_ref() != Some(&key) {
+                finish(&mut group, batch);
+                group_key = Some(key);
+            }
+            if krev <= rev {
+                let live = decode::<Option<KeyValue>>(&raw)?.is_some();
+                group.push((raw_key.to_vec(), live));
+            }
+        }
+        finish(&mut group, batch);
+        batch.delete_range_cf(events_cf, keys::revision_key(0), keys::revision_key(rev));
+        batch.put_cf(cf(&self.db, CF_META)?, META_COMPACTED, encode(&rev)?);
+        revs.compacted = rev;
+        Ok(Ok(rev))
+    }
+}
+
+/// Range reads can fail because of the request (deterministic) or because of storage.
+enum ReadError {
+    Rejected(Rejection),
+    Store(StoreError),
+}
+
+impl ReadError {
+    fn into_store_error(self) -> StoreError {
+        match self {
+            ReadError::Rejected(r) => r.into(),
+            ReadError::Store(e) => e,
+        }
+    }
+}
+
+impl From<Rejection> for ReadError {
+    fn from(r: Rejection) -> Self {
+        ReadError::Rejected(r)
+    }
+}
+
+impl From<StoreError> for ReadError {
+    fn from(e: StoreError) -> Self {
+        ReadError::Store(e)
+    }
+}
+
+fn compare_holds(c: &Compare, kv: Option<&KeyValue>) -> bool {
+    use std::cmp::Ordering;
+    let ord: Ordering = match &c.target {
+        CompareTarget::Version(v) => kv.map_or(0, |kv| kv.version).cmp(v),
+        CompareTarget::CreateRevision(r) => kv.map_or(0, |kv| kv.create_revision).cmp(r),
+        CompareTarget::ModRevision(r) => kv.map_or(0, |kv| kv.mod_revision).cmp(r),
+        CompareTarget::Value(v) => match kv {
+            Some(kv) => kv.value.as_slice().cmp(v.as_slice()),
+            // etcd: a value compare against a missing key is false whatever the operator.
+            None => return false,
+        },
+    };
+    match c.op {
+        CompareOp::Equal => ord == Ordering::Equal,
+        CompareOp::NotEqual => ord != Ordering::Equal,
+        CompareOp::Greater => ord == Ordering::Greater,
+        CompareOp::Less => ord == Ordering::Less,
+    }
+}
+
+/// Checks a transaction before it is proposed: each key is written at most once per branch,
+/// as in etcd, so no operation depends on an earlier one in the same branch.
+pub fn validate_txn(txn: &Txn) -> Result<()> {
+    for branch in [&txn.success, &txn.failure] {
+        let mut puts: Vec<&[u8]> = Vec::new();
+        let mut deletes: Vec<&KeySet> = Vec::new();
+        for op in branch {
+            match op {
+                Op::Put { key, .. } => {
+                    if puts.contains(&key.as_slice()) {
+                        return Err(StoreError::InvalidArgument("duplicate key given in txn request".into()));
+                    }
+                    puts.push(key);
+                }
+                Op::Delete { keys } => deletes.push(keys),
+                Op::Range(_) => {}
+            }
+        }
+        if puts.iter().any(|k| deletes.iter().any(|d| d.contains(k))) {
+            return Err(StoreError::InvalidArgument("a key is both put and deleted in one txn branch".into()));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

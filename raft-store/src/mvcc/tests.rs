@@ -1,0 +1,221 @@
+//! Unit tests of the MVCC layer over a real RocksDB in a temp dir.
+
+use super::*;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    db: Arc<DB>,
+    mvcc: Mvcc,
+    revs: Revisions,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::open(dir.path()).unwrap();
+        Fixture { mvcc: Mvcc::new(db.clone()), db, _dir: dir, revs: Revisions::default() }
+    }
+
+    fn txn(&mut self, txn: Txn) -> TxnResponse {
+        let mut batch = WriteBatch::default();
+        let (resp, _) = self.mvcc.apply_txn(&txn, &mut self.revs, &mut batch).unwrap().unwrap();
+        self.db.write(batch).unwrap();
+        resp
+    }
+
+    fn put(&mut self, key: &str, value: &str) -> Revision {
+        self.txn(Txn::put(key, value)).revision
+    }
+
+    fn delete(&mut self, key: &str) -> TxnResponse {
+        self.txn(Txn { success: vec![Op::delete(key)], ..Default::default() })
+    }
+
+    fn compact(&mut self, rev: Revision) -> Result<Revision, Rejection> {
+        let mut batch = WriteBatch::default();
+        let out = self.mvcc.apply_compact(rev, &mut self.revs, &mut batch).unwrap();
+        self.db.write(batch).unwrap();
+        out
+    }
+
+    fn values(&self, req: RangeRequest) -> Vec<(String, String)> {
+        let resp = self.mvcc.range(&req).unwrap();
+        resp.kvs
+            .into_iter()
+            .map(|kv| (String::from_utf8(kv.key).unwrap(), String::from_utf8(kv.value).unwrap()))
+            .collect()
+    }
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[test]
+fn each_change_raises_the_revision_by_one_and_keeps_per_key_counters() {
+    let mut f = Fixture::new();
+    assert_eq!(f.put("a", "1"), 1);
+    assert_eq!(f.put("b", "1"), 2);
+    assert_eq!(f.put("a", "2"), 3);
+    let kv = f.mvcc.range(&RangeRequest::key("a")).unwrap().kvs.remove(0);
+    assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (1, 3, 2));
+    // Deleting a missing key changes nothing, so the revision stays.
+    assert_eq!(f.delete("missing").revision, 3);
+    assert_eq!(f.delete("a").revision, 4);
+    assert_eq!(f.put("a", "3"), 5);
+    let kv = f.mvcc.range(&RangeRequest::key("a")).unwrap().kvs.remove(0);
+    assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (5, 5, 1), "recreated key starts over");
+}
+
+#[test]
+fn compares_decide_the_branch() {
+    let mut f = Fixture::new();
+    let create = |v: &str| Txn {
+        compare: vec![Compare::absent("k")],
+        success: vec![Op::put("k", v)],
+        failure: vec![Op::get("k")],
+    };
+    assert!(f.txn(create("first")).succeeded);
+    let resp = f.txn(create("second"));
+    assert!(!resp.succeeded, "create-if-absent must fail when the key exists");
+    let OpResponse::Range(current) = &resp.responses[0] else { panic!("expected range response") };
+    assert_eq!(current.kvs[0].value, b"first");
+
+    let rev = current.kvs[0].mod_revision;
+    let cas = |rev: Revision| Txn {
+        compare: vec![Compare::mod_revision_is("k", rev)],
+        success: vec![Op::put("k", "updated")],
+        failure: vec![],
+    };
+    assert!(f.txn(cas(rev)).succeeded);
+    assert!(!f.txn(cas(rev)).succeeded, "update with a stale mod_revision must fail");
+
+    let value_is = |op, v: &str| Compare { key: b"k".to_vec(), op, target: CompareTarget::Value(v.into()) };
+    for (cmp, expect) in [
+        (value_is(CompareOp::Equal, "updated"), true),
+        (value_is(CompareOp::NotEqual, "updated"), false),
+        (value_is(CompareOp::Greater, "a"), true),
+        (value_is(CompareOp::Less, "a"), false),
+        (
+            Compare { key: b"nope".to_vec(), op: CompareOp::NotEqual, target: CompareTarget::Value(b"x".to_vec()) },
+            false,
+        ),
+        (Compare { key: b"k".to_vec(), op: CompareOp::Equal, target: CompareTarget::Version(2) }, true),
+        (Compare { key: b"k".to_vec(), op: CompareOp::Less, target: CompareTarget::CreateRevision(2) }, true),
+        (Compare::exists("nope"), false),
+    ] {
+        let txn = Txn { compare: vec![cmp.clone()], success: vec![], failure: vec![] };
+        assert_eq!(f.txn(txn).succeeded, expect, "{cmp:?}");
+    }
+}
+
+#[test]
+fn range_by_prefix_with_limit_and_paging() {
+    let mut f = Fixture::new();
+    for k in ["p/a", "p/b", "p/c", "p/d", "q/a"] {
+        f.put(k, "v");
+    }
+    let mut req = RangeRequest::prefix("p/");
+    req.limit = 2;
+    let page1 = f.mvcc.range(&req).unwrap();
+    assert_eq!((page1.count, page1.more, page1.kvs.len()), (4, true, 2));
+    req.start_after = Some(page1.kvs[1].key.clone());
+    let page2 = f.mvcc.range(&req).unwrap();
+    assert_eq!((page2.count, page2.more), (2, false));
+    let keys: Vec<_> = page2.kvs.iter().map(|kv| kv.key.clone()).collect();
+    assert_eq!(keys, vec![b"p/c".to_vec(), b"p/d".to_vec()]);
+
+    let mut count = RangeRequest::prefix("");
+    count.count_only = true;
+    let resp = f.mvcc.range(&count).unwrap();
+    assert_eq!((resp.count, resp.kvs.len()), (5, 0));
+}
+
+#[test]
+fn range_at_a_past_revision_sees_that_revision() {
+    let mut f = Fixture::new();
+    f.put("a", "1"); // 1
+    f.put("b", "1"); // 2
+    f.put("a", "2"); // 3
+    f.delete("b"); // 4
+    f.put("c", "1"); // 5
+    let at = |rev| {
+        let mut req = RangeRequest::prefix("");
+        req.revision = rev;
+        req
+    };
+    assert_eq!(f.values(at(1)), pairs(&[("a", "1")]));
+    assert_eq!(f.values(at(2)), pairs(&[("a", "1"), ("b", "1")]));
+    assert_eq!(f.values(at(3)), pairs(&[("a", "2"), ("b", "1")]));
+    assert_eq!(f.values(at(4)), pairs(&[("a", "2")]));
+    assert_eq!(f.values(at(0)), pairs(&[("a", "2"), ("c", "1")]));
+    let mut paged = at(3);
+    paged.start_after = Some(b"a".to_vec());
+    assert_eq!(f.values(paged), pairs(&[("b", "1")]));
+    let mut single = RangeRequest::key("b");
+    single.revision = 2;
+    assert_eq!(f.values(single), pairs(&[("b", "1")]));
+    assert!(matches!(f.mvcc.range(&at(9)), Err(StoreError::FutureRevision { requested: 9, current: 5 })));
+}
+
+#[test]
+fn compaction_forgets_old_revisions_but_keeps_the_visible_state() {
+    let mut f = Fixture::new();
+    f.put("a", "1"); // 1
+    f.put("b", "1"); // 2
+    f.put("a", "2"); // 3
+    f.delete("b"); // 4
+    f.put("c", "1"); // 5
+    assert_eq!(f.compact(4), Ok(4));
+    let at = |rev| {
+        let mut req = RangeRequest::prefix("");
+        req.revision = rev;
+        req
+    };
+    assert!(matches!(f.mvcc.range(&at(3)), Err(StoreError::Compacted { requested: 3, compacted: 4 })));
+    assert_eq!(f.values(at(4)), pairs(&[("a", "2")]));
+    assert_eq!(f.values(at(5)), pairs(&[("a", "2"), ("c", "1")]));
+    assert_eq!(f.compact(4), Err(Rejection::Compacted { requested: 4, compacted: 4 }));
+    assert_eq!(f.compact(6), Err(Rejection::FutureRevision { requested: 6, current: 5 }));
+    // Watches cannot start before the compacted revision but can start at it.
+    assert!(matches!(f.mvcc.events_since(&KeySet::Prefix(vec![]), 3), Err(StoreError::Compacted { .. })));
+    let (events, _) = f.mvcc.events_since(&KeySet::Prefix(vec![]), 4).unwrap();
+    assert_eq!(events.iter().map(|e| e.revision).collect::<Vec<_>>(), vec![4, 5]);
+    // Only the newest live version of each key remains in history.
+    let hist = cf(&f.db, CF_HIST).unwrap();
+    let left: Vec<_> =
+        f.db.iterator_cf(hist, IteratorMode::Start)
+            .map(|item| keys::decode_hist_key(&item.unwrap().0).unwrap())
+            .collect();
+    assert_eq!(left, vec![(b"a".to_vec(), 3), (b"c".to_vec(), 5)]);
+}
+
+#[test]
+fn events_come_in_revision_order_with_previous_values() {
+    let mut f = Fixture::new();
+    f.put("w/a", "1");
+    f.put("other", "x");
+    f.put("w/a", "2");
+    f.txn(Txn { success: vec![Op::put("w/b", "1"), Op::delete("w/a")], ..Default::default() });
+    let (batches, seen) = f.mvcc.events_since(&KeySet::Prefix(b"w/".to_vec()), 1).unwrap();
+    assert_eq!(seen, 4);
+    let revs: Vec<_> = batches.iter().map(|b| b.revision).collect();
+    assert_eq!(revs, vec![1, 3, 4]);
+    let last = &batches[2].events;
+    assert_eq!(last[0].kind, EventKind::Put);
+    assert_eq!(last[1].kind, EventKind::Delete);
+    assert_eq!(last[1].prev_kv.as_ref().unwrap().value, b"2");
+    assert_eq!(batches[1].events[0].prev_kv.as_ref().unwrap().value, b"1");
+}
+
+#[test]
+fn a_txn_writing_one_key_twice_is_invalid() {
+    let dup = Txn { success: vec![Op::put("a", "1"), Op::put("a", "2")], ..Default::default() };
+    assert!(matches!(validate_txn(&dup), Err(StoreError::InvalidArgument(_))));
+    let overlap = Txn {
+        success: vec![Op::put("a/1", "1"), Op::Delete { keys: KeySet::Prefix(b"a/".to_vec()) }],
+        ..Default::default()
+    };
+    assert!(validate_txn(&overlap).is_err());
+    assert!(validate_txn(&Txn::put("a", "1")).is_ok());
+}

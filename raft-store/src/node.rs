@@ -1,0 +1,505 @@
+//! One store member: opens storage, runs openraft and the gRPC server, and offers the store
+//! API (transactions, ranges, watches, compaction, membership) to the rest of Flotilla.
+//!
+//! Writes go through the leader: a member that is not the leader forwards the request over
+//! gRPC. Reads are served locally, after a read-index round trip when linearizable.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, Raft, ServerState};
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+use crate::error::{Result, StoreError};
+use crate::log_store::LogStore;
+use crate::mvcc::{decode, encode, validate_txn, Mvcc};
+use crate::network::{self, Network};
+use crate::proto::kv_client::KvClient;
+use crate::proto::Blob;
+use crate::state_machine::StateMachine;
+use crate::types::*;
+use crate::watch::WatchHub;
+
+/// How a member runs. `Default` gives timings suited to members on one machine or a LAN.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub id: NodeId,
+    pub data_dir: PathBuf,
+    /// Where the gRPC server binds; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Address other members and clients use; defaults to the bound address.
+    pub advertise: Option<String>,
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many new log entries.
+    pub snapshot_after_logs: u64,
+    /// Log entries kept behind a snapshot, so slightly lagging members need no snapshot.
+    pub logs_kept_after_snapshot: u64,
+    /// Automatic compaction of MVCC history; `None` turns it off.
+    pub compaction: Option<CompactionPolicy>,
+    /// How long a write or read waits for a leader before giving up.
+    pub request_timeout: Duration,
+}
+
+/// Keep the newest `retain` revisions, checked every `interval` (by the leader).
+#[derive(Debug, Clone, Copy)]
+pub struct CompactionPolicy {
+    pub interval: Duration,
+    pub retain: i64,
+}
+
+impl StoreConfig {
+    pub fn new(id: NodeId, data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
+        StoreConfig {
+            id,
+            data_dir: data_dir.into(),
+            listen,
+            advertise: None,
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 800,
+            snapshot_after_logs: 20_000,
+            logs_kept_after_snapshot: 5_000,
+            compaction: Some(CompactionPolicy { interval: Duration::from_secs(60), retain: 10_000 }),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A running member. Cheap to clone.
+#[derive(Clone)]
+pub struct StoreNode {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: NodeId,
+    addr: String,
+    raft: Raft<TypeConfig>,
+    mvcc: Mvcc,
+    hub: WatchHub,
+    request_timeout: Duration,
+    peers: Mutex<HashMap<String, KvClient<Channel>>>,
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+fn fatal(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("raft stopped: {e}"))
+}
+
+impl StoreNode {
+    /// Opens the data dir, starts Raft and the gRPC server. The member takes part in a
+    /// cluster once [`StoreNode::initialize`] runs somewhere or a leader adds it.
+    pub async fn start(cfg: StoreConfig) -> Result<Self> {
+        let db = crate::db::open(&cfg.data_dir)?;
+        let log_store = LogStore::new(db.clone());
+        let sm = StateMachine::open(db, cfg.data_dir.clone())?;
+        let (mvcc, hub) = (sm.mvcc(), sm.hub());
+        let raft_config = openraft::Config {
+            cluster_name: "flotilla".into(),
+            heartbeat_interval: cfg.heartbeat_ms,
+            election_timeout_min: cfg.election_timeout_min_ms,
+            election_timeout_max: cfg.election_timeout_max_ms,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_after_logs),
+            max_in_snapshot_log_to_keep: cfg.logs_kept_after_snapshot,
+            max_payload_entries: 1024,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| StoreError::InvalidArgument(format!("raft config: {e}")))?;
+        let raft = Raft::new(cfg.id, Arc::new(raft_config), Network, log_store, sm).await.map_err(fatal)?;
+
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("bind {}: {e}", cfg.listen)))?;
+        let bound = listener.local_addr().map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let addr = cfg.advertise.clone().unwrap_or_else(|| bound.to_string());
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let node = StoreNode {
+            inner: Arc::new(Inner {
+                id: cfg.id,
+                addr,
+                raft,
+                mvcc,
+                hub,
+                request_timeout: cfg.request_timeout,
+                peers: Mutex::new(HashMap::new()),
+                stop: Mutex::new(Some(stop_tx)),
+                tasks: Mutex::new(Vec::new()),
+            }),
+        };
+        let server = tokio::spawn(crate::server::serve(node.clone(), listener, stop_rx));
+        let mut tasks = vec![server];
+        if let Some(policy) = cfg.compaction {
+            tasks.push(tokio::spawn(compaction_loop(node.clone(), policy)));
+        }
+        *node.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
+        tracing::info!(id = cfg.id, addr = %node.addr(), dir = %cfg.data_dir.display(), "store member started");
+        Ok(node)
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    /// The gRPC address of this member.
+    pub fn addr(&self) -> &str {
+        &self.inner.addr
+    }
+
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.inner.raft
+    }
+
+    /// Bootstraps a new cluster with these voting members. Every initial member may call it
+    /// with the same list; a member that already has state ignores it.
+    pub async fn initialize(&self, members: &BTreeMap<NodeId, String>) -> Result<()> {
+        if self.inner.raft.is_initialized().await.map_err(fatal)? {
+            return Ok(());
+        }
+        let nodes: BTreeMap<NodeId, BasicNode> = members.iter().map(|(id, a)| (*id, BasicNode::new(a))).collect();
+        match self.inner.raft.initialize(nodes).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(e)) => {
+                tracing::info!(error = %e, "cluster already initialized");
+                Ok(())
+            }
+            Err(RaftError::Fatal(e)) => Err(fatal(e)),
+        }
+    }
+
+    /// Runs a transaction through the leader.
+    pub async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
+        validate_txn(&txn)?;
+        let started = Instant::now();
+        let result = match self.propose(Command::Txn(txn)).await? {
+            CommandResult::Txn(resp) => Ok(resp),
+            CommandResult::Rejected(r) => Err(r.into()),
+            other => Err(StoreError::Storage(format!("unexpected txn result {other:?}"))),
+        };
+        metrics::histogram!("flotilla_store_txn_seconds").record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// Puts one key unconditionally; returns the new revision.
+    pub async fn put(&self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Result<Revision> {
+        Ok(self.txn(Txn::put(key, value)).await?.revision)
+    }
+
+    /// Compacts history before `revision` on every member.
+    pub async fn compact(&self, revision: Revision) -> Result<Revision> {
+        match self.propose(Command::Compact(revision)).await? {
+            CommandResult::Compacted { revision } => Ok(revision),
+            CommandResult::Rejected(r) => Err(r.into()),
+            other => Err(StoreError::Storage(format!("unexpected compact result {other:?}"))),
+        }
+    }
+
+    /// Proposes a command here if leader, else forwards it to the leader. Retries only while
+    /// the command is known not to be in the log (no leader yet, or leadership moved).
+    async fn propose(&self, cmd: Command) -> Result<CommandResult> {
+        let deadline = Instant::now() + self.inner.request_timeout;
+        loop {
+            let leader = match self.inner.raft.client_write(cmd.clone()).await {
+                Ok(resp) => return Ok(resp.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    f.leader_id.zip(f.leader_node).filter(|(id, _)| *id != self.inner.id)
+                }
+                Err(RaftError::APIError(e)) => return Err(StoreError::InvalidArgument(e.to_string())),
+                Err(RaftError::Fatal(e)) => return Err(StoreError::Indeterminate(format!("raft stopped: {e}"))),
+            };
+            if let Some((leader_id, node)) = &leader {
+                match self.forward(*leader_id, &node.addr, &cmd).await {
+                    Err(StoreError::NotLeader { .. }) | Err(StoreError::Unavailable(_)) => {}
+                    other => return other,
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(StoreError::Unavailable("no leader elected in time".into()));
+            }
+            self.wait_for_leader_change(leader.map(|(id, _)| id), deadline).await;
+        }
+    }
+
+    /// Waits until the known leader differs from `seen` (or briefly, if it does not change).
+    async fn wait_for_leader_change(&self, seen: Option<NodeId>, deadline: Instant) {
+        let mut metrics = self.inner.raft.metrics();
+        let wait = async {
+            loop {
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+                let m = metrics.borrow().clone();
+                if m.current_leader.is_some() && m.current_leader != seen {
+                    return;
+                }
+            }
+        };
+        let cap = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(200));
+        let _ = tokio::time::timeout(cap, wait).await;
+    }
+
+    async fn forward(&self, leader: NodeId, addr: &str, cmd: &Command) -> Result<CommandResult> {
+        let mut client = self.peer(addr)?;
+        let request = |data| tonic::Request::new(Blob { data });
+        let sent = match cmd {
+            Command::Txn(txn) => client.txn(request(encode(txn)?)).await,
+            Command::Compact(rev) => client.compact(request(encode(rev)?)).await,
+        };
+        metrics::counter!("flotilla_store_forwarded_total").increment(1);
+        let blob = match sent {
+            Ok(resp) => resp.into_inner(),
+            // Connection refused: the request never left, so it is safe to retry elsewhere.
+            Err(status) if status.code() == tonic::Code::Unavailable && is_connect_error(&status) => {
+                return Err(StoreError::Unavailable(format!("leader {leader} unreachable: {}", status.message())));
+            }
+            Err(status) => {
+                return Err(StoreError::Indeterminate(format!("forward to leader {leader}: {}", status.message())))
+            }
+        };
+        match cmd {
+            Command::Txn(_) => Ok(CommandResult::Txn(decode::<Result<TxnResponse>>(&blob.data)??)),
+            Command::Compact(_) => Ok(CommandResult::Compacted { revision: decode::<Result<Revision>>(&blob.data)?? }),
+        }
+    }
+
+    fn peer(&self, addr: &str) -> Result<KvClient<Channel>> {
+        let mut peers = self.inner.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = peers.get(addr) {
+            return Ok(c.clone());
+        }
+        let ch =
+            network::channel(addr).map_err(|e| StoreError::Unavailable(format!("bad peer address {addr}: {e}")))?;
+        let client = KvClient::new(ch)
+            .max_decoding_message_size(network::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(network::MAX_MESSAGE_BYTES);
+        peers.insert(addr.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// Reads a key or range. `linearizable` first confirms with the leader that this member
+    /// has applied every write acknowledged before the call; otherwise the member's applied
+    /// state is used as is.
+    pub async fn range(&self, req: RangeRequest, linearizable: bool) -> Result<RangeResponse> {
+        if linearizable {
+            self.wait_read_index().await?;
+        }
+        let mvcc = self.inner.mvcc.clone();
+        tokio::task::spawn_blocking(move || mvcc.range(&req))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
+    }
+
+    /// Gets one key's current value, linearizably.
+    pub async fn get(&self, key: impl Into<Vec<u8>>) -> Result<Option<KeyValue>> {
+        Ok(self.range(RangeRequest::key(key), true).await?.kvs.pop())
+    }
+
+    async fn wait_read_index(&self) -> Result<()> {
+        let deadline = Instant::now() + self.inner.request_timeout;
+        loop {
+            let leader = match self.read_index_local().await {
+                Ok(index) => return self.wait_applied(index, deadline).await,
+                Err(StoreError::NotLeader { leader: Some(id), leader_addr: Some(addr) }) if id != self.inner.id => {
+                    Some((id, addr))
+                }
+                Err(StoreError::NotLeader { .. }) => None,
+                Err(e) => return Err(e),
+            };
+            if let Some((id, addr)) = &leader {
+                let mut client = self.peer(addr)?;
+                match client.read_index(tonic::Request::new(Blob { data: Vec::new() })).await {
+                    Ok(resp) => match decode::<Result<u64>>(&resp.into_inner().data)? {
+                        Ok(index) => return self.wait_applied(index, deadline).await,
+                        Err(StoreError::NotLeader { .. }) => {}
+                        Err(e) => return Err(e),
+                    },
+                    Err(status) => {
+                        tracing::debug!(leader = id, %status, "read index from leader failed")
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(StoreError::Unavailable("no leader confirmed a read index in time".into()));
+            }
+            self.wait_for_leader_change(leader.map(|(id, _)| id), deadline).await;
+        }
+    }
+
+    /// On the leader: confirms leadership with a quorum and returns the log index that a
+    /// linearizable read must see applied.
+    pub async fn read_index_local(&self) -> Result<u64> {
+        match self.inner.raft.get_read_log_id().await {
+            Ok((read_log_id, _)) => Ok(read_log_id.map_or(0, |id| id.index)),
+            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(StoreError::NotLeader { leader: f.leader_id, leader_addr: f.leader_node.map(|n| n.addr) })
+            }
+            Err(RaftError::APIError(e)) => Err(StoreError::Unavailable(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(fatal(e)),
+        }
+    }
+
+    async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<()> {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        self.inner
+            .raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "linearizable read")
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::Unavailable(format!("waiting to apply index {index}: {e}")))
+    }
+
+    /// Watches keys from a revision; see [`WatchHub::watch`].
+    pub fn watch(&self, req: WatchRequest) -> impl Stream<Item = Result<RevisionEvents>> + Send + 'static {
+        self.inner.hub.watch(self.inner.mvcc.clone(), req)
+    }
+
+    /// Waits until this member has applied `revision` (or the deadline passes).
+    pub async fn wait_revision(&self, revision: Revision, timeout: Duration) -> Result<()> {
+        let mut rx = self.inner.hub.revision();
+        tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision))
+            .await
+            .map_err(|_| StoreError::Unavailable(format!("revision {revision} not applied within {timeout:?}")))?
+            .map_err(|_| StoreError::Unavailable("member is shutting down".into()))?;
+        Ok(())
+    }
+
+    /// This member's view of the cluster.
+    pub fn status(&self) -> Result<MemberStatus> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let revs = self.inner.mvcc.revisions()?;
+        let membership = m.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let learners: Vec<NodeId> = membership.learner_ids().collect();
+        let addresses = membership.nodes().map(|(id, n)| (*id, n.addr.clone())).collect();
+        Ok(MemberStatus {
+            id: self.inner.id,
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            applied_index: m.last_applied.map(|l| l.index),
+            revision: revs.current,
+            compact_revision: revs.compacted,
+            voters,
+            learners,
+            addresses,
+        })
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.inner.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// Adds a non-voting member and waits until it has caught up with the log.
+    pub async fn add_learner(&self, id: NodeId, addr: String) -> Result<()> {
+        self.membership_call(MembershipChange::AddLearner(id, addr)).await
+    }
+
+    /// Makes exactly these members the voters; removed voters leave the cluster.
+    pub async fn change_membership(&self, voters: BTreeSet<NodeId>) -> Result<()> {
+        self.membership_call(MembershipChange::SetVoters(voters)).await
+    }
+
+    pub(crate) async fn membership_call(&self, change: MembershipChange) -> Result<()> {
+        let deadline = Instant::now() + self.inner.request_timeout * 3;
+        loop {
+            let result = match &change {
+                MembershipChange::AddLearner(id, addr) => {
+                    self.inner.raft.add_learner(*id, BasicNode::new(addr), true).await.map(|_| ())
+                }
+                MembershipChange::SetVoters(voters) => {
+                    self.inner.raft.change_membership(voters.clone(), false).await.map(|_| ())
+                }
+            };
+            let leader = match result {
+                Ok(()) => return Ok(()),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    f.leader_id.zip(f.leader_node).filter(|(id, _)| *id != self.inner.id)
+                }
+                Err(RaftError::APIError(e)) => return Err(StoreError::InvalidArgument(e.to_string())),
+                Err(RaftError::Fatal(e)) => return Err(fatal(e)),
+            };
+            if let Some((id, node)) = &leader {
+                let mut client = self.peer(&node.addr)?;
+                let data = encode(&change)?;
+                let sent = match &change {
+                    MembershipChange::AddLearner(..) => client.add_learner(tonic::Request::new(Blob { data })).await,
+                    MembershipChange::SetVoters(_) => {
+                        client.change_membership(tonic::Request::new(Blob { data })).await
+                    }
+                };
+                match sent {
+                    Ok(resp) => match decode::<Result<()>>(&resp.into_inner().data)? {
+                        Err(StoreError::NotLeader { .. }) | Err(StoreError::Unavailable(_)) => {}
+                        other => return other,
+                    },
+                    Err(status) => {
+                        tracing::debug!(leader = id, %status, "membership change via leader failed")
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(StoreError::Unavailable("membership change did not reach a leader in time".into()));
+            }
+            self.wait_for_leader_change(leader.map(|(id, _)| id), deadline).await;
+        }
+    }
+
+    /// Stops Raft, the server and background tasks. The data dir can then be reopened.
+    pub async fn shutdown(&self) {
+        if let Some(stop) = self.inner.stop.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = stop.send(());
+        }
+        let tasks: Vec<_> = std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+        if let Err(e) = self.inner.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}
+
+fn is_connect_error(status: &tonic::Status) -> bool {
+    let text = format!("{status:?}").to_lowercase();
+    text.contains("connection refused") || text.contains("tcp connect error")
+}
+
+/// A membership request, as forwarded to the leader.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) enum MembershipChange {
+    AddLearner(NodeId, String),
+    SetVoters(BTreeSet<NodeId>),
+}
+
+/// On the leader, periodically compacts history older than the newest `retain` revisions.
+async fn compaction_loop(node: StoreNode, policy: CompactionPolicy) {
+    let mut tick = tokio::time::interval(policy.interval);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if !node.is_leader() {
+            continue;
+        }
+        let Ok(status) = node.status() else { continue };
+        let target = status.revision - policy.retain;
+        if target > status.compact_revision {
+            match node.compact(target).await {
+                Ok(rev) => tracing::info!(revision = rev, "compacted history"),
+                Err(e) => tracing::warn!(error = %e, "automatic compaction failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The member's gRPC server: Raft traffic from peers and the store API for clients.
+//!
+//! Every payload is decoded defensively: garbage is answered with INVALID_ARGUMENT.
+
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::oneshot;
+use tonic::{Request, Response, Status};
+
+use crate::error::Result;
+use crate::mvcc::encode;
+use crate::network::MAX_MESSAGE_BYTES;
+use crate::node::{MembershipChange, StoreNode};
+use crate::proto::kv_server::{Kv, KvServer};
+use crate::proto::raft_server::{Raft, RaftServer};
+use crate::proto::Blob;
+use crate::types::*;
+
+/// Serves until `stop` fires or the listener fails.
+pub async fn serve(node: StoreNode, listener: tokio::net::TcpListener, stop: oneshot::Receiver<()>) {
+    let svc = Service { node };
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let result = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(
+            RaftServer::new(svc.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            KvServer::new(svc)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(incoming, async {
+            let _ = stop.await;
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "store gRPC server stopped");
+    }
+}
+
+#[derive(Clone)]
+struct Service {
+    node: StoreNode,
+}
+
+fn parse<T: DeserializeOwned>(req: Request<Blob>) -> Result<T, Status> {
+    bincode::deserialize(&req.into_inner().data)
+        .map_err(|e| Status::invalid_argument(format!("undecodable request payload: {e}")))
+}
+
+fn reply<T: Serialize>(value: &T) -> Result<Response<Blob>, Status> {
+    let data = encode(value).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(Blob { data }))
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<Blob, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Raft for Service {
+    async fn append_entries(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let rpc = parse(req)?;
+        reply(&self.node.raft().append_entries(rpc).await)
+    }
+
+    async fn vote(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let rpc = parse(req)?;
+        reply(&self.node.raft().vote(rpc).await)
+    }
+
+    async fn install_snapshot(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let rpc = parse(req)?;
+        reply(&self.node.raft().install_snapshot(rpc).await)
+    }
+}
+
+#[tonic::async_trait]
+impl Kv for Service {
+    async fn txn(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let txn: Txn = parse(req)?;
+        reply(&self.node.txn(txn).await)
+    }
+
+    async fn range(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let (range, linearizable): (RangeRequest, bool) = parse(req)?;
+        reply(&self.node.range(range, linearizable).await)
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(&self, req: Request<Blob>) -> Result<Response<Self::WatchStream>, Status> {
+        let watch: WatchRequest = parse(req)?;
+        let stream = self.node.watch(watch).map(|item: Result<RevisionEvents>| {
+            encode(&item).map(|data| Blob { data }).map_err(|e| Status::internal(e.to_string()))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn compact(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let rev: Revision = parse(req)?;
+        reply(&self.node.compact(rev).await)
+    }
+
+    async fn read_index(&self, _req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        reply(&self.node.read_index_local().await)
+    }
+
+    async fn status(&self, _req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        reply(&self.node.status())
+    }
+
+    async fn add_learner(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let change: MembershipChange = parse(req)?;
+        if !matches!(change, MembershipChange::AddLearner(..)) {
+            return Err(Status::invalid_argument("AddLearner expects an AddLearner payload"));
+        }
+        reply(&self.node.membership_call(change).await)
+    }
+
+    async fn change_membership(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let change: MembershipChange = parse(req)?;
+        if !matches!(change, MembershipChange::SetVoters(_)) {
+            return Err(Status::invalid_argument("ChangeMembership expects a SetVoters payload"));
+        }
+        reply(&self.node.membership_call(change).await)
+    }
+}

@@ -1,0 +1,289 @@
+//! The replicated state machine (openraft's `RaftStateMachine`): applies committed commands
+//! through [`Mvcc`], publishes each revision to watchers, builds and installs snapshots.
+//!
+//! Each entry is applied in its own RocksDB write batch together with the applied log id, so
+//! the stored state always matches the stored `last_applied`. These writes are not fsync'd:
+//! after a crash, openraft re-applies committed entries from the (fsync'd) log.
+//!
+//! A snapshot is a consistent RocksDB snapshot of the state-machine column families,
+//! serialized and kept in `snapshot.bin` in the data dir; openraft sends it in chunks to
+//! members that fell behind the purged log.
+
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership,
+};
+use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
+use serde::{Deserialize, Serialize};
+
+use crate::db::{cf, CF_META, SM_CFS};
+use crate::error::StoreError;
+use crate::mvcc::{decode, encode, Mvcc, Revisions};
+use crate::types::{Command, CommandResult, NodeId, TypeConfig};
+use crate::watch::WatchHub;
+
+const META_APPLIED: &[u8] = b"sm/applied";
+const META_MEMBERSHIP: &[u8] = b"sm/membership";
+/// Every state-machine key in the meta column family starts with this.
+const SM_META_PREFIX: &[u8] = b"sm/";
+const SNAPSHOT_FILE: &str = "snapshot.bin";
+
+type StorageResult<T> = Result<T, StorageError<NodeId>>;
+type Membership = StoredMembership<NodeId, BasicNode>;
+
+fn sm_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+    StorageIOError::write_state_machine(AnyError::new(&e)).into()
+}
+
+/// The serialized content of a snapshot.
+#[derive(Serialize, Deserialize)]
+struct SnapshotData {
+    /// (column family name, key, value) of every state-machine record, meta included.
+    records: Vec<(String, Vec<u8>, Vec<u8>)>,
+}
+
+/// What `snapshot.bin` holds.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    data: Vec<u8>,
+}
+
+pub struct StateMachine {
+    db: Arc<DB>,
+    mvcc: Mvcc,
+    revs: Revisions,
+    last_applied: Option<LogId<NodeId>>,
+    membership: Membership,
+    hub: WatchHub,
+    dir: PathBuf,
+}
+
+impl StateMachine {
+    /// Loads the applied state from the database in `dir`.
+    pub fn open(db: Arc<DB>, dir: PathBuf) -> Result<Self, StoreError> {
+        let mvcc = Mvcc::new(db.clone());
+        let revs = mvcc.revisions()?;
+        let meta = cf(&db, CF_META)?;
+        let last_applied = db.get_cf(meta, META_APPLIED)?.map(|r| decode(&r)).transpose()?.flatten();
+        let membership = db.get_cf(meta, META_MEMBERSHIP)?.map(|r| decode(&r)).transpose()?.unwrap_or_default();
+        let hub = WatchHub::new(revs.current);
+        Ok(StateMachine { db, mvcc, revs, last_applied, membership, hub, dir })
+    }
+
+    pub fn mvcc(&self) -> Mvcc {
+        self.mvcc.clone()
+    }
+
+    pub fn hub(&self) -> WatchHub {
+        self.hub.clone()
+    }
+
+    fn apply_one(&mut self, entry: Entry<TypeConfig>) -> Result<CommandResult, StoreError> {
+        let mut batch = WriteBatch::default();
+        let mut revs = self.revs;
+        let mut published = None;
+        let result = match entry.payload {
+            EntryPayload::Blank => CommandResult::None,
+            EntryPayload::Normal(Command::Txn(txn)) => match self.mvcc.apply_txn(&txn, &mut revs, &mut batch)? {
+                Ok((resp, events)) => {
+                    published = events;
+                    CommandResult::Txn(resp)
+                }
+                Err(rejection) => CommandResult::Rejected(rejection),
+            },
+            EntryPayload::Normal(Command::Compact(rev)) => {
+                match self.mvcc.apply_compact(rev, &mut revs, &mut batch)? {
+                    Ok(revision) => CommandResult::Compacted { revision },
+                    Err(rejection) => CommandResult::Rejected(rejection),
+                }
+            }
+            EntryPayload::Membership(m) => {
+                let membership = StoredMembership::new(Some(entry.log_id), m);
+                batch.put_cf(cf(&self.db, CF_META)?, META_MEMBERSHIP, encode(&membership)?);
+                self.membership = membership;
+                CommandResult::None
+            }
+        };
+        batch.put_cf(cf(&self.db, CF_META)?, META_APPLIED, encode(&Some(entry.log_id))?);
+        self.db.write(batch)?;
+        self.revs = revs;
+        self.last_applied = Some(entry.log_id);
+        if let Some(events) = published {
+            self.hub.publish(events);
+        }
+        Ok(result)
+    }
+
+    fn snapshot_path(&self) -> PathBuf {
+        self.dir.join(SNAPSHOT_FILE)
+    }
+
+    fn install(&mut self, meta: &SnapshotMeta<NodeId, BasicNode>, raw: &[u8]) -> Result<(), StoreError> {
+        let data: SnapshotData = decode(raw)?;
+        let mut batch = WriteBatch::default();
+        let meta_cf = cf(&self.db, CF_META)?;
+        for name in SM_CFS {
+            let handle = cf(&self.db, name)?;
+            for item in self.db.iterator_cf(handle, IteratorMode::Start) {
+                batch.delete_cf(handle, item?.0);
+            }
+        }
+        for item in self.db.prefix_iterator_cf(meta_cf, SM_META_PREFIX) {
+            let (key, _) = item?;
+            if !key.starts_with(SM_META_PREFIX) {
+                break;
+            }
+            batch.delete_cf(meta_cf, key);
+        }
+        for (name, key, value) in &data.records {
+            if name != CF_META && !SM_CFS.contains(&name.as_str()) {
+                return Err(StoreError::Storage(format!("snapshot names unknown column family {name}")));
+            }
+            batch.put_cf(cf(&self.db, name)?, key, value);
+        }
+        batch.put_cf(meta_cf, META_APPLIED, encode(&meta.last_log_id)?);
+        batch.put_cf(meta_cf, META_MEMBERSHIP, encode(&meta.last_membership)?);
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        self.db.write_opt(batch, &sync)?;
+        save_snapshot_file(&self.snapshot_path(), meta, raw)?;
+        self.revs = self.mvcc.revisions()?;
+        self.last_applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        self.hub.reset(self.revs.current);
+        Ok(())
+    }
+}
+
+fn save_snapshot_file(
+    path: &std::path::Path,
+    meta: &SnapshotMeta<NodeId, BasicNode>,
+    raw: &[u8],
+) -> Result<(), StoreError> {
+    let stored = StoredSnapshot { meta: meta.clone(), data: raw.to_vec() };
+    let tmp = path.with_extension("tmp");
+    let io = |e: std::io::Error| StoreError::Storage(format!("write {}: {e}", path.display()));
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(&encode(&stored)?).map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Builds snapshots from a point-in-time view of the database, off the apply path.
+pub struct SnapshotBuilder {
+    db: Arc<DB>,
+    path: PathBuf,
+}
+
+impl SnapshotBuilder {
+    fn build(&self) -> Result<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>), StoreError> {
+        let snap = self.db.snapshot();
+        let meta_cf = cf(&self.db, CF_META)?;
+        let last_applied: Option<LogId<NodeId>> =
+            snap.get_cf(meta_cf, META_APPLIED)?.map(|r| decode(&r)).transpose()?.flatten();
+        let membership: Membership =
+            snap.get_cf(meta_cf, META_MEMBERSHIP)?.map(|r| decode(&r)).transpose()?.unwrap_or_default();
+        let mut records = Vec::new();
+        for name in SM_CFS {
+            for item in snap.iterator_cf(cf(&self.db, name)?, IteratorMode::Start) {
+                let (k, v) = item?;
+                records.push((name.to_string(), k.to_vec(), v.to_vec()));
+            }
+        }
+        for item in snap.iterator_cf(meta_cf, IteratorMode::From(SM_META_PREFIX, rocksdb::Direction::Forward)) {
+            let (k, v) = item?;
+            if !k.starts_with(SM_META_PREFIX) {
+                break;
+            }
+            records.push((CF_META.to_string(), k.to_vec(), v.to_vec()));
+        }
+        let raw = encode(&SnapshotData { records })?;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let snapshot_id = match last_applied {
+            Some(id) => format!("{}-{}-{nanos}", id.leader_id, id.index),
+            None => format!("empty-{nanos}"),
+        };
+        let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id };
+        save_snapshot_file(&self.path, &meta, &raw)?;
+        Ok((meta, raw))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
+        let builder = SnapshotBuilder { db: self.db.clone(), path: self.path.clone() };
+        let (meta, raw) = tokio::task::spawn_blocking(move || builder.build())
+            .await
+            .map_err(|e| StorageError::from(StorageIOError::write_snapshot(None, AnyError::new(&e))))?
+            .map_err(|e| StorageError::from(StorageIOError::write_snapshot(None, AnyError::new(&e))))?;
+        metrics::counter!("flotilla_store_snapshots_built_total").increment(1);
+        tracing::info!(last_log_id = ?meta.last_log_id, bytes = raw.len(), "built snapshot");
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(raw)) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> StorageResult<(Option<LogId<NodeId>>, Membership)> {
+        Ok((self.last_applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<CommandResult>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut out = Vec::new();
+        for entry in entries {
+            let log_id = entry.log_id;
+            let result = self
+                .apply_one(entry)
+                .map_err(|e| StorageError::from(StorageIOError::apply(log_id, AnyError::new(&e))))?;
+            out.push(result);
+        }
+        metrics::counter!("flotilla_store_applied_entries_total").increment(out.len() as u64);
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder { db: self.db.clone(), path: self.snapshot_path() }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<Cursor<Vec<u8>>>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> StorageResult<()> {
+        let raw = snapshot.into_inner();
+        tracing::info!(last_log_id = ?meta.last_log_id, bytes = raw.len(), "installing snapshot");
+        self.install(meta, &raw).map_err(sm_err)?;
+        metrics::counter!("flotilla_store_snapshots_installed_total").increment(1);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
+        let path = self.snapshot_path();
+        let raw = match std::fs::read(&path) {
+            Ok(raw) => raw,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StorageIOError::read_snapshot(None, AnyError::new(&e)).into()),
+        };
+        let stored: StoredSnapshot =
+            decode(&raw).map_err(|e| StorageError::from(StorageIOError::read_snapshot(None, AnyError::new(&e))))?;
+        Ok(Some(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) }))
+    }
+}

@@ -1,0 +1,263 @@
+//! The store's data model: etcd-style keys, revisions, transactions, ranges and watch events.
+
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+/// A global revision: rises by one for every committed transaction that changes something.
+pub type Revision = i64;
+
+/// Raft member id.
+pub type NodeId = u64;
+
+/// A key and its value at some revision, with etcd's per-key counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyValue {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    /// Revision of the change that created this key (since its last deletion).
+    pub create_revision: Revision,
+    /// Revision of the last change to this key.
+    pub mod_revision: Revision,
+    /// Number of changes since creation: 1 after create, +1 per update.
+    pub version: i64,
+}
+
+/// What a [`Compare`] looks at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompareTarget {
+    /// The key's version; 0 when absent. `Version == 0` means "does not exist".
+    Version(i64),
+    CreateRevision(Revision),
+    ModRevision(Revision),
+    Value(Vec<u8>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompareOp {
+    Equal,
+    NotEqual,
+    Greater,
+    Less,
+}
+
+/// One guard of a transaction, evaluated against the current state of one key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compare {
+    pub key: Vec<u8>,
+    pub op: CompareOp,
+    pub target: CompareTarget,
+}
+
+impl Compare {
+    /// True when `key` does not exist (create-if-absent).
+    pub fn absent(key: impl Into<Vec<u8>>) -> Self {
+        Compare { key: key.into(), op: CompareOp::Equal, target: CompareTarget::Version(0) }
+    }
+    /// True when `key` exists.
+    pub fn exists(key: impl Into<Vec<u8>>) -> Self {
+        Compare { key: key.into(), op: CompareOp::Greater, target: CompareTarget::Version(0) }
+    }
+    /// True when `key` was last modified at `rev` (update-if-unchanged).
+    pub fn mod_revision_is(key: impl Into<Vec<u8>>, rev: Revision) -> Self {
+        Compare { key: key.into(), op: CompareOp::Equal, target: CompareTarget::ModRevision(rev) }
+    }
+}
+
+/// Which keys a range or delete covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeySet {
+    /// Exactly one key.
+    Key(Vec<u8>),
+    /// Every key that starts with these bytes (the empty prefix is every key).
+    Prefix(Vec<u8>),
+}
+
+impl KeySet {
+    pub fn contains(&self, key: &[u8]) -> bool {
+        match self {
+            KeySet::Key(k) => k.as_slice() == key,
+            KeySet::Prefix(p) => key.starts_with(p),
+        }
+    }
+}
+
+/// A read of one key or a prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeRequest {
+    pub keys: KeySet,
+    /// Only keys strictly greater than this one (for paging).
+    pub start_after: Option<Vec<u8>>,
+    /// At most this many keys; 0 means no limit.
+    pub limit: u64,
+    /// Read at this past revision; 0 means the current one.
+    pub revision: Revision,
+    /// Return only the count, no key-values.
+    pub count_only: bool,
+    /// Leave values empty.
+    pub keys_only: bool,
+}
+
+impl RangeRequest {
+    pub fn key(key: impl Into<Vec<u8>>) -> Self {
+        Self::new(KeySet::Key(key.into()))
+    }
+    pub fn prefix(prefix: impl Into<Vec<u8>>) -> Self {
+        Self::new(KeySet::Prefix(prefix.into()))
+    }
+    fn new(keys: KeySet) -> Self {
+        RangeRequest { keys, start_after: None, limit: 0, revision: 0, count_only: false, keys_only: false }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeResponse {
+    /// The revision the read was served at.
+    pub revision: Revision,
+    pub kvs: Vec<KeyValue>,
+    /// Number of keys in the whole range (after `start_after`), ignoring `limit`.
+    pub count: u64,
+    /// More keys remain past `limit`.
+    pub more: bool,
+}
+
+/// One operation of a transaction branch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    Put { key: Vec<u8>, value: Vec<u8> },
+    Delete { keys: KeySet },
+    Range(RangeRequest),
+}
+
+impl Op {
+    pub fn put(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
+        Op::Put { key: key.into(), value: value.into() }
+    }
+    pub fn delete(key: impl Into<Vec<u8>>) -> Self {
+        Op::Delete { keys: KeySet::Key(key.into()) }
+    }
+    pub fn get(key: impl Into<Vec<u8>>) -> Self {
+        Op::Range(RangeRequest::key(key))
+    }
+}
+
+/// etcd's transaction: if every compare holds, run `success`, else run `failure`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Txn {
+    pub compare: Vec<Compare>,
+    pub success: Vec<Op>,
+    pub failure: Vec<Op>,
+}
+
+impl Txn {
+    /// An unconditional single put.
+    pub fn put(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
+        Txn { compare: vec![], success: vec![Op::put(key, value)], failure: vec![] }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpResponse {
+    /// The key's previous value, if it existed.
+    Put {
+        prev: Option<KeyValue>,
+    },
+    /// The deleted keys' last values.
+    Delete {
+        deleted: Vec<KeyValue>,
+    },
+    Range(RangeResponse),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnResponse {
+    pub succeeded: bool,
+    /// The store revision after this transaction (unchanged if it wrote nothing).
+    pub revision: Revision,
+    pub responses: Vec<OpResponse>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    Put,
+    Delete,
+}
+
+/// One change to one key. For a delete, `kv` holds the key with `mod_revision` set to the
+/// deleting revision and an empty value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub kind: EventKind,
+    pub kv: KeyValue,
+    pub prev_kv: Option<KeyValue>,
+}
+
+/// All events of one committed revision, in the order the transaction made them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionEvents {
+    pub revision: Revision,
+    pub events: Vec<Event>,
+}
+
+/// What a watch stream yields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchRequest {
+    pub keys: KeySet,
+    /// First revision to deliver; 0 means "changes after now".
+    pub start_revision: Revision,
+}
+
+/// A member's own view of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    pub id: NodeId,
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    /// Store revision of the applied state.
+    pub revision: Revision,
+    pub compact_revision: Revision,
+    /// Voting members.
+    pub voters: Vec<NodeId>,
+    /// Non-voting members (learners).
+    pub learners: Vec<NodeId>,
+    /// Member id -> gRPC address.
+    pub addresses: Vec<(NodeId, String)>,
+}
+
+/// A command replicated through the Raft log and applied by every member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    Txn(Txn),
+    /// Forget history before this revision.
+    Compact(Revision),
+}
+
+/// The state machine's answer to a [`Command`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResult {
+    Txn(TxnResponse),
+    Compacted {
+        revision: Revision,
+    },
+    /// The command was valid Raft-wise but rejected by the state machine (same on every member).
+    Rejected(crate::error::Rejection),
+    /// Membership changes and blank entries produce no result for clients.
+    None,
+}
+
+impl Default for CommandResult {
+    fn default() -> Self {
+        CommandResult::None
+    }
+}
+
+openraft::declare_raft_types!(
+    /// openraft type parameters for the store.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResult,
+        NodeId = NodeId,
+        Node = openraft::BasicNode,
+);
