@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::Stream;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{BasicNode, Raft, ServerState};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
@@ -424,6 +424,14 @@ impl StoreNode {
                 Ok(()) => return Ok(()),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                     f.leader_id.zip(f.leader_node).filter(|(id, _)| *id != self.inner.id)
+                }
+                // The previous change is still being committed: wait for it, then retry.
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(_))))
+                    if Instant::now() < deadline =>
+                {
+                    let mut metrics = self.inner.raft.metrics();
+                    let _ = tokio::time::timeout(Duration::from_millis(100), metrics.changed()).await;
+                    continue;
                 }
                 Err(RaftError::APIError(e)) => return Err(StoreError::InvalidArgument(e.to_string())),
                 Err(RaftError::Fatal(e)) => return Err(fatal(e)),

@@ -1,0 +1,244 @@
+//! In-process clusters: election, writes through any member, linearizable reads, watches
+//! on followers, restart and catch-up (by log and by snapshot), and membership changes.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::{collect_watch, TestCluster, DEADLINE};
+use raft_store::*;
+
+fn value(kv: &Option<KeyValue>) -> Option<String> {
+    kv.as_ref().map(|kv| String::from_utf8(kv.value.clone()).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_elect_a_leader_and_accept_writes_through_any_member() {
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.followers(leader)[0];
+
+    let r1 = cluster.node(leader).put("/k/via-leader", "1").await.unwrap();
+    let r2 = cluster.node(follower).put("/k/via-follower", "2").await.unwrap();
+    assert_eq!(r2, r1 + 1, "each write raises the revision by one");
+
+    // A linearizable read on every member sees both writes right after they were acknowledged.
+    for node in cluster.nodes.values() {
+        assert_eq!(value(&node.get("/k/via-leader").await.unwrap()).as_deref(), Some("1"), "member {}", node.id());
+        assert_eq!(value(&node.get("/k/via-follower").await.unwrap()).as_deref(), Some("2"), "member {}", node.id());
+        let all = node.range(RangeRequest::prefix("/k/"), true).await.unwrap();
+        assert_eq!((all.count, all.revision), (2, r2));
+    }
+
+    // Conditional writes are decided once, by the state machine, whichever member is asked.
+    let create = |v: &str| Txn {
+        compare: vec![Compare::absent("/k/once")],
+        success: vec![Op::put("/k/once", v)],
+        failure: vec![],
+    };
+    let a = cluster.node(leader).txn(create("a")).await.unwrap();
+    let b = cluster.node(follower).txn(create("b")).await.unwrap();
+    assert!(a.succeeded && !b.succeeded);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_on_a_follower_sees_exactly_the_committed_events_in_order() {
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.followers(leader)[1];
+    let mut expected = Vec::new();
+    for i in 0..30 {
+        let writer = cluster.node(if i % 2 == 0 { leader } else { follower });
+        let key = format!("/w/{}", i % 7);
+        let rev = if i % 5 == 4 {
+            writer.txn(Txn { success: vec![Op::delete(key.clone())], ..Default::default() }).await.unwrap().revision
+        } else {
+            writer.put(key.clone(), format!("v{i}")).await.unwrap()
+        };
+        writer.put("/other/noise", format!("{i}")).await.unwrap();
+        expected.push((rev, key));
+    }
+    let last = expected.last().unwrap().0;
+    let seen = collect_watch(
+        cluster.node(follower),
+        WatchRequest { keys: KeySet::Prefix(b"/w/".to_vec()), start_revision: 1 },
+        last,
+    )
+    .await;
+    let got: Vec<(Revision, String)> = seen
+        .iter()
+        .flat_map(|b| b.events.iter().map(move |e| (b.revision, String::from_utf8(e.kv.key.clone()).unwrap())))
+        .collect();
+    // Deletes of absent keys change nothing and make no event.
+    let expected: Vec<_> = expected.into_iter().filter(|(rev, _)| seen.iter().any(|b| b.revision == *rev)).collect();
+    assert_eq!(got, expected);
+    assert!(got.len() >= 24, "most writes produce events: {}", got.len());
+
+    // A live watch started now sees the next change, once.
+    let next = cluster.node(leader).put("/w/live", "x").await.unwrap();
+    let live = collect_watch(
+        cluster.node(follower),
+        WatchRequest { keys: KeySet::Prefix(b"/w/".to_vec()), start_revision: next },
+        next,
+    )
+    .await;
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].events[0].kv.value, b"x");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_member_catches_up_from_the_log() {
+    let mut cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let victim = cluster.followers(leader)[0];
+    cluster.node(leader).put("/r/before", "1").await.unwrap();
+    cluster.stop(victim).await;
+    let mut last = 0;
+    for i in 0..20 {
+        last = cluster.node(leader).put(format!("/r/{i}"), "x").await.unwrap();
+    }
+    let node = cluster.restart(victim).await;
+    node.wait_revision(last, DEADLINE).await.unwrap();
+    let all = node.range(RangeRequest::prefix("/r/"), false).await.unwrap();
+    assert_eq!(all.count, 21);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_behind_the_purged_log_catches_up_by_snapshot_after_compaction() {
+    let mut cluster = TestCluster::start_with(3, |cfg| {
+        cfg.snapshot_after_logs = 20;
+        cfg.logs_kept_after_snapshot = 0;
+    })
+    .await;
+    let leader = cluster.leader().await;
+    let victim = cluster.followers(leader)[0];
+    cluster.stop(victim).await;
+    let mut last = 0;
+    for i in 0..60 {
+        last = cluster.node(leader).put(format!("/s/{}", i % 10), format!("v{i}")).await.unwrap();
+    }
+    cluster.node(leader).compact(last - 5).await.unwrap();
+    // Make sure the leader really purged the log past what the victim has.
+    cluster.node(leader).raft().trigger().snapshot().await.unwrap();
+    cluster
+        .node(leader)
+        .raft()
+        .wait(Some(DEADLINE))
+        .metrics(|m| m.purged.is_some_and(|p| p.index >= 40), "leader purged its log")
+        .await
+        .unwrap();
+
+    let node = cluster.restart(victim).await;
+    node.raft()
+        .wait(Some(DEADLINE))
+        .metrics(|m| m.snapshot.is_some(), "victim installed a snapshot")
+        .await
+        .unwrap();
+    node.wait_revision(last, DEADLINE).await.unwrap();
+    let status = node.status().unwrap();
+    assert_eq!(status.compact_revision, last - 5, "compaction travels with the snapshot");
+    let all = node.range(RangeRequest::prefix("/s/"), false).await.unwrap();
+    assert_eq!(all.count, 10);
+    assert_eq!(value(&all.kvs.into_iter().find(|kv| kv.key == b"/s/9")).as_deref(), Some("v59"));
+    // History before the compaction point is gone there too; after it, watches still work.
+    let err = node.range(RangeRequest { revision: last - 10, ..RangeRequest::prefix("/s/") }, false).await.unwrap_err();
+    assert!(matches!(err, StoreError::Compacted { .. }), "{err:?}");
+    let tail =
+        collect_watch(&node, WatchRequest { keys: KeySet::Prefix(b"/s/".to_vec()), start_revision: last - 5 }, last).await;
+    assert_eq!(tail.len(), 6);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_grows_from_one_to_three_to_five_and_shrinks_to_three() {
+    let mut cluster = TestCluster::start(1).await;
+    let first = cluster.node(1).clone();
+    first.put("/m/0", "x").await.unwrap();
+    for id in 2..=5 {
+        cluster.launch(id, &|cfg| cfg.compaction = None).await;
+    }
+    let addr = |c: &TestCluster, id| c.node(id).addr().to_string();
+
+    for id in [2, 3] {
+        first.add_learner(id, addr(&cluster, id)).await.unwrap();
+    }
+    first.change_membership(BTreeSet::from([1, 2, 3])).await.unwrap();
+    assert_eq!(first.status().unwrap().voters, vec![1, 2, 3]);
+    // Membership changes work through a follower too.
+    for id in [4, 5] {
+        cluster.node(2).add_learner(id, addr(&cluster, id)).await.unwrap();
+    }
+    cluster.node(3).change_membership(BTreeSet::from([1, 2, 3, 4, 5])).await.unwrap();
+    let rev = cluster.node(5).put("/m/5", "x").await.unwrap();
+    for node in cluster.nodes.values() {
+        node.wait_revision(rev, DEADLINE).await.unwrap();
+        assert_eq!(node.status().unwrap().voters, vec![1, 2, 3, 4, 5]);
+    }
+
+    // Shrink to three, removing the original member (often the leader) too.
+    cluster.node(4).change_membership(BTreeSet::from([3, 4, 5])).await.unwrap();
+    cluster.stop(1).await;
+    cluster.stop(2).await;
+    let leader = cluster.leader().await;
+    assert!([3, 4, 5].contains(&leader));
+    let rev = cluster.node(3).put("/m/after", "x").await.unwrap();
+    for node in cluster.nodes.values() {
+        node.wait_revision(rev, DEADLINE).await.unwrap();
+        let status = node.status().unwrap();
+        assert_eq!(status.voters, vec![3, 4, 5]);
+        assert!(status.learners.is_empty());
+        assert_eq!(node.range(RangeRequest::prefix("/m/"), true).await.unwrap().count, 3);
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_member_transport_is_rejected_and_the_cluster_keeps_working() {
+    use raft_store::proto::{kv_client::KvClient, raft_client::RaftClient, Blob};
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let target = format!("http://{}", cluster.node(leader).addr());
+    let junk = || tonic::Request::new(Blob { data: vec![0xde, 0xad, 0xbe, 0xef, 1, 2, 3] });
+
+    let mut raft = RaftClient::connect(target.clone()).await.unwrap();
+    for status in [
+        raft.append_entries(junk()).await.unwrap_err(),
+        raft.vote(junk()).await.unwrap_err(),
+        raft.install_snapshot(junk()).await.unwrap_err(),
+    ] {
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    }
+    let mut kv = KvClient::connect(target).await.unwrap();
+    assert_eq!(kv.txn(junk()).await.unwrap_err().code(), tonic::Code::InvalidArgument);
+    assert_eq!(kv.range(junk()).await.unwrap_err().code(), tonic::Code::InvalidArgument);
+    assert_eq!(kv.add_learner(junk()).await.unwrap_err().code(), tonic::Code::InvalidArgument);
+    // An invalid transaction is refused before it reaches the log.
+    let dup = Txn { success: vec![Op::put("a", "1"), Op::put("a", "2")], ..Default::default() };
+    assert!(matches!(cluster.node(leader).txn(dup).await, Err(StoreError::InvalidArgument(_))));
+
+    let rev = cluster.node(leader).put("/still/works", "yes").await.unwrap();
+    assert!(rev > 0);
+    assert_eq!(cluster.leader().await, leader, "garbage does not disturb the leader");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_member_restarts_with_all_its_data() {
+    let mut cluster = TestCluster::start(1).await;
+    let mut revs = BTreeMap::new();
+    for i in 0..10 {
+        revs.insert(i, cluster.node(1).put(format!("/p/{i}"), format!("{i}")).await.unwrap());
+    }
+    cluster.stop(1).await;
+    let node = cluster.restart(1).await;
+    cluster.leader().await;
+    let all = node.range(RangeRequest::prefix("/p/"), true).await.unwrap();
+    assert_eq!(all.count, 10);
+    assert_eq!(all.revision, revs[&9]);
+    let next = node.put("/p/next", "x").await.unwrap();
+    assert_eq!(next, revs[&9] + 1, "revisions keep rising after a restart");
+    cluster.shutdown().await;
+}

@@ -1,0 +1,136 @@
+//! One shared helper for in-process clusters: members on loopback, each with its own data
+//! dir, that tests stop, restart and reconfigure.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures::StreamExt;
+use raft_store::{NodeId, Revision, RevisionEvents, StoreConfig, StoreNode, WatchRequest};
+
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub struct TestCluster {
+    pub tmp: tempfile::TempDir,
+    /// Running members; a stopped member keeps its config so it can restart.
+    pub nodes: BTreeMap<NodeId, StoreNode>,
+    pub configs: BTreeMap<NodeId, StoreConfig>,
+}
+
+impl TestCluster {
+    /// Starts `n` members (ids 1..=n) and bootstraps them as one cluster.
+    pub async fn start(n: u64) -> Self {
+        Self::start_with(n, |_| {}).await
+    }
+
+    pub async fn start_with(n: u64, tune: impl Fn(&mut StoreConfig)) -> Self {
+        let mut cluster = TestCluster { tmp: tempfile::tempdir().unwrap(), nodes: BTreeMap::new(), configs: BTreeMap::new() };
+        for id in 1..=n {
+            cluster.launch(id, &tune).await;
+        }
+        let members: BTreeMap<NodeId, String> =
+            cluster.nodes.iter().map(|(id, node)| (*id, node.addr().to_string())).collect();
+        for node in cluster.nodes.values() {
+            node.initialize(&members).await.unwrap();
+        }
+        cluster.leader().await;
+        cluster
+    }
+
+    /// Starts a new, uninitialized member (for membership changes).
+    pub async fn launch(&mut self, id: NodeId, tune: &dyn Fn(&mut StoreConfig)) -> StoreNode {
+        let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut cfg = StoreConfig::new(id, self.tmp.path().join(format!("member-{id}")), listen);
+        cfg.heartbeat_ms = 50;
+        cfg.election_timeout_min_ms = 300;
+        cfg.election_timeout_max_ms = 600;
+        cfg.compaction = None;
+        tune(&mut cfg);
+        let node = StoreNode::start(cfg.clone()).await.unwrap();
+        // Restarts must come back on the same address, which peers know it by.
+        cfg.listen = node.addr().parse().unwrap();
+        self.configs.insert(id, cfg);
+        self.nodes.insert(id, node.clone());
+        node
+    }
+
+    pub fn node(&self, id: NodeId) -> &StoreNode {
+        &self.nodes[&id]
+    }
+
+    /// Waits until every running voter agrees on one leader, and returns it.
+    pub async fn leader(&self) -> NodeId {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let views: Vec<_> = self
+                .nodes
+                .values()
+                .map(|n| n.status().unwrap())
+                .filter(|s| s.voters.contains(&s.id))
+                .map(|s| s.leader)
+                .collect();
+            if let Some(Some(leader)) = views.first() {
+                if views.iter().all(|v| *v == Some(*leader)) && self.nodes.contains_key(leader) {
+                    return *leader;
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no agreed leader: {views:?}");
+            // Wake on the next metrics change of any member instead of sleeping.
+            let mut changes: Vec<_> = self.nodes.values().map(|n| n.raft().metrics()).collect();
+            let any = futures::future::select_all(changes.iter_mut().map(|m| Box::pin(m.changed())));
+            let _ = tokio::time::timeout(Duration::from_millis(200), any).await;
+        }
+    }
+
+    pub fn followers(&self, leader: NodeId) -> Vec<NodeId> {
+        self.nodes.keys().copied().filter(|id| *id != leader).collect()
+    }
+
+    /// Stops a member, keeping its data dir.
+    pub async fn stop(&mut self, id: NodeId) {
+        let node = self.nodes.remove(&id).expect("member is running");
+        node.shutdown().await;
+        drop(node);
+    }
+
+    /// Restarts a stopped member on its data dir and address.
+    pub async fn restart(&mut self, id: NodeId) -> StoreNode {
+        let cfg = self.configs[&id].clone();
+        // The old database handle may still be closing; retry opening within the deadline.
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        let node = loop {
+            match StoreNode::start(cfg.clone()).await {
+                Ok(node) => break node,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "restart not ready");
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => panic!("restart of member {id} failed: {e}"),
+            }
+        };
+        self.nodes.insert(id, node.clone());
+        node
+    }
+
+    pub async fn shutdown(self) {
+        for node in self.nodes.values() {
+            node.shutdown().await;
+        }
+    }
+}
+
+/// Collects a watch's events until it has seen `until` (inclusive), with a deadline.
+pub async fn collect_watch(node: &StoreNode, req: WatchRequest, until: Revision) -> Vec<RevisionEvents> {
+    let mut stream = Box::pin(node.watch(req));
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while out.last().map_or(true, |b: &RevisionEvents| b.revision < until) {
+        let item = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("watch did not reach revision {until}; got {:?}", out.last().map(|b: &RevisionEvents| b.revision)))
+            .expect("watch stream ended");
+        out.push(item.expect("watch failed"));
+    }
+    out
+}
