@@ -1,1 +1,49 @@
-fn main() {}
+//! The `flotilla` binary: assembles the crates into the commands users run.
+//!
+//! `up` runs the embedded single-node cluster, `server` runs one control-plane member,
+//! `store` pokes a member's store API, `bench` runs the benchmarks kept in the repo.
+
+mod bench;
+mod health;
+mod logging;
+mod member;
+mod store_cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "flotilla", version, about = "A Kubernetes-compatible control plane")]
+struct Cli {
+    /// Log format: text or json.
+    #[arg(long, global = true, default_value = "text", env = "FLOTILLA_LOG_FORMAT")]
+    log_format: logging::Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the embedded single-node cluster: one control-plane member, data in one directory.
+    Up(member::UpArgs),
+    /// Run one member of a (possibly multi-member) control plane.
+    Server(member::ServerArgs),
+    /// Talk to a member's store: status, get, put, membership.
+    Store(store_cmd::StoreArgs),
+    /// Run a benchmark.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Up(args) => member::up(args).await,
+            Command::Server(args) => member::server(args).await,
+            Command::Store(args) => store_cmd::run(args).await,
+            Command::Bench(cmd) => bench::run(cmd).await,
+        }
+    })
+}

@@ -426,9 +426,9 @@ impl StoreNode {
                     f.leader_id.zip(f.leader_node).filter(|(id, _)| *id != self.inner.id)
                 }
                 // The previous change is still being committed: wait for it, then retry.
-                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(_))))
-                    if Instant::now() < deadline =>
-                {
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    ChangeMembershipError::InProgress(_),
+                ))) if Instant::now() < deadline => {
                     let mut metrics = self.inner.raft.metrics();
                     let _ = tokio::time::timeout(Duration::from_millis(100), metrics.changed()).await;
                     continue;

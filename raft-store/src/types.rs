@@ -235,7 +235,7 @@ pub enum Command {
 }
 
 /// The state machine's answer to a [`Command`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandResult {
     Txn(TxnResponse),
     Compacted {
@@ -244,13 +244,8 @@ pub enum CommandResult {
     /// The command was valid Raft-wise but rejected by the state machine (same on every member).
     Rejected(crate::error::Rejection),
     /// Membership changes and blank entries produce no result for clients.
+    #[default]
     None,
-}
-
-impl Default for CommandResult {
-    fn default() -> Self {
-        CommandResult::None
-    }
 }
 
 openraft::declare_raft_types!(

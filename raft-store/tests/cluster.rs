@@ -132,11 +132,7 @@ async fn a_member_behind_the_purged_log_catches_up_by_snapshot_after_compaction(
         .unwrap();
 
     let node = cluster.restart(victim).await;
-    node.raft()
-        .wait(Some(DEADLINE))
-        .metrics(|m| m.snapshot.is_some(), "victim installed a snapshot")
-        .await
-        .unwrap();
+    node.raft().wait(Some(DEADLINE)).metrics(|m| m.snapshot.is_some(), "victim installed a snapshot").await.unwrap();
     node.wait_revision(last, DEADLINE).await.unwrap();
     let status = node.status().unwrap();
     assert_eq!(status.compact_revision, last - 5, "compaction travels with the snapshot");
@@ -147,7 +143,8 @@ async fn a_member_behind_the_purged_log_catches_up_by_snapshot_after_compaction(
     let err = node.range(RangeRequest { revision: last - 10, ..RangeRequest::prefix("/s/") }, false).await.unwrap_err();
     assert!(matches!(err, StoreError::Compacted { .. }), "{err:?}");
     let tail =
-        collect_watch(&node, WatchRequest { keys: KeySet::Prefix(b"/s/".to_vec()), start_revision: last - 5 }, last).await;
+        collect_watch(&node, WatchRequest { keys: KeySet::Prefix(b"/s/".to_vec()), start_revision: last - 5 }, last)
+            .await;
     assert_eq!(tail.len(), 6);
     cluster.shutdown().await;
 }

@@ -25,7 +25,8 @@ impl TestCluster {
     }
 
     pub async fn start_with(n: u64, tune: impl Fn(&mut StoreConfig)) -> Self {
-        let mut cluster = TestCluster { tmp: tempfile::tempdir().unwrap(), nodes: BTreeMap::new(), configs: BTreeMap::new() };
+        let mut cluster =
+            TestCluster { tmp: tempfile::tempdir().unwrap(), nodes: BTreeMap::new(), configs: BTreeMap::new() };
         for id in 1..=n {
             cluster.launch(id, &tune).await;
         }
@@ -128,7 +129,12 @@ pub async fn collect_watch(node: &StoreNode, req: WatchRequest, until: Revision)
     while out.last().map_or(true, |b: &RevisionEvents| b.revision < until) {
         let item = tokio::time::timeout_at(deadline, stream.next())
             .await
-            .unwrap_or_else(|_| panic!("watch did not reach revision {until}; got {:?}", out.last().map(|b: &RevisionEvents| b.revision)))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "watch did not reach revision {until}; got {:?}",
+                    out.last().map(|b: &RevisionEvents| b.revision)
+                )
+            })
             .expect("watch stream ended");
         out.push(item.expect("watch failed"));
     }

@@ -1,0 +1,36 @@
+//! The process-wide Prometheus recorder that every `metrics::counter!` etc. reports to.
+
+use std::time::Duration;
+
+pub use metrics_exporter_prometheus::PrometheusHandle;
+use metrics_exporter_prometheus::{BuildError, PrometheusBuilder};
+
+/// How often histogram samples are folded into their summaries when nobody scrapes.
+const UPKEEP_PERIOD: Duration = Duration::from_secs(5);
+
+/// Errors installing the recorder.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// The recorder could not be built, or a global recorder is already installed.
+    #[error("install prometheus recorder: {0}")]
+    Install(#[from] BuildError),
+    /// The upkeep thread could not be started.
+    #[error("start metrics upkeep thread: {0}")]
+    Upkeep(#[from] std::io::Error),
+}
+
+/// Installs the Prometheus recorder as the global `metrics` recorder and returns the handle
+/// that renders it. Call once per process, before anything records metrics (records made
+/// earlier are lost); a second call fails with [`MetricsError::Install`].
+///
+/// Also starts a small thread that runs the recorder's upkeep, so histogram samples do not
+/// pile up between scrapes (`install_recorder` leaves that to the caller).
+pub fn install_prometheus() -> Result<PrometheusHandle, MetricsError> {
+    let handle = PrometheusBuilder::new().install_recorder()?;
+    let upkeep = handle.clone();
+    std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || loop {
+        std::thread::sleep(UPKEEP_PERIOD);
+        upkeep.run_upkeep();
+    })?;
+    Ok(handle)
+}

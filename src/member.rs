@@ -1,0 +1,175 @@
+//! `flotilla up` and `flotilla server`: run a control-plane member until SIGINT/SIGTERM.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use raft_store::client::StoreClient;
+use raft_store::node::CompactionPolicy;
+use raft_store::{NodeId, StoreConfig, StoreNode};
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Where the cluster keeps its data.
+    #[arg(long, default_value = "./flotilla-data")]
+    data_dir: PathBuf,
+    /// Port of the HTTP endpoints (/livez, /readyz, /metrics; the Kubernetes API later).
+    #[arg(long, default_value_t = 6443)]
+    port: u16,
+    /// Address of the store's gRPC endpoint.
+    #[arg(long, default_value = "127.0.0.1:2380")]
+    store_listen: SocketAddr,
+}
+
+#[derive(clap::Args)]
+pub struct ServerArgs {
+    /// This member's id (unique in the cluster, > 0).
+    #[arg(long)]
+    id: NodeId,
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Address the store's gRPC server binds (member traffic and store clients).
+    #[arg(long, default_value = "127.0.0.1:2380")]
+    listen: SocketAddr,
+    /// Address other members use to reach this one (defaults to --listen).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Bootstrap a new cluster: every initial member gets the same list, `id=host:port,...`.
+    #[arg(long, conflicts_with = "join")]
+    initial_cluster: Option<String>,
+    /// Join an existing cluster through any of its members (`host:port`).
+    #[arg(long)]
+    join: Option<String>,
+    /// Address of the HTTP endpoints (/livez, /readyz, /metrics); off when not given.
+    #[arg(long)]
+    http_addr: Option<SocketAddr>,
+    #[arg(long, default_value_t = 100)]
+    heartbeat_ms: u64,
+    #[arg(long, default_value_t = 400)]
+    election_timeout_min_ms: u64,
+    #[arg(long, default_value_t = 800)]
+    election_timeout_max_ms: u64,
+    /// Build a Raft snapshot after this many log entries.
+    #[arg(long, default_value_t = 20_000)]
+    snapshot_after_logs: u64,
+    /// Automatic compaction: keep this many newest revisions (0 turns compaction off).
+    #[arg(long, default_value_t = 10_000)]
+    compaction_retain: i64,
+    /// Automatic compaction: how often the leader checks, in seconds.
+    #[arg(long, default_value_t = 60)]
+    compaction_interval_secs: u64,
+}
+
+pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let prometheus = api_gateway::install_prometheus()?;
+    let mut cfg = StoreConfig::new(1, args.data_dir.join("store"), args.store_listen);
+    cfg.advertise = Some(args.store_listen.to_string());
+    let node = StoreNode::start(cfg).await.context("starting the store")?;
+    node.initialize(&BTreeMap::from([(1, node.addr().to_string())])).await?;
+    let http: SocketAddr = ([127, 0, 0, 1], args.port).into();
+    let health = crate::health::start(node.clone(), http, prometheus)?;
+    wait_for_leader(&node).await?;
+    eprintln!(
+        "flotilla is up: store at {}, data in {}, health at http://{}/readyz",
+        node.addr(),
+        args.data_dir.display(),
+        health
+    );
+    run_until_signal(node).await
+}
+
+pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    let prometheus = api_gateway::install_prometheus()?;
+    let mut cfg = StoreConfig::new(args.id, args.data_dir.clone(), args.listen);
+    cfg.advertise = args.advertise.clone();
+    cfg.heartbeat_ms = args.heartbeat_ms;
+    cfg.election_timeout_min_ms = args.election_timeout_min_ms;
+    cfg.election_timeout_max_ms = args.election_timeout_max_ms;
+    cfg.snapshot_after_logs = args.snapshot_after_logs;
+    cfg.compaction = (args.compaction_retain > 0).then(|| CompactionPolicy {
+        interval: Duration::from_secs(args.compaction_interval_secs.max(1)),
+        retain: args.compaction_retain,
+    });
+    let node = StoreNode::start(cfg).await.context("starting the store")?;
+    if let Some(list) = &args.initial_cluster {
+        let members = parse_initial_cluster(list)?;
+        if !members.contains_key(&args.id) {
+            bail!("--initial-cluster does not name this member (id {})", args.id);
+        }
+        node.initialize(&members).await?;
+    } else if let Some(seed) = &args.join {
+        join(&node, seed).await?;
+    }
+    if let Some(http) = args.http_addr {
+        let bound = crate::health::start(node.clone(), http, prometheus)?;
+        tracing::info!(%bound, "serving /livez, /readyz, /metrics");
+    }
+    run_until_signal(node).await
+}
+
+/// `1=127.0.0.1:2380,2=127.0.0.1:2381` -> {1: "127.0.0.1:2380", 2: ...}
+pub fn parse_initial_cluster(list: &str) -> anyhow::Result<BTreeMap<NodeId, String>> {
+    let mut out = BTreeMap::new();
+    for part in list.split(',').filter(|p| !p.trim().is_empty()) {
+        let (id, addr) = part.split_once('=').with_context(|| format!("{part:?} is not id=host:port"))?;
+        let id: NodeId = id.trim().parse().with_context(|| format!("member id {id:?} is not a number"))?;
+        if id == 0 || out.insert(id, addr.trim().to_string()).is_some() {
+            bail!("member id {id} is zero or given twice");
+        }
+    }
+    if out.is_empty() {
+        bail!("--initial-cluster is empty");
+    }
+    Ok(out)
+}
+
+/// Adds this member as a learner through `seed`, then makes it a voter.
+async fn join(node: &StoreNode, seed: &str) -> anyhow::Result<()> {
+    let client = StoreClient::new(seed)?;
+    let status = client.status().await.with_context(|| format!("asking {seed} for the cluster's members"))?;
+    if status.voters.contains(&node.id()) {
+        tracing::info!("already a voting member; not joining again");
+        return Ok(());
+    }
+    client.add_learner(node.id(), node.addr()).await.context("adding this member as a learner")?;
+    let voters: BTreeSet<NodeId> = status.voters.iter().copied().chain([node.id()]).collect();
+    client.change_membership(voters).await.context("promoting this member to voter")?;
+    tracing::info!(seed, "joined the cluster");
+    Ok(())
+}
+
+async fn wait_for_leader(node: &StoreNode) -> anyhow::Result<()> {
+    node.raft()
+        .wait(Some(Duration::from_secs(30)))
+        .metrics(|m| m.current_leader.is_some(), "a leader is elected")
+        .await
+        .context("no leader elected")?;
+    Ok(())
+}
+
+async fn run_until_signal(node: StoreNode) -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_cluster_lists_parse_and_bad_ones_are_refused() {
+        let m = parse_initial_cluster("1=127.0.0.1:2380, 2=127.0.0.1:2381").unwrap();
+        assert_eq!(m[&2], "127.0.0.1:2381");
+        for bad in ["", "1", "x=a:1", "0=a:1", "1=a:1,1=b:2"] {
+            assert!(parse_initial_cluster(bad).is_err(), "{bad:?}");
+        }
+    }
+}
