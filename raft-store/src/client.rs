@@ -55,8 +55,12 @@ impl StoreClient {
         };
         let blob = match resp {
             Ok(r) => r.into_inner(),
-            // A write whose connection broke may have been applied.
-            Err(status) if method == Method::Txn && status.code() != tonic::Code::InvalidArgument => {
+            // A write whose connection broke after sending may have been applied.
+            Err(status)
+                if method == Method::Txn
+                    && status.code() != tonic::Code::InvalidArgument
+                    && !crate::node::is_connect_error(&status) =>
+            {
                 return Err(StoreError::Indeterminate(format!("{}: {}", self.addr, status.message())));
             }
             Err(status) => return Err(transport(&self.addr, status)),

@@ -480,7 +480,8 @@ impl StoreNode {
     }
 }
 
-fn is_connect_error(status: &tonic::Status) -> bool {
+/// True when the call failed to connect, so the request was never sent.
+pub(crate) fn is_connect_error(status: &tonic::Status) -> bool {
     let text = format!("{status:?}").to_lowercase();
     text.contains("connection refused") || text.contains("tcp connect error")
 }

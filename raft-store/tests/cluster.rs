@@ -1,6 +1,8 @@
 //! In-process clusters: election, writes through any member, linearizable reads, watches
 //! on followers, restart and catch-up (by log and by snapshot), and membership changes.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

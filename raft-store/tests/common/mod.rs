@@ -1,6 +1,6 @@
 //! One shared helper for in-process clusters: members on loopback, each with its own data
 //! dir, that tests stop, restart and reconfigure.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -126,7 +126,7 @@ pub async fn collect_watch(node: &StoreNode, req: WatchRequest, until: Revision)
     let mut stream = Box::pin(node.watch(req));
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + DEADLINE;
-    while out.last().map_or(true, |b: &RevisionEvents| b.revision < until) {
+    while out.last().is_none_or(|b: &RevisionEvents| b.revision < until) {
         let item = tokio::time::timeout_at(deadline, stream.next())
             .await
             .unwrap_or_else(|_| {

@@ -1,0 +1,185 @@
+//! Runs `flotilla server` members as child processes on loopback ports, with faults:
+//! SIGKILL, SIGSTOP/SIGCONT and restart on the same data dir.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use raft_store::client::StoreClient;
+use raft_store::NodeId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Starting or signalling a process failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The cluster did not reach the wanted state before the deadline.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// A member id the cluster does not know.
+    #[error("no member {0}")]
+    NoMember(NodeId),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A free TCP port on 127.0.0.1 (free when asked; the OS may hand it out again later).
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The `flotilla` binary: `$FLOTILLA_BIN`, else the one cargo built next to the test binary.
+pub fn flotilla_binary() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("FLOTILLA_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    // Test binaries live in target/<profile>/deps; the flotilla binary in target/<profile>.
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "cannot locate the target directory"))?;
+    let bin = profile_dir.join("flotilla");
+    if !bin.exists() {
+        return Err(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{} not found: run `cargo build --bin flotilla` first or set FLOTILLA_BIN", bin.display()),
+        )));
+    }
+    Ok(bin)
+}
+
+struct Member {
+    addr: String,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A multi-process cluster. Dropping it kills every member.
+pub struct FlotillaCluster {
+    bin: PathBuf,
+    members: BTreeMap<NodeId, Member>,
+}
+
+impl FlotillaCluster {
+    /// Starts members 1..=n under `base` (one data dir and log file each), bootstrapped
+    /// together. `extra` arguments go to every member (e.g. election timings).
+    pub fn start(bin: &Path, base: &Path, n: u64, extra: &[&str]) -> Result<Self> {
+        let addrs: BTreeMap<NodeId, String> =
+            (1..=n).map(|id| Ok((id, format!("127.0.0.1:{}", free_port()?)))).collect::<Result<_>>()?;
+        let initial: Vec<String> = addrs.iter().map(|(id, a)| format!("{id}={a}")).collect();
+        let mut cluster = FlotillaCluster { bin: bin.to_path_buf(), members: BTreeMap::new() };
+        for (id, addr) in &addrs {
+            let dir = base.join(format!("member-{id}"));
+            let mut args: Vec<String> = vec![
+                "server".into(),
+                "--id".into(),
+                id.to_string(),
+                "--data-dir".into(),
+                dir.display().to_string(),
+                "--listen".into(),
+                addr.clone(),
+                "--initial-cluster".into(),
+                initial.join(","),
+            ];
+            args.extend(extra.iter().map(|s| s.to_string()));
+            let log = base.join(format!("member-{id}.log"));
+            cluster.members.insert(*id, Member { addr: addr.clone(), args, log, child: None });
+            cluster.spawn(*id)?;
+        }
+        Ok(cluster)
+    }
+
+    fn spawn(&mut self, id: NodeId) -> Result<()> {
+        let member = self.members.get_mut(&id).ok_or(Error::NoMember(id))?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&member.log)?;
+        let child = Command::new(&self.bin)
+            .args(&member.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        member.child = Some(child);
+        Ok(())
+    }
+
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.members.keys().copied().collect()
+    }
+
+    pub fn running(&self) -> Vec<NodeId> {
+        self.members.iter().filter(|(_, m)| m.child.is_some()).map(|(id, _)| *id).collect()
+    }
+
+    pub fn addr(&self, id: NodeId) -> Result<&str> {
+        Ok(&self.members.get(&id).ok_or(Error::NoMember(id))?.addr)
+    }
+
+    pub fn client(&self, id: NodeId) -> Result<StoreClient> {
+        StoreClient::new(self.addr(id)?).map_err(|e| Error::Io(std::io::Error::other(e.to_string())))
+    }
+
+    /// SIGKILL: the member gets no chance to flush or say goodbye.
+    pub fn kill(&mut self, id: NodeId) -> Result<()> {
+        let member = self.members.get_mut(&id).ok_or(Error::NoMember(id))?;
+        if let Some(mut child) = member.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Starts a killed member again on its data dir.
+    pub fn restart(&mut self, id: NodeId) -> Result<()> {
+        self.kill(id)?;
+        self.spawn(id)
+    }
+
+    /// Waits until every running member reports the same leader, which is running.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut tick = tokio::time::interval(Duration::from_millis(25));
+        loop {
+            tick.tick().await;
+            let running = self.running();
+            let mut views = Vec::new();
+            for id in &running {
+                let view = match self.client(*id)?.status().await {
+                    Ok(s) => s.leader,
+                    Err(_) => None,
+                };
+                views.push(view);
+            }
+            if let Some(Some(leader)) = views.first() {
+                if views.iter().all(|v| *v == Some(*leader)) && running.contains(leader) {
+                    return Ok(*leader);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout(format!("members {running:?} agree on no leader: {views:?}")));
+            }
+        }
+    }
+
+    /// The log file of a member, for failure messages.
+    pub fn log_tail(&self, id: NodeId, lines: usize) -> String {
+        let Some(m) = self.members.get(&id) else { return String::new() };
+        let text = std::fs::read_to_string(&m.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for FlotillaCluster {
+    fn drop(&mut self) {
+        for member in self.members.values_mut() {
+            if let Some(mut child) = member.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
