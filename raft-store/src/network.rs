@@ -1,6 +1,9 @@
 //! Raft traffic to other members over gRPC (openraft's `RaftNetwork`), one lazily connected
 //! channel per peer.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -28,20 +31,34 @@ pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
         .connect_lazy())
 }
 
-/// Creates connections to peers for openraft.
+/// Creates connections to peers for openraft. openraft asks for a new client per
+/// replication stream and per leadership check, so channels (HTTP/2 connections, which
+/// multiplex) are cached per address.
 #[derive(Clone, Default)]
-pub struct Network;
+pub struct Network {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl Network {
+    fn channel(&self, addr: &str) -> Result<Channel, String> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ch) = channels.get(addr) {
+            return Ok(ch.clone());
+        }
+        let ch = channel(addr).map_err(|e| e.to_string())?;
+        channels.insert(addr.to_string(), ch.clone());
+        Ok(ch)
+    }
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        let client = channel(&node.addr).map(|ch| {
-            RaftClient::new(ch)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES)
+        let client = self.channel(&node.addr).map(|ch| {
+            RaftClient::new(ch).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES)
         });
-        Connection { target, client: client.map_err(|e| e.to_string()) }
+        Connection { target, client }
     }
 }
 

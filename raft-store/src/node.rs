@@ -115,7 +115,7 @@ impl StoreNode {
         }
         .validate()
         .map_err(|e| StoreError::InvalidArgument(format!("raft config: {e}")))?;
-        let raft = Raft::new(cfg.id, Arc::new(raft_config), Network, log_store, sm).await.map_err(fatal)?;
+        let raft = Raft::new(cfg.id, Arc::new(raft_config), Network::default(), log_store, sm).await.map_err(fatal)?;
 
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
