@@ -3,11 +3,12 @@
 //!
 //! Start at [`node::StoreNode`]: it assembles a member (storage, Raft, gRPC transport) and is
 //! the API the rest of Flotilla uses. The write path, in order:
-//! [`node`] (propose or forward to the leader) -> [`network`] / [`server`] (gRPC between
+//! [`node`] -> [`batcher`] (group commit) -> propose, or forward to the leader -> [`network`] / [`server`] (gRPC between
 //! members) -> [`log_store`] (Raft log in RocksDB, fsync'd) -> [`state_machine`] (apply) ->
 //! [`mvcc`] (transactions, history, events) -> [`watch`] (fan-out to watchers).
 //! [`client`] talks to any member over gRPC from another process.
 
+pub mod batcher;
 pub mod client;
 pub mod db;
 pub mod error;

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use futures::Stream;
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{BasicNode, Raft, ServerState};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tonic::transport::Channel;
 
+use crate::batcher;
 use crate::error::{Result, StoreError};
 use crate::log_store::LogStore;
 use crate::mvcc::{decode, encode, validate_txn, Mvcc};
@@ -87,6 +88,7 @@ struct Inner {
     hub: WatchHub,
     request_timeout: Duration,
     peers: Mutex<HashMap<String, KvClient<Channel>>>,
+    batcher: mpsc::Sender<batcher::Pending>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -123,6 +125,7 @@ impl StoreNode {
         let bound = listener.local_addr().map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let addr = cfg.advertise.clone().unwrap_or_else(|| bound.to_string());
         let (stop_tx, stop_rx) = oneshot::channel();
+        let (batch_tx, batch_rx) = mpsc::channel(batcher::QUEUE);
         let node = StoreNode {
             inner: Arc::new(Inner {
                 id: cfg.id,
@@ -132,12 +135,13 @@ impl StoreNode {
                 hub,
                 request_timeout: cfg.request_timeout,
                 peers: Mutex::new(HashMap::new()),
+                batcher: batch_tx,
                 stop: Mutex::new(Some(stop_tx)),
                 tasks: Mutex::new(Vec::new()),
             }),
         };
         let server = tokio::spawn(crate::server::serve(node.clone(), listener, stop_rx));
-        let mut tasks = vec![server];
+        let mut tasks = vec![server, tokio::spawn(batcher::run(node.clone(), batch_rx))];
         if let Some(policy) = cfg.compaction {
             tasks.push(tokio::spawn(compaction_loop(node.clone(), policy)));
         }
@@ -176,15 +180,17 @@ impl StoreNode {
         }
     }
 
-    /// Runs a transaction through the leader.
+    /// Runs a transaction through the leader (batched with concurrent ones).
     pub async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
         validate_txn(&txn)?;
         let started = Instant::now();
-        let result = match self.propose(Command::Txn(txn)).await? {
-            CommandResult::Txn(resp) => Ok(resp),
-            CommandResult::Rejected(r) => Err(r.into()),
-            other => Err(StoreError::Storage(format!("unexpected txn result {other:?}"))),
-        };
+        let (reply, response) = oneshot::channel();
+        self.inner
+            .batcher
+            .send(batcher::Pending { txn, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("member is shutting down".into()))?;
+        let result = response.await.map_err(|_| StoreError::Indeterminate("member stopped mid-write".into()))?;
         metrics::histogram!("flotilla_store_txn_seconds").record(started.elapsed().as_secs_f64());
         result
     }
@@ -205,7 +211,7 @@ impl StoreNode {
 
     /// Proposes a command here if leader, else forwards it to the leader. Retries only while
     /// the command is known not to be in the log (no leader yet, or leadership moved).
-    async fn propose(&self, cmd: Command) -> Result<CommandResult> {
+    pub(crate) async fn propose(&self, cmd: Command) -> Result<CommandResult> {
         let deadline = Instant::now() + self.inner.request_timeout;
         loop {
             let leader = match self.inner.raft.client_write(cmd.clone()).await {
@@ -249,25 +255,15 @@ impl StoreNode {
 
     async fn forward(&self, leader: NodeId, addr: &str, cmd: &Command) -> Result<CommandResult> {
         let mut client = self.peer(addr)?;
-        let request = |data| tonic::Request::new(Blob { data });
-        let sent = match cmd {
-            Command::Txn(txn) => client.txn(request(encode(txn)?)).await,
-            Command::Compact(rev) => client.compact(request(encode(rev)?)).await,
-        };
+        let sent = client.propose(tonic::Request::new(Blob { data: encode(cmd)? })).await;
         metrics::counter!("flotilla_store_forwarded_total").increment(1);
-        let blob = match sent {
-            Ok(resp) => resp.into_inner(),
+        match sent {
+            Ok(resp) => decode::<Result<CommandResult>>(&resp.into_inner().data)?,
             // Connection refused: the request never left, so it is safe to retry elsewhere.
             Err(status) if status.code() == tonic::Code::Unavailable && is_connect_error(&status) => {
-                return Err(StoreError::Unavailable(format!("leader {leader} unreachable: {}", status.message())));
+                Err(StoreError::Unavailable(format!("leader {leader} unreachable: {}", status.message())))
             }
-            Err(status) => {
-                return Err(StoreError::Indeterminate(format!("forward to leader {leader}: {}", status.message())))
-            }
-        };
-        match cmd {
-            Command::Txn(_) => Ok(CommandResult::Txn(decode::<Result<TxnResponse>>(&blob.data)??)),
-            Command::Compact(_) => Ok(CommandResult::Compacted { revision: decode::<Result<Revision>>(&blob.data)?? }),
+            Err(status) => Err(StoreError::Indeterminate(format!("forward to leader {leader}: {}", status.message()))),
         }
     }
 

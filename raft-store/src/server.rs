@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
 
 use crate::error::Result;
-use crate::mvcc::encode;
+use crate::mvcc::{encode, validate_txn};
 use crate::network::MAX_MESSAGE_BYTES;
 use crate::node::{MembershipChange, StoreNode};
 use crate::proto::kv_server::{Kv, KvServer};
@@ -112,6 +112,18 @@ impl Kv for Service {
     async fn compact(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
         let rev: Revision = parse(req)?;
         reply(&self.node.compact(rev).await)
+    }
+
+    async fn propose(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let cmd: Command = parse(req)?;
+        if let Command::Txns(txns) = &cmd {
+            for txn in txns {
+                if let Err(e) = validate_txn(txn) {
+                    return reply(&Err::<CommandResult, _>(e));
+                }
+            }
+        }
+        reply(&self.node.propose(cmd).await)
     }
 
     async fn read_index(&self, _req: Request<Blob>) -> Result<Response<Blob>, Status> {

@@ -22,13 +22,15 @@ use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 
 use crate::db::{cf, CF_META, SM_CFS};
-use crate::error::StoreError;
+use crate::error::{Rejection, StoreError};
 use crate::mvcc::{decode, encode, Mvcc, Revisions};
-use crate::types::{Command, CommandResult, NodeId, TypeConfig};
+use crate::types::{Command, CommandResult, NodeId, Txn, TxnResponse, TypeConfig};
 use crate::watch::WatchHub;
 
 const META_APPLIED: &[u8] = b"sm/applied";
 const META_MEMBERSHIP: &[u8] = b"sm/membership";
+/// (entry index, position) of the last transaction written from a batched entry.
+const META_APPLIED_TXN: &[u8] = b"sm/applied_txn";
 /// Every state-machine key in the meta column family starts with this.
 const SM_META_PREFIX: &[u8] = b"sm/";
 const SNAPSHOT_FILE: &str = "snapshot.bin";
@@ -60,6 +62,7 @@ pub struct StateMachine {
     revs: Revisions,
     last_applied: Option<LogId<NodeId>>,
     membership: Membership,
+    applied_txn: Option<(u64, usize)>,
     hub: WatchHub,
     dir: PathBuf,
 }
@@ -72,8 +75,9 @@ impl StateMachine {
         let meta = cf(&db, CF_META)?;
         let last_applied = db.get_cf(meta, META_APPLIED)?.map(|r| decode(&r)).transpose()?.flatten();
         let membership = db.get_cf(meta, META_MEMBERSHIP)?.map(|r| decode(&r)).transpose()?.unwrap_or_default();
+        let applied_txn = db.get_cf(meta, META_APPLIED_TXN)?.map(|r| decode(&r)).transpose()?;
         let hub = WatchHub::new(revs.current);
-        Ok(StateMachine { db, mvcc, revs, last_applied, membership, hub, dir })
+        Ok(StateMachine { db, mvcc, revs, last_applied, membership, applied_txn, hub, dir })
     }
 
     pub fn mvcc(&self) -> Mvcc {
@@ -85,39 +89,63 @@ impl StateMachine {
     }
 
     fn apply_one(&mut self, entry: Entry<TypeConfig>) -> Result<CommandResult, StoreError> {
+        let log_id = entry.log_id;
+        let db = self.db.clone();
+        let meta = cf(&db, CF_META)?;
         let mut batch = WriteBatch::default();
-        let mut revs = self.revs;
-        let mut published = None;
         let result = match entry.payload {
             EntryPayload::Blank => CommandResult::None,
-            EntryPayload::Normal(Command::Txn(txn)) => match self.mvcc.apply_txn(&txn, &mut revs, &mut batch)? {
-                Ok((resp, events)) => {
-                    published = events;
-                    CommandResult::Txn(resp)
-                }
-                Err(rejection) => CommandResult::Rejected(rejection),
-            },
+            EntryPayload::Normal(Command::Txns(txns)) => CommandResult::Txns(self.apply_txns(log_id.index, &txns)?),
             EntryPayload::Normal(Command::Compact(rev)) => {
-                match self.mvcc.apply_compact(rev, &mut revs, &mut batch)? {
+                let mut revs = self.revs;
+                let result = match self.mvcc.apply_compact(rev, &mut revs, &mut batch)? {
                     Ok(revision) => CommandResult::Compacted { revision },
                     Err(rejection) => CommandResult::Rejected(rejection),
-                }
+                };
+                self.revs = revs;
+                result
             }
             EntryPayload::Membership(m) => {
-                let membership = StoredMembership::new(Some(entry.log_id), m);
-                batch.put_cf(cf(&self.db, CF_META)?, META_MEMBERSHIP, encode(&membership)?);
+                let membership = StoredMembership::new(Some(log_id), m);
+                batch.put_cf(meta, META_MEMBERSHIP, encode(&membership)?);
                 self.membership = membership;
                 CommandResult::None
             }
         };
-        batch.put_cf(cf(&self.db, CF_META)?, META_APPLIED, encode(&Some(entry.log_id))?);
+        batch.put_cf(meta, META_APPLIED, encode(&Some(log_id))?);
         self.db.write(batch)?;
-        self.revs = revs;
-        self.last_applied = Some(entry.log_id);
-        if let Some(events) = published {
-            self.hub.publish(events);
-        }
+        self.last_applied = Some(log_id);
         Ok(result)
+    }
+
+    /// Applies each transaction in its own write batch, so each one sees the ones before it.
+    /// Each batch also records (entry index, position): after a crash mid-entry, the entry is
+    /// applied again and the transactions already written are skipped, not repeated.
+    fn apply_txns(&mut self, index: u64, txns: &[Txn]) -> Result<Vec<Result<TxnResponse, Rejection>>, StoreError> {
+        let db = self.db.clone();
+        let meta = cf(&db, CF_META)?;
+        let mut results = Vec::with_capacity(txns.len());
+        for (pos, txn) in txns.iter().enumerate() {
+            if self.applied_txn.is_some_and(|(i, p)| i == index && pos <= p) {
+                results.push(Err(Rejection::Replayed));
+                continue;
+            }
+            let mut batch = WriteBatch::default();
+            let mut revs = self.revs;
+            let (result, events) = match self.mvcc.apply_txn(txn, &mut revs, &mut batch)? {
+                Ok((resp, events)) => (Ok(resp), events),
+                Err(rejection) => (Err(rejection), None),
+            };
+            batch.put_cf(meta, META_APPLIED_TXN, encode(&(index, pos))?);
+            self.db.write(batch)?;
+            self.revs = revs;
+            self.applied_txn = Some((index, pos));
+            if let Some(events) = events {
+                self.hub.publish(events);
+            }
+            results.push(result);
+        }
+        Ok(results)
     }
 
     fn snapshot_path(&self) -> PathBuf {
@@ -156,6 +184,8 @@ impl StateMachine {
         self.revs = self.mvcc.revisions()?;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
+        // A snapshot taken mid-entry carries the position reached inside that entry.
+        self.applied_txn = self.db.get_cf(meta_cf, META_APPLIED_TXN)?.map(|r| decode(&r)).transpose()?;
         self.hub.reset(self.revs.current);
         Ok(())
     }
@@ -285,5 +315,59 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let stored: StoredSnapshot =
             decode(&raw).map_err(|e| StorageError::from(StorageIOError::read_snapshot(None, AnyError::new(&e))))?;
         Ok(Some(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, LogId};
+
+    use super::*;
+    use crate::types::{RangeRequest, Txn};
+
+    fn entry(index: u64, txns: Vec<Txn>) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Command::Txns(txns)),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_entry_cut_short_by_a_crash_is_finished_without_repeating_its_transactions() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::open(dir.path()).unwrap();
+        let txns = vec![Txn::put("a", "1"), Txn::put("b", "1"), Txn::put("c", "1")];
+        {
+            // The crash: the first two transactions of entry 7 were written, the entry was not
+            // marked applied.
+            let mut sm = StateMachine::open(db.clone(), dir.path().into()).unwrap();
+            sm.apply_txns(7, &txns[..2]).unwrap();
+        }
+        let mut sm = StateMachine::open(db, dir.path().into()).unwrap();
+        let results = sm.apply([entry(7, txns)]).await.unwrap();
+        let CommandResult::Txns(results) = &results[0] else { panic!("{results:?}") };
+        assert_eq!(results[0], Err(Rejection::Replayed));
+        assert_eq!(results[1], Err(Rejection::Replayed));
+        assert_eq!(results[2].as_ref().unwrap().revision, 3);
+        let all = sm.mvcc().range(&RangeRequest::prefix("")).unwrap();
+        assert_eq!(all.revision, 3, "each transaction applied exactly once");
+        assert!(all.kvs.iter().all(|kv| kv.version == 1));
+        assert_eq!(sm.applied_state().await.unwrap().0.map(|l| l.index), Some(7));
+    }
+
+    #[tokio::test]
+    async fn transactions_in_one_entry_see_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::open(dir.path()).unwrap();
+        let mut sm = StateMachine::open(db, dir.path().into()).unwrap();
+        let create = Txn {
+            compare: vec![crate::types::Compare::absent("k")],
+            success: vec![crate::types::Op::put("k", "v")],
+            failure: vec![],
+        };
+        let results = sm.apply([entry(1, vec![create.clone(), create])]).await.unwrap();
+        let CommandResult::Txns(results) = &results[0] else { panic!("{results:?}") };
+        assert!(results[0].as_ref().unwrap().succeeded);
+        assert!(!results[1].as_ref().unwrap().succeeded, "the second create sees the first");
     }
 }

@@ -229,7 +229,9 @@ pub struct MemberStatus {
 /// A command replicated through the Raft log and applied by every member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    Txn(Txn),
+    /// Transactions applied one after another, each with its own revision. Concurrent
+    /// client transactions share one entry: one fsync'd append for all of them.
+    Txns(Vec<Txn>),
     /// Forget history before this revision.
     Compact(Revision),
 }
@@ -237,7 +239,8 @@ pub enum Command {
 /// The state machine's answer to a [`Command`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandResult {
-    Txn(TxnResponse),
+    /// One result per transaction, in order.
+    Txns(Vec<Result<TxnResponse, crate::error::Rejection>>),
     Compacted {
         revision: Revision,
     },

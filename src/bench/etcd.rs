@@ -16,7 +16,8 @@ pub struct EtcdCluster {
 
 impl EtcdCluster {
     pub async fn start(bin: &Path, base: &Path, members: usize) -> anyhow::Result<Self> {
-        let ports: Vec<(u16, u16)> = (0..members).map(|_| Ok((free_port()?, free_port()?))).collect::<anyhow::Result<_>>()?;
+        let ports: Vec<(u16, u16)> =
+            (0..members).map(|_| Ok((free_port()?, free_port()?))).collect::<anyhow::Result<_>>()?;
         let initial: Vec<String> =
             ports.iter().enumerate().map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}")).collect();
         let mut cluster = EtcdCluster { children: Vec::new(), endpoints: Vec::new() };

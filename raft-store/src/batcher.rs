@@ -1,0 +1,75 @@
+//! Group commit: concurrent transactions on a member are gathered into one Raft entry, so
+//! they share one fsync'd log append and one replication round trip.
+//!
+//! A batch is cut as soon as a proposal slot is free; while `MAX_IN_FLIGHT` batches are
+//! being committed, new transactions queue up and form the next, larger batch. A lone
+//! transaction is proposed at once, so batching adds no latency at low load.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::error::{Result, StoreError};
+use crate::node::StoreNode;
+use crate::types::{Command, CommandResult, Txn, TxnResponse};
+
+/// Batches being proposed at once.
+const MAX_IN_FLIGHT: usize = 4;
+/// At most this many transactions per entry...
+const MAX_TXNS: usize = 1024;
+/// ...and roughly at most this many bytes of values.
+const MAX_BYTES: usize = 4 << 20;
+/// Transactions waiting for a batch before callers feel back-pressure.
+pub const QUEUE: usize = 8192;
+
+pub struct Pending {
+    pub txn: Txn,
+    pub reply: oneshot::Sender<Result<TxnResponse>>,
+}
+
+/// Runs until every sender is gone.
+pub async fn run(node: StoreNode, mut rx: mpsc::Receiver<Pending>) {
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let Some(first) = rx.recv().await else { return };
+        let mut bytes = txn_bytes(&first.txn);
+        let mut batch = vec![first];
+        while batch.len() < MAX_TXNS && bytes < MAX_BYTES {
+            match rx.try_recv() {
+                Ok(next) => {
+                    bytes += txn_bytes(&next.txn);
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        metrics::histogram!("flotilla_store_batch_txns").record(batch.len() as f64);
+        let node = node.clone();
+        tokio::spawn(async move {
+            let (txns, replies): (Vec<Txn>, Vec<_>) = batch.into_iter().map(|p| (p.txn, p.reply)).unzip();
+            match node.propose(Command::Txns(txns)).await {
+                Ok(CommandResult::Txns(results)) if results.len() == replies.len() => {
+                    for (reply, result) in replies.into_iter().zip(results) {
+                        let _ = reply.send(result.map_err(StoreError::from));
+                    }
+                }
+                Ok(other) => {
+                    let e = StoreError::Storage(format!("unexpected result for a batch: {other:?}"));
+                    replies.into_iter().for_each(|r| drop(r.send(Err(e.clone()))));
+                }
+                Err(e) => replies.into_iter().for_each(|r| drop(r.send(Err(e.clone())))),
+            }
+            drop(slot);
+        });
+    }
+}
+
+fn txn_bytes(txn: &Txn) -> usize {
+    use crate::types::Op;
+    let op_bytes = |op: &Op| match op {
+        Op::Put { key, value } => key.len() + value.len(),
+        _ => 64,
+    };
+    txn.success.iter().chain(&txn.failure).map(op_bytes).sum::<usize>() + 16
+}
