@@ -17,6 +17,7 @@ pub mod log_store;
 pub mod mvcc;
 pub mod network;
 pub mod node;
+pub mod read_index;
 pub mod server;
 pub mod state_machine;
 pub mod types;

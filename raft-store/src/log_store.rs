@@ -1,7 +1,13 @@
 //! The Raft log and vote in RocksDB (openraft's `RaftLogStorage`).
 //!
-//! Correctness rules kept here: a vote and appended entries are fsync'd before openraft hears
-//! they are saved; purging writes the purge point first, so a crash never leaves a gap.
+//! Correctness rules kept here: a vote is fsync'd before `save_vote` returns; appended
+//! entries are readable when `append` returns and fsync'd before openraft hears they are
+//! flushed; purging writes the purge point first, so a crash never leaves a gap.
+//!
+//! Appends are written without waiting for the disk; a flusher thread then syncs the
+//! write-ahead log once for every append that queued up meanwhile (group commit), and
+//! reports each one flushed, in order. The Raft core never waits on an fsync, so the leader
+//! replicates to followers while its own disk write is in progress.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -25,6 +31,7 @@ type StorageResult<T> = Result<T, StorageError<NodeId>>;
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
+    flusher: std::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
 }
 
 fn io_err(e: impl std::error::Error + 'static) -> AnyError {
@@ -42,8 +49,11 @@ fn index_key(index: u64) -> [u8; 8] {
 }
 
 impl LogStore {
-    pub fn new(db: Arc<DB>) -> Self {
-        LogStore { db }
+    pub fn new(db: Arc<DB>) -> Result<Self, std::io::Error> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let flush_db = db.clone();
+        std::thread::Builder::new().name("raft-log-flush".into()).spawn(move || flush_loop(&flush_db, &rx))?;
+        Ok(LogStore { db, flusher: tx })
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, AnyError> {
@@ -143,20 +153,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.put_cf(log, index_key(entry.log_id.index), raw);
             n += 1;
         }
-        // One fsync for the whole batch: this is the group commit of concurrent writes.
-        let result = self.db.write_opt(batch, &sync_opts());
+        // Written (readable) now; durable once the flusher has synced the WAL.
+        self.db.write(batch).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
         metrics::counter!("flotilla_store_log_appends_total").increment(1);
         metrics::counter!("flotilla_store_log_entries_total").increment(n);
-        match result {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(StorageIOError::write_logs(io_err(e)).into())
-            }
-        }
+        self.flusher.send(callback).map_err(|_| StorageIOError::write_logs(AnyError::error("log flusher stopped")))?;
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
@@ -177,5 +179,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         batch.delete_range_cf(log, index_key(0), index_key(log_id.index + 1));
         self.db.write_opt(batch, &sync_opts()).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
         Ok(())
+    }
+}
+
+/// Syncs the write-ahead log for every append queued since the last sync, then reports them
+/// flushed in order. Ends when the log store is dropped.
+fn flush_loop(db: &DB, rx: &std::sync::mpsc::Receiver<LogFlushed<TypeConfig>>) {
+    while let Ok(first) = rx.recv() {
+        let mut waiting = vec![first];
+        waiting.extend(rx.try_iter());
+        let result = db.flush_wal(true);
+        metrics::counter!("flotilla_store_wal_syncs_total").increment(1);
+        for callback in waiting {
+            callback.log_io_completed(result.clone().map_err(|e| std::io::Error::other(e.to_string())));
+        }
     }
 }

@@ -16,7 +16,6 @@ use openraft::{BasicNode, Raft, ServerState};
 use tokio::sync::{mpsc, oneshot};
 use tonic::transport::Channel;
 
-use crate::batcher;
 use crate::error::{Result, StoreError};
 use crate::log_store::LogStore;
 use crate::mvcc::{decode, encode, validate_txn, Mvcc};
@@ -26,6 +25,7 @@ use crate::proto::Blob;
 use crate::state_machine::StateMachine;
 use crate::types::*;
 use crate::watch::WatchHub;
+use crate::{batcher, read_index};
 
 /// How a member runs. `Default` gives timings suited to members on one machine or a LAN.
 #[derive(Debug, Clone)]
@@ -89,6 +89,7 @@ struct Inner {
     request_timeout: Duration,
     peers: Mutex<HashMap<String, KvClient<Channel>>>,
     batcher: mpsc::Sender<batcher::Pending>,
+    reads: mpsc::Sender<read_index::Waiter>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -102,7 +103,7 @@ impl StoreNode {
     /// cluster once [`StoreNode::initialize`] runs somewhere or a leader adds it.
     pub async fn start(cfg: StoreConfig) -> Result<Self> {
         let db = crate::db::open(&cfg.data_dir)?;
-        let log_store = LogStore::new(db.clone());
+        let log_store = LogStore::new(db.clone()).map_err(|e| StoreError::Storage(format!("log flusher: {e}")))?;
         let sm = StateMachine::open(db, cfg.data_dir.clone())?;
         let (mvcc, hub) = (sm.mvcc(), sm.hub());
         let raft_config = openraft::Config {
@@ -126,6 +127,7 @@ impl StoreNode {
         let addr = cfg.advertise.clone().unwrap_or_else(|| bound.to_string());
         let (stop_tx, stop_rx) = oneshot::channel();
         let (batch_tx, batch_rx) = mpsc::channel(batcher::QUEUE);
+        let (reads_tx, reads_rx) = mpsc::channel(read_index::QUEUE);
         let node = StoreNode {
             inner: Arc::new(Inner {
                 id: cfg.id,
@@ -136,12 +138,17 @@ impl StoreNode {
                 request_timeout: cfg.request_timeout,
                 peers: Mutex::new(HashMap::new()),
                 batcher: batch_tx,
+                reads: reads_tx,
                 stop: Mutex::new(Some(stop_tx)),
                 tasks: Mutex::new(Vec::new()),
             }),
         };
         let server = tokio::spawn(crate::server::serve(node.clone(), listener, stop_rx));
-        let mut tasks = vec![server, tokio::spawn(batcher::run(node.clone(), batch_rx))];
+        let mut tasks = vec![
+            server,
+            tokio::spawn(batcher::run(node.clone(), batch_rx)),
+            tokio::spawn(read_index::run(node.clone(), reads_rx)),
+        ];
         if let Some(policy) = cfg.compaction {
             tasks.push(tokio::spawn(compaction_loop(node.clone(), policy)));
         }
@@ -214,16 +221,19 @@ impl StoreNode {
     pub(crate) async fn propose(&self, cmd: Command) -> Result<CommandResult> {
         let deadline = Instant::now() + self.inner.request_timeout;
         loop {
-            let leader = match self.inner.raft.client_write(cmd.clone()).await {
-                Ok(resp) => return Ok(resp.data),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                    f.leader_id.zip(f.leader_node).filter(|(id, _)| *id != self.inner.id)
-                }
-                Err(RaftError::APIError(e)) => return Err(StoreError::InvalidArgument(e.to_string())),
-                Err(RaftError::Fatal(e)) => return Err(StoreError::Indeterminate(format!("raft stopped: {e}"))),
+            // Go straight to a leader we know of; ask our own Raft only when we may be it.
+            let leader = match self.remote_leader() {
+                Some(leader) => Some(leader),
+                None => match self.propose_here(cmd.clone()).await {
+                    Err(StoreError::NotLeader { leader: Some(id), leader_addr: Some(addr) }) if id != self.inner.id => {
+                        Some((id, addr))
+                    }
+                    Err(StoreError::NotLeader { .. }) => None,
+                    other => return other,
+                },
             };
-            if let Some((leader_id, node)) = &leader {
-                match self.forward(*leader_id, &node.addr, &cmd).await {
+            if let Some((leader_id, addr)) = &leader {
+                match self.forward(*leader_id, addr, &cmd).await {
                     Err(StoreError::NotLeader { .. }) | Err(StoreError::Unavailable(_)) => {}
                     other => return other,
                 }
@@ -233,6 +243,28 @@ impl StoreNode {
             }
             self.wait_for_leader_change(leader.map(|(id, _)| id), deadline).await;
         }
+    }
+
+    /// Proposes through this member's Raft only; a follower answers `NotLeader` (this is what
+    /// a forwarded proposal runs, so proposals never bounce between members).
+    pub(crate) async fn propose_here(&self, cmd: Command) -> Result<CommandResult> {
+        match self.inner.raft.client_write(cmd).await {
+            Ok(resp) => Ok(resp.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(StoreError::NotLeader { leader: f.leader_id, leader_addr: f.leader_node.map(|n| n.addr) })
+            }
+            Err(RaftError::APIError(e)) => Err(StoreError::InvalidArgument(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(StoreError::Indeterminate(format!("raft stopped: {e}"))),
+        }
+    }
+
+    /// The leader and its address, when it is known and is another member.
+    fn remote_leader(&self) -> Option<(NodeId, String)> {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow();
+        let leader = m.current_leader.filter(|id| *id != self.inner.id)?;
+        let node = m.membership_config.membership().get_node(&leader)?;
+        Some((leader, node.addr.clone()))
     }
 
     /// Waits until the known leader differs from `seen` (or briefly, if it does not change).
@@ -301,20 +333,33 @@ impl StoreNode {
 
     async fn wait_read_index(&self) -> Result<()> {
         let deadline = Instant::now() + self.inner.request_timeout;
+        let (tx, rx) = oneshot::channel();
+        self.inner.reads.send(tx).await.map_err(|_| StoreError::Unavailable("member is shutting down".into()))?;
+        let index = rx.await.map_err(|_| StoreError::Unavailable("member is shutting down".into()))??;
+        self.wait_applied(index, deadline).await
+    }
+
+    /// One read-index round: from our own Raft when leader, else from the leader over gRPC.
+    /// [`read_index::run`] shares each round among all reads that arrived before it began.
+    pub(crate) async fn read_index_round(&self) -> Result<u64> {
+        let deadline = Instant::now() + self.inner.request_timeout;
         loop {
-            let leader = match self.read_index_local().await {
-                Ok(index) => return self.wait_applied(index, deadline).await,
-                Err(StoreError::NotLeader { leader: Some(id), leader_addr: Some(addr) }) if id != self.inner.id => {
-                    Some((id, addr))
-                }
-                Err(StoreError::NotLeader { .. }) => None,
-                Err(e) => return Err(e),
+            let leader = match self.remote_leader() {
+                Some(leader) => Some(leader),
+                None => match self.read_index_local().await {
+                    Ok(index) => return Ok(index),
+                    Err(StoreError::NotLeader { leader: Some(id), leader_addr: Some(addr) }) if id != self.inner.id => {
+                        Some((id, addr))
+                    }
+                    Err(StoreError::NotLeader { .. }) => None,
+                    Err(e) => return Err(e),
+                },
             };
             if let Some((id, addr)) = &leader {
                 let mut client = self.peer(addr)?;
                 match client.read_index(tonic::Request::new(Blob { data: Vec::new() })).await {
                     Ok(resp) => match decode::<Result<u64>>(&resp.into_inner().data)? {
-                        Ok(index) => return self.wait_applied(index, deadline).await,
+                        Ok(index) => return Ok(index),
                         Err(StoreError::NotLeader { .. }) => {}
                         Err(e) => return Err(e),
                     },

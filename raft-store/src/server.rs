@@ -123,7 +123,7 @@ impl Kv for Service {
                 }
             }
         }
-        reply(&self.node.propose(cmd).await)
+        reply(&self.node.propose_here(cmd).await)
     }
 
     async fn read_index(&self, _req: Request<Blob>) -> Result<Response<Blob>, Status> {
