@@ -81,7 +81,7 @@ async fn every_acknowledged_write_survives_a_leader_kill_on_all_three_members() 
         w.await.unwrap();
     }
 
-    let acked = acked.lock().unwrap();
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
     let last = acked.max_revision();
     for id in cluster.ids() {
         let client = cluster.client(id).unwrap();

@@ -86,7 +86,7 @@ mod tests {
 
     #[test]
     fn versions_of_a_key_sort_before_longer_keys_it_prefixes() {
-        let mut keys = vec![hist_key(b"a\0", 1), hist_key(b"a", 9), hist_key(b"ab", 1), hist_key(b"a", 2)];
+        let mut keys = [hist_key(b"a\0", 1), hist_key(b"a", 9), hist_key(b"ab", 1), hist_key(b"a", 2)];
         keys.sort();
         let decoded: Vec<_> = keys.iter().map(|k| decode_hist_key(k).unwrap()).collect();
         assert_eq!(decoded, vec![(b"a".to_vec(), 2), (b"a".to_vec(), 9), (b"a\0".to_vec(), 1), (b"ab".to_vec(), 1)]);

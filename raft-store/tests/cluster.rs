@@ -241,3 +241,30 @@ async fn a_single_member_restarts_with_all_its_data() {
     assert_eq!(next, revs[&9] + 1, "revisions keep rising after a restart");
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_compacts_old_history_automatically_on_every_member() {
+    let cluster = TestCluster::start_with(3, |cfg| {
+        cfg.compaction =
+            Some(raft_store::node::CompactionPolicy { interval: std::time::Duration::from_millis(50), retain: 5 });
+    })
+    .await;
+    let leader = cluster.leader().await;
+    let mut last = 0;
+    for i in 0..30 {
+        last = cluster.node(leader).put(format!("/c/{}", i % 3), format!("{i}")).await.unwrap();
+    }
+    for node in cluster.nodes.values() {
+        // Compaction is a replicated command: wait for each member to apply it.
+        let mut revision = node.raft().metrics();
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while node.status().unwrap().compact_revision < last - 5 {
+            assert!(tokio::time::Instant::now() < deadline, "member {} never compacted", node.id());
+            let _ = tokio::time::timeout_at(deadline, revision.changed()).await;
+        }
+        let old = RangeRequest { revision: last - 10, ..RangeRequest::prefix("/c/") };
+        assert!(matches!(node.range(old, false).await, Err(StoreError::Compacted { .. })));
+        assert_eq!(node.range(RangeRequest::prefix("/c/"), false).await.unwrap().count, 3);
+    }
+    cluster.shutdown().await;
+}

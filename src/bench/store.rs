@@ -34,6 +34,9 @@ pub struct StoreBenchArgs {
     keys: usize,
     #[arg(long, default_value = "/usr/bin/etcd")]
     etcd_bin: PathBuf,
+    /// Send every request to the leader instead of spreading clients over all members.
+    #[arg(long)]
+    leader_only: bool,
     /// Where data dirs and member logs go (a temporary dir by default).
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -48,7 +51,7 @@ enum Target {
 #[derive(Clone)]
 enum Client {
     Flotilla(StoreClient),
-    Etcd(etcd_client::KvClient),
+    Etcd(Box<etcd_client::KvClient>),
 }
 
 impl Client {
@@ -104,9 +107,9 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
             let (_flotilla, _etcd, clients) = match target {
                 Target::Flotilla => {
                     let cluster = FlotillaCluster::start(&me, &base, members as u64, &[])?;
-                    cluster.wait_for_leader(Duration::from_secs(30)).await?;
-                    let clients = cluster
-                        .ids()
+                    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+                    let ids = if args.leader_only { vec![leader] } else { cluster.ids() };
+                    let clients = ids
                         .into_iter()
                         .map(|id| Ok(Client::Flotilla(cluster.client(id)?)))
                         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -116,10 +119,15 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
                     let cluster = EtcdCluster::start(&args.etcd_bin, &base, members).await?;
                     let mut clients = Vec::new();
                     for endpoint in &cluster.endpoints {
-                        let c = etcd_client::Client::connect([format!("http://{endpoint}")], None)
+                        let mut c = etcd_client::Client::connect([format!("http://{endpoint}")], None)
                             .await
                             .with_context(|| format!("connecting to etcd at {endpoint}"))?;
-                        clients.push(Client::Etcd(c.kv_client()));
+                        let status = c.status().await?;
+                        let is_leader = status.header().is_some_and(|h| h.member_id() == status.leader());
+                        if args.leader_only && !is_leader {
+                            continue;
+                        }
+                        clients.push(Client::Etcd(Box::new(c.kv_client())));
                     }
                     (None, Some(cluster), clients)
                 }
