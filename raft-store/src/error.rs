@@ -40,9 +40,6 @@ pub enum Rejection {
     Compacted { requested: Revision, compacted: Revision },
     #[error("required revision {requested} is a future revision (current {current})")]
     FutureRevision { requested: Revision, current: Revision },
-    /// The transaction was applied before a restart; its result went to a caller that is gone.
-    #[error("transaction already applied before a restart")]
-    Replayed,
 }
 
 impl From<Rejection> for StoreError {
@@ -50,7 +47,6 @@ impl From<Rejection> for StoreError {
         match r {
             Rejection::Compacted { requested, compacted } => StoreError::Compacted { requested, compacted },
             Rejection::FutureRevision { requested, current } => StoreError::FutureRevision { requested, current },
-            Rejection::Replayed => StoreError::Indeterminate("transaction replayed after a restart".into()),
         }
     }
 }

@@ -1,9 +1,9 @@
 //! etcd's MVCC model on RocksDB column families: transactions, ranges at a revision, the
 //! per-revision event log that feeds watches, and compaction of history.
 //!
-//! The state machine is the only writer and applies one command at a time; every command's
-//! changes go into one `WriteBatch`, so readers (which use RocksDB snapshots) always see the
-//! state after a whole number of revisions.
+//! The state machine is the only writer. It applies a Raft entry's transactions into one
+//! `WriteBatch`, reading through an [`Overlay`] of the entry's earlier writes, so readers
+//! (which use RocksDB snapshots) always see the state after a whole number of entries.
 
 use std::sync::Arc;
 
@@ -19,7 +19,22 @@ use crate::types::*;
 const META_REVISION: &[u8] = b"sm/revision";
 const META_COMPACTED: &[u8] = b"sm/compacted";
 
-type Snapshot<'a> = SnapshotWithThreadMode<'a, DB>;
+pub type Snapshot<'a> = SnapshotWithThreadMode<'a, DB>;
+
+/// What the entry being applied has written so far, not yet in the database.
+#[derive(Debug, Default)]
+pub struct Overlay {
+    /// key -> current value (`None`: deleted).
+    writes: std::collections::HashMap<Vec<u8>, Option<KeyValue>>,
+    /// The newest revision whose history is in the database (the revision before the entry).
+    settled: Revision,
+}
+
+impl Overlay {
+    pub fn new(settled: Revision) -> Self {
+        Overlay { writes: Default::default(), settled }
+    }
+}
 
 pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     bincode::serialize(v).map_err(|e| StoreError::Storage(format!("encode: {e}")))
@@ -65,17 +80,18 @@ impl Mvcc {
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         let snap = self.db.snapshot();
         let revs = self.revisions_in(&snap)?;
-        self.range_in(&snap, revs, req).map_err(|e| e.into_store_error())
+        self.range_in(&snap, &Overlay::new(revs.current), revs, req).map_err(|e| e.into_store_error())
     }
 
-    fn range_in(&self, snap: &Snapshot<'_>, revs: Revisions, req: &RangeRequest) -> Result<RangeResponse, ReadError> {
-        let at = if req.revision <= 0 { revs.current } else { req.revision };
-        if at > revs.current {
-            return Err(Rejection::FutureRevision { requested: at, current: revs.current }.into());
-        }
-        if req.revision > 0 && at < revs.compacted {
-            return Err(Rejection::Compacted { requested: at, compacted: revs.compacted }.into());
-        }
+    /// Revisions made earlier in the entry being applied are only readable as the current state.
+    fn range_in(
+        &self,
+        snap: &Snapshot<'_>,
+        overlay: &Overlay,
+        revs: Revisions,
+        req: &RangeRequest,
+    ) -> Result<RangeResponse, ReadError> {
+        let at = check_revision(req, overlay.settled, revs)?;
         let mut resp = RangeResponse { revision: at, kvs: Vec::new(), count: 0, more: false };
         let mut visit = |kv: KeyValue| {
             resp.count += 1;
@@ -86,7 +102,7 @@ impl Mvcc {
             resp.kvs.push(kv);
         };
         if at == revs.current {
-            self.scan_current(snap, req, &mut visit)?;
+            self.scan_current(snap, overlay, req, &mut visit)?;
         } else {
             self.scan_history(snap, req, at, &mut visit)?;
         }
@@ -94,7 +110,36 @@ impl Mvcc {
         Ok(resp)
     }
 
-    fn scan_current(&self, snap: &Snapshot<'_>, req: &RangeRequest, visit: &mut dyn FnMut(KeyValue)) -> Result<()> {
+    /// Visits the current value of every key in range, in key order, overlay included.
+    fn scan_current(
+        &self,
+        snap: &Snapshot<'_>,
+        overlay: &Overlay,
+        req: &RangeRequest,
+        visit: &mut dyn FnMut(KeyValue),
+    ) -> Result<()> {
+        let after = |key: &[u8]| req.start_after.as_ref().is_none_or(|a| key > a.as_slice());
+        let touched: Vec<(&Vec<u8>, &Option<KeyValue>)> =
+            overlay.writes.iter().filter(|(k, _)| req.keys.contains(k) && after(k)).collect();
+        if !touched.is_empty() {
+            // Rare (a range or delete over keys this entry already wrote): merge in memory.
+            let mut merged = std::collections::BTreeMap::new();
+            self.scan_stored(snap, req, &mut |kv| {
+                merged.insert(kv.key.clone(), kv);
+            })?;
+            for (key, value) in touched {
+                match value {
+                    Some(kv) => merged.insert(key.clone(), kv.clone()),
+                    None => merged.remove(key),
+                };
+            }
+            merged.into_values().for_each(visit);
+            return Ok(());
+        }
+        self.scan_stored(snap, req, visit)
+    }
+
+    fn scan_stored(&self, snap: &Snapshot<'_>, req: &RangeRequest, visit: &mut dyn FnMut(KeyValue)) -> Result<()> {
         let kv_cf = cf(&self.db, CF_KV)?;
         match &req.keys {
             KeySet::Key(key) => {
@@ -193,35 +238,52 @@ impl Mvcc {
         Ok((out, revs.current))
     }
 
-    /// Applies a transaction: the caller writes `batch` atomically afterwards.
+    /// Applies one transaction of an entry into `batch`, reading `snap` (the state before the
+    /// entry) through `overlay` (the entry's earlier writes), which it then updates. The caller
+    /// writes the batch, and the revision counter, once for the whole entry.
     /// Returns the response and the events of the new revision (none if nothing changed).
     pub fn apply_txn(
         &self,
+        snap: &Snapshot<'_>,
+        overlay: &mut Overlay,
         txn: &Txn,
         revs: &mut Revisions,
         batch: &mut WriteBatch,
     ) -> Result<Result<(TxnResponse, Option<RevisionEvents>), Rejection>> {
-        let snap = self.db.snapshot();
         let kv_cf = cf(&self.db, CF_KV)?;
         let hist = cf(&self.db, CF_HIST)?;
-        let current =
-            |key: &[u8]| -> Result<Option<KeyValue>> { snap.get_cf(kv_cf, key)?.map(|r| decode(&r)).transpose() };
+        let current = |overlay: &Overlay, key: &[u8]| -> Result<Option<KeyValue>> {
+            match overlay.writes.get(key) {
+                Some(value) => Ok(value.clone()),
+                None => snap.get_cf(kv_cf, key)?.map(|r| decode(&r)).transpose(),
+            }
+        };
 
         let mut succeeded = true;
         for c in &txn.compare {
-            if !compare_holds(c, current(&c.key)?.as_ref()) {
+            if !compare_holds(c, current(overlay, &c.key)?.as_ref()) {
                 succeeded = false;
                 break;
             }
         }
         let ops = if succeeded { &txn.success } else { &txn.failure };
+        // Refuse before writing anything: a rejected transaction leaves no trace in the batch.
+        for op in ops {
+            if let Op::Range(req) = op {
+                if let Err(rejection) = check_revision(req, overlay.settled, *revs) {
+                    return Ok(Err(rejection));
+                }
+            }
+        }
         let rev = revs.current + 1;
         let mut events = Vec::new();
         let mut responses = Vec::with_capacity(ops.len());
+        // Reads within the transaction see the state before it (etcd: no key is written twice).
+        let mut writes: Vec<(Vec<u8>, Option<KeyValue>)> = Vec::new();
         for op in ops {
             match op {
                 Op::Put { key, value } => {
-                    let prev = current(key)?;
+                    let prev = current(overlay, key)?;
                     let kv = KeyValue {
                         key: key.clone(),
                         value: value.clone(),
@@ -231,16 +293,18 @@ impl Mvcc {
                     };
                     batch.put_cf(kv_cf, key, encode(&kv)?);
                     batch.put_cf(hist, keys::hist_key(key, rev), encode(&Some(&kv))?);
+                    writes.push((key.clone(), Some(kv.clone())));
                     events.push(Event { kind: EventKind::Put, kv, prev_kv: prev.clone() });
                     responses.push(OpResponse::Put { prev });
                 }
                 Op::Delete { keys: set } => {
                     let mut deleted = Vec::new();
                     let req = RangeRequest { keys: set.clone(), ..RangeRequest::prefix(Vec::new()) };
-                    self.scan_current(&snap, &req, &mut |kv| deleted.push(kv))?;
+                    self.scan_current(snap, overlay, &req, &mut |kv| deleted.push(kv))?;
                     for prev in &deleted {
                         batch.delete_cf(kv_cf, &prev.key);
                         batch.put_cf(hist, keys::hist_key(&prev.key, rev), encode(&None::<KeyValue>)?);
+                        writes.push((prev.key.clone(), None));
                         let tomb = KeyValue {
                             key: prev.key.clone(),
                             value: Vec::new(),
@@ -252,7 +316,7 @@ impl Mvcc {
                     }
                     responses.push(OpResponse::Delete { deleted });
                 }
-                Op::Range(req) => match self.range_in(&snap, *revs, req) {
+                Op::Range(req) => match self.range_in(snap, overlay, *revs, req) {
                     Ok(resp) => responses.push(OpResponse::Range(resp)),
                     Err(ReadError::Rejected(r)) => return Ok(Err(r)),
                     Err(ReadError::Store(e)) => return Err(e),
@@ -262,11 +326,17 @@ impl Mvcc {
         if events.is_empty() {
             return Ok(Ok((TxnResponse { succeeded, revision: revs.current, responses }, None)));
         }
+        overlay.writes.extend(writes);
         let rev_events = RevisionEvents { revision: rev, events };
         batch.put_cf(cf(&self.db, CF_EVENTS)?, keys::revision_key(rev), encode(&rev_events)?);
-        batch.put_cf(cf(&self.db, CF_META)?, META_REVISION, encode(&rev)?);
         revs.current = rev;
         Ok(Ok((TxnResponse { succeeded, revision: rev, responses }, Some(rev_events))))
+    }
+
+    /// Records the revision counter in `batch` (once per entry).
+    pub fn write_revision(&self, revs: &Revisions, batch: &mut WriteBatch) -> Result<()> {
+        batch.put_cf(cf(&self.db, CF_META)?, META_REVISION, encode(&revs.current)?);
+        Ok(())
     }
 
     /// Drops history before `rev`: events older than it, and every version of a key that a
@@ -316,6 +386,19 @@ impl Mvcc {
         revs.compacted = rev;
         Ok(Ok(rev))
     }
+}
+
+/// The revision a range reads at, or why it cannot. `settled`: see [`Overlay`].
+fn check_revision(req: &RangeRequest, settled: Revision, revs: Revisions) -> Result<Revision, Rejection> {
+    let at = if req.revision <= 0 { revs.current } else { req.revision };
+    if at > revs.current || (at > settled && at < revs.current) {
+        // No client can have seen a revision made inside the entry being applied.
+        return Err(Rejection::FutureRevision { requested: at, current: settled });
+    }
+    if req.revision > 0 && at < revs.compacted {
+        return Err(Rejection::Compacted { requested: at, compacted: revs.compacted });
+    }
+    Ok(at)
 }
 
 /// Range reads can fail because of the request (deterministic) or because of storage.

@@ -1,7 +1,7 @@
 //! The replicated state machine (openraft's `RaftStateMachine`): applies committed commands
 //! through [`Mvcc`], publishes each revision to watchers, builds and installs snapshots.
 //!
-//! Each entry is applied in its own RocksDB write batch together with the applied log id, so
+//! Each entry is applied in one RocksDB write batch together with the applied log id, so
 //! the stored state always matches the stored `last_applied`. These writes are not fsync'd:
 //! after a crash, openraft re-applies committed entries from the (fsync'd) log.
 //!
@@ -22,15 +22,13 @@ use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 
 use crate::db::{cf, CF_META, SM_CFS};
-use crate::error::{Rejection, StoreError};
-use crate::mvcc::{decode, encode, Mvcc, Revisions};
-use crate::types::{Command, CommandResult, NodeId, Txn, TxnResponse, TypeConfig};
+use crate::error::StoreError;
+use crate::mvcc::{decode, encode, Mvcc, Overlay, Revisions};
+use crate::types::{Command, CommandResult, NodeId, TypeConfig};
 use crate::watch::WatchHub;
 
 const META_APPLIED: &[u8] = b"sm/applied";
 const META_MEMBERSHIP: &[u8] = b"sm/membership";
-/// (entry index, position) of the last transaction written from a batched entry.
-const META_APPLIED_TXN: &[u8] = b"sm/applied_txn";
 /// Every state-machine key in the meta column family starts with this.
 const SM_META_PREFIX: &[u8] = b"sm/";
 const SNAPSHOT_FILE: &str = "snapshot.bin";
@@ -62,7 +60,6 @@ pub struct StateMachine {
     revs: Revisions,
     last_applied: Option<LogId<NodeId>>,
     membership: Membership,
-    applied_txn: Option<(u64, usize)>,
     hub: WatchHub,
     dir: PathBuf,
 }
@@ -75,9 +72,8 @@ impl StateMachine {
         let meta = cf(&db, CF_META)?;
         let last_applied = db.get_cf(meta, META_APPLIED)?.map(|r| decode(&r)).transpose()?.flatten();
         let membership = db.get_cf(meta, META_MEMBERSHIP)?.map(|r| decode(&r)).transpose()?.unwrap_or_default();
-        let applied_txn = db.get_cf(meta, META_APPLIED_TXN)?.map(|r| decode(&r)).transpose()?;
         let hub = WatchHub::new(revs.current);
-        Ok(StateMachine { db, mvcc, revs, last_applied, membership, applied_txn, hub, dir })
+        Ok(StateMachine { db, mvcc, revs, last_applied, membership, hub, dir })
     }
 
     pub fn mvcc(&self) -> Mvcc {
@@ -88,23 +84,37 @@ impl StateMachine {
         self.hub.clone()
     }
 
+    /// Applies one entry in one write batch, together with the applied log id, so the stored
+    /// state always matches the stored `last_applied`; watchers hear of it once it is written.
     fn apply_one(&mut self, entry: Entry<TypeConfig>) -> Result<CommandResult, StoreError> {
         let log_id = entry.log_id;
         let db = self.db.clone();
         let meta = cf(&db, CF_META)?;
         let mut batch = WriteBatch::default();
+        let mut revs = self.revs;
+        let mut published = Vec::new();
         let result = match entry.payload {
             EntryPayload::Blank => CommandResult::None,
-            EntryPayload::Normal(Command::Txns(txns)) => CommandResult::Txns(self.apply_txns(log_id.index, &txns)?),
-            EntryPayload::Normal(Command::Compact(rev)) => {
-                let mut revs = self.revs;
-                let result = match self.mvcc.apply_compact(rev, &mut revs, &mut batch)? {
-                    Ok(revision) => CommandResult::Compacted { revision },
-                    Err(rejection) => CommandResult::Rejected(rejection),
-                };
-                self.revs = revs;
-                result
+            EntryPayload::Normal(Command::Txns(txns)) => {
+                let snap = db.snapshot();
+                let mut overlay = Overlay::new(revs.current);
+                let mut results = Vec::with_capacity(txns.len());
+                for txn in &txns {
+                    match self.mvcc.apply_txn(&snap, &mut overlay, txn, &mut revs, &mut batch)? {
+                        Ok((resp, events)) => {
+                            published.extend(events);
+                            results.push(Ok(resp));
+                        }
+                        Err(rejection) => results.push(Err(rejection)),
+                    }
+                }
+                self.mvcc.write_revision(&revs, &mut batch)?;
+                CommandResult::Txns(results)
             }
+            EntryPayload::Normal(Command::Compact(rev)) => match self.mvcc.apply_compact(rev, &mut revs, &mut batch)? {
+                Ok(revision) => CommandResult::Compacted { revision },
+                Err(rejection) => CommandResult::Rejected(rejection),
+            },
             EntryPayload::Membership(m) => {
                 let membership = StoredMembership::new(Some(log_id), m);
                 batch.put_cf(meta, META_MEMBERSHIP, encode(&membership)?);
@@ -114,38 +124,12 @@ impl StateMachine {
         };
         batch.put_cf(meta, META_APPLIED, encode(&Some(log_id))?);
         self.db.write(batch)?;
+        self.revs = revs;
         self.last_applied = Some(log_id);
-        Ok(result)
-    }
-
-    /// Applies each transaction in its own write batch, so each one sees the ones before it.
-    /// Each batch also records (entry index, position): after a crash mid-entry, the entry is
-    /// applied again and the transactions already written are skipped, not repeated.
-    fn apply_txns(&mut self, index: u64, txns: &[Txn]) -> Result<Vec<Result<TxnResponse, Rejection>>, StoreError> {
-        let db = self.db.clone();
-        let meta = cf(&db, CF_META)?;
-        let mut results = Vec::with_capacity(txns.len());
-        for (pos, txn) in txns.iter().enumerate() {
-            if self.applied_txn.is_some_and(|(i, p)| i == index && pos <= p) {
-                results.push(Err(Rejection::Replayed));
-                continue;
-            }
-            let mut batch = WriteBatch::default();
-            let mut revs = self.revs;
-            let (result, events) = match self.mvcc.apply_txn(txn, &mut revs, &mut batch)? {
-                Ok((resp, events)) => (Ok(resp), events),
-                Err(rejection) => (Err(rejection), None),
-            };
-            batch.put_cf(meta, META_APPLIED_TXN, encode(&(index, pos))?);
-            self.db.write(batch)?;
-            self.revs = revs;
-            self.applied_txn = Some((index, pos));
-            if let Some(events) = events {
-                self.hub.publish(events);
-            }
-            results.push(result);
+        for events in published {
+            self.hub.publish(events);
         }
-        Ok(results)
+        Ok(result)
     }
 
     fn snapshot_path(&self) -> PathBuf {
@@ -184,8 +168,6 @@ impl StateMachine {
         self.revs = self.mvcc.revisions()?;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        // A snapshot taken mid-entry carries the position reached inside that entry.
-        self.applied_txn = self.db.get_cf(meta_cf, META_APPLIED_TXN)?.map(|r| decode(&r)).transpose()?;
         self.hub.reset(self.revs.current);
         Ok(())
     }
@@ -323,7 +305,7 @@ mod tests {
     use openraft::{CommittedLeaderId, LogId};
 
     use super::*;
-    use crate::types::{RangeRequest, Txn};
+    use crate::types::{KeySet, Op, OpResponse, RangeRequest, Txn};
 
     fn entry(index: u64, txns: Vec<Txn>) -> Entry<TypeConfig> {
         Entry {
@@ -333,26 +315,55 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_entry_cut_short_by_a_crash_is_finished_without_repeating_its_transactions() {
+    async fn an_entry_is_applied_atomically_and_watchers_hear_each_revision() {
         let dir = tempfile::tempdir().unwrap();
         let db = crate::db::open(dir.path()).unwrap();
-        let txns = vec![Txn::put("a", "1"), Txn::put("b", "1"), Txn::put("c", "1")];
-        {
-            // The crash: the first two transactions of entry 7 were written, the entry was not
-            // marked applied.
-            let mut sm = StateMachine::open(db.clone(), dir.path().into()).unwrap();
-            sm.apply_txns(7, &txns[..2]).unwrap();
-        }
-        let mut sm = StateMachine::open(db, dir.path().into()).unwrap();
+        let mut sm = StateMachine::open(db.clone(), dir.path().into()).unwrap();
+        let mut revisions = sm.hub().revision();
+        let txns = vec![Txn::put("a", "1"), Txn::put("b", "1"), Txn::put("a", "2")];
         let results = sm.apply([entry(7, txns)]).await.unwrap();
         let CommandResult::Txns(results) = &results[0] else { panic!("{results:?}") };
-        assert_eq!(results[0], Err(Rejection::Replayed));
-        assert_eq!(results[1], Err(Rejection::Replayed));
-        assert_eq!(results[2].as_ref().unwrap().revision, 3);
-        let all = sm.mvcc().range(&RangeRequest::prefix("")).unwrap();
-        assert_eq!(all.revision, 3, "each transaction applied exactly once");
-        assert!(all.kvs.iter().all(|kv| kv.version == 1));
+        let revs: Vec<_> = results.iter().map(|r| r.as_ref().unwrap().revision).collect();
+        assert_eq!(revs, vec![1, 2, 3], "one revision per transaction");
+        assert_eq!(*revisions.borrow_and_update(), 3);
+        drop(sm);
+        // Reopened from disk: the whole entry and its applied log id are there.
+        let mut sm = StateMachine::open(db, dir.path().into()).unwrap();
         assert_eq!(sm.applied_state().await.unwrap().0.map(|l| l.index), Some(7));
+        let a = sm.mvcc().range(&RangeRequest::key("a")).unwrap().kvs.remove(0);
+        assert_eq!((a.version, a.create_revision, a.mod_revision), (2, 1, 3));
+    }
+
+    #[tokio::test]
+    async fn prefix_reads_and_deletes_see_earlier_writes_of_the_same_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::open(dir.path()).unwrap();
+        let mut sm = StateMachine::open(db, dir.path().into()).unwrap();
+        sm.apply([entry(1, vec![Txn::put("p/stored", "x")])]).await.unwrap();
+        let list = Txn { success: vec![Op::Range(RangeRequest::prefix("p/"))], ..Default::default() };
+        let wipe = Txn { success: vec![Op::Delete { keys: KeySet::Prefix(b"p/".to_vec()) }], ..Default::default() };
+        let results =
+            sm.apply([entry(2, vec![Txn::put("p/new", "y"), list, wipe, Txn::put("p/after", "z")])]).await.unwrap();
+        let CommandResult::Txns(results) = &results[0] else { panic!("{results:?}") };
+        let OpResponse::Range(listed) = &results[1].as_ref().unwrap().responses[0] else { panic!() };
+        assert_eq!(listed.count, 2, "the range sees the put made earlier in the entry");
+        let OpResponse::Delete { deleted } = &results[2].as_ref().unwrap().responses[0] else { panic!() };
+        assert_eq!(deleted.len(), 2, "the delete removes stored and new keys alike");
+        let all = sm.mvcc().range(&RangeRequest::prefix("p/")).unwrap();
+        assert_eq!(all.kvs.iter().map(|kv| kv.key.clone()).collect::<Vec<_>>(), vec![b"p/after".to_vec()]);
+    }
+
+    #[tokio::test]
+    async fn a_rejected_transaction_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::open(dir.path()).unwrap();
+        let mut sm = StateMachine::open(db, dir.path().into()).unwrap();
+        let future = RangeRequest { revision: 99, ..RangeRequest::key("k") };
+        let txn = Txn { success: vec![Op::put("k", "v"), Op::Range(future)], ..Default::default() };
+        let results = sm.apply([entry(1, vec![txn])]).await.unwrap();
+        let CommandResult::Txns(results) = &results[0] else { panic!("{results:?}") };
+        assert!(matches!(results[0], Err(crate::error::Rejection::FutureRevision { .. })));
+        assert_eq!(sm.mvcc().range(&RangeRequest::prefix("")).unwrap().count, 0);
     }
 
     #[tokio::test]

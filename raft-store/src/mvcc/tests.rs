@@ -16,9 +16,17 @@ impl Fixture {
         Fixture { mvcc: Mvcc::new(db.clone()), db, _dir: dir, revs: Revisions::default() }
     }
 
+    /// Applies a transaction as an entry of its own.
     fn txn(&mut self, txn: Txn) -> TxnResponse {
         let mut batch = WriteBatch::default();
-        let (resp, _) = self.mvcc.apply_txn(&txn, &mut self.revs, &mut batch).unwrap().unwrap();
+        let snap = self.db.snapshot();
+        let (resp, _) = self
+            .mvcc
+            .apply_txn(&snap, &mut Overlay::new(self.revs.current), &txn, &mut self.revs, &mut batch)
+            .unwrap()
+            .unwrap();
+        self.mvcc.write_revision(&self.revs, &mut batch).unwrap();
+        drop(snap);
         self.db.write(batch).unwrap();
         resp
     }
