@@ -61,6 +61,7 @@ struct Member {
 /// A multi-process cluster. Dropping it kills every member.
 pub struct FlotillaCluster {
     bin: PathBuf,
+    base: PathBuf,
     members: BTreeMap<NodeId, Member>,
 }
 
@@ -71,26 +72,35 @@ impl FlotillaCluster {
         let addrs: BTreeMap<NodeId, String> =
             (1..=n).map(|id| Ok((id, format!("127.0.0.1:{}", free_port()?)))).collect::<Result<_>>()?;
         let initial: Vec<String> = addrs.iter().map(|(id, a)| format!("{id}={a}")).collect();
-        let mut cluster = FlotillaCluster { bin: bin.to_path_buf(), members: BTreeMap::new() };
+        let mut cluster =
+            FlotillaCluster { bin: bin.to_path_buf(), base: base.to_path_buf(), members: BTreeMap::new() };
         for (id, addr) in &addrs {
-            let dir = base.join(format!("member-{id}"));
-            let mut args: Vec<String> = vec![
-                "server".into(),
-                "--id".into(),
-                id.to_string(),
-                "--data-dir".into(),
-                dir.display().to_string(),
-                "--listen".into(),
-                addr.clone(),
-                "--initial-cluster".into(),
-                initial.join(","),
-            ];
-            args.extend(extra.iter().map(|s| s.to_string()));
-            let log = base.join(format!("member-{id}.log"));
-            cluster.members.insert(*id, Member { addr: addr.clone(), args, log, child: None });
-            cluster.spawn(*id)?;
+            cluster.add(*id, addr.clone(), &["--initial-cluster", &initial.join(",")], extra)?;
         }
         Ok(cluster)
+    }
+
+    /// Starts a new member `id` that joins the running cluster through member `via`.
+    pub fn join(&mut self, id: NodeId, via: NodeId, extra: &[&str]) -> Result<()> {
+        let seed = self.addr(via)?.to_string();
+        self.add(id, format!("127.0.0.1:{}", free_port()?), &["--join", &seed], extra)
+    }
+
+    fn add(&mut self, id: NodeId, addr: String, how: &[&str], extra: &[&str]) -> Result<()> {
+        let dir = self.base.join(format!("member-{id}"));
+        let mut args: Vec<String> = vec![
+            "server".into(),
+            "--id".into(),
+            id.to_string(),
+            "--data-dir".into(),
+            dir.display().to_string(),
+            "--listen".into(),
+            addr.clone(),
+        ];
+        args.extend(how.iter().chain(extra).map(|s| s.to_string()));
+        let log = self.base.join(format!("member-{id}.log"));
+        self.members.insert(id, Member { addr, args, log, child: None });
+        self.spawn(id)
     }
 
     fn spawn(&mut self, id: NodeId) -> Result<()> {

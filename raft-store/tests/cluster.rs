@@ -268,3 +268,35 @@ async fn the_leader_compacts_old_history_automatically_on_every_member() {
     }
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_client_watches_a_follower_over_grpc_and_hears_when_history_is_gone() {
+    use futures::StreamExt;
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.followers(leader)[0];
+    let client = raft_store::client::StoreClient::new(cluster.node(follower).addr()).unwrap();
+    let first = client.put("/g/a", "1").await.unwrap();
+    client.put("/g/b", "1").await.unwrap();
+    let last = client.txn(&Txn { success: vec![Op::delete("/g/a")], ..Default::default() }).await.unwrap().revision;
+
+    let req = WatchRequest { keys: KeySet::Prefix(b"/g/".to_vec()), start_revision: first };
+    let mut stream = Box::pin(client.watch(&req).await.unwrap());
+    let mut seen = Vec::new();
+    while seen.last().is_none_or(|(rev, _)| *rev < last) {
+        let batch = tokio::time::timeout(DEADLINE, stream.next()).await.unwrap().unwrap().unwrap();
+        seen.extend(batch.events.iter().map(|e| (batch.revision, e.kind)));
+    }
+    assert_eq!(seen, vec![(first, EventKind::Put), (first + 1, EventKind::Put), (last, EventKind::Delete)]);
+
+    client.compact(last).await.unwrap();
+    // A linearizable read makes the follower apply everything committed so far, compaction included.
+    client.range(&RangeRequest::key("/g/b"), true).await.unwrap();
+    let stale = WatchRequest { keys: KeySet::Prefix(b"/g/".to_vec()), start_revision: first };
+    let mut stream = Box::pin(client.watch(&stale).await.unwrap());
+    let end = tokio::time::timeout(DEADLINE, stream.next()).await.unwrap().unwrap();
+    assert!(
+        matches!(end, Err(StoreError::Compacted { requested, compacted }) if requested == first && compacted == last)
+    );
+    cluster.shutdown().await;
+}

@@ -1,0 +1,45 @@
+//! `flotilla server --join`: a new process joins a running 3-member cluster online, becomes
+//! a voter, and receives every earlier write.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use chaos::{flotilla_binary, FlotillaCluster};
+use raft_store::RangeRequest;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_member_joins_a_running_cluster_and_becomes_a_voter_with_all_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let timing = ["--heartbeat-ms", "50", "--election-timeout-min-ms", "300", "--election-timeout-max-ms", "600"];
+    let mut cluster = FlotillaCluster::start(&flotilla_binary().unwrap(), tmp.path(), 3, &timing).unwrap();
+    let leader = cluster.wait_for_leader(DEADLINE).await.unwrap();
+    let client = cluster.client(leader).unwrap();
+    for i in 0..50 {
+        client.put(format!("/join/{i}"), "x").await.unwrap();
+    }
+
+    cluster.join(4, 2, &timing).unwrap();
+    let joined = cluster.client(4).unwrap();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        tick.tick().await;
+        if let Ok(status) = joined.status().await {
+            if status.voters == vec![1, 2, 3, 4] && status.leader.is_some() {
+                break;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "member 4 never became a voter:\n{}", cluster.log_tail(4, 30));
+    }
+    // Writes through the new member work, and it holds everything written before it came.
+    client.put("/join/after", "y").await.unwrap();
+    joined.put("/join/via-new", "z").await.unwrap();
+    let all = joined.range(&RangeRequest::prefix("/join/"), true).await.unwrap();
+    assert_eq!(all.count, 52);
+    for id in [1, 2, 3] {
+        assert_eq!(cluster.client(id).unwrap().status().await.unwrap().voters, vec![1, 2, 3, 4]);
+    }
+}
