@@ -199,12 +199,23 @@ pub struct RevisionEvents {
     pub events: Vec<Event>,
 }
 
-/// What a watch stream yields.
+/// Which changes a watch delivers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WatchRequest {
     pub keys: KeySet,
     /// First revision to deliver; 0 means "changes after now".
     pub start_revision: Revision,
+    /// Also report progress: a [`RevisionEvents`] with no events says "nothing for you up to
+    /// this revision". Sent once caught up with stored history, then at most every
+    /// [`crate::watch::PROGRESS_EVERY`] while other keys change.
+    pub progress_notify: bool,
+}
+
+impl WatchRequest {
+    /// Every change under `prefix` from `start_revision` on, without progress reports.
+    pub fn prefix(prefix: impl Into<Vec<u8>>, start_revision: Revision) -> Self {
+        WatchRequest { keys: KeySet::Prefix(prefix.into()), start_revision, progress_notify: false }
+    }
 }
 
 /// A member's own view of the cluster.

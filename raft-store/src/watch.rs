@@ -19,6 +19,8 @@ use crate::types::{Revision, RevisionEvents, WatchRequest};
 const BROADCAST_CAPACITY: usize = 4096;
 /// Buffered batches between a watcher's task and its consumer.
 const STREAM_BUFFER: usize = 256;
+/// How often a watcher with `progress_notify` hears of revisions that did not concern it.
+pub const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 #[derive(Debug, Clone)]
 enum Notice {
@@ -89,6 +91,9 @@ async fn follow(
     out: &mpsc::Sender<Result<RevisionEvents>>,
 ) -> Result<()> {
     let mut next = if req.start_revision > 0 { req.start_revision } else { mvcc.revisions()?.current + 1 };
+    let progress = |revision| Ok(RevisionEvents { revision, events: Vec::new() });
+    let mut last_progress = tokio::time::Instant::now();
+    let mut pending_progress: Option<Revision> = None;
     loop {
         // Catch up from the stored event log. Everything newer arrives on `rx`, which was
         // subscribed before this read.
@@ -104,11 +109,28 @@ async fn follow(
             }
         }
         next = next.max(seen + 1);
+        if req.progress_notify {
+            if out.send(progress(next - 1)).await.is_err() {
+                return Ok(());
+            }
+            last_progress = tokio::time::Instant::now();
+        }
         // Follow live revisions.
         loop {
+            let progress_due = last_progress + PROGRESS_EVERY;
             let notice = tokio::select! {
                 notice = rx.recv() => notice,
                 _ = out.closed() => return Ok(()),
+                // A skipped revision is reported once the rate limit allows, even if no more come.
+                _ = tokio::time::sleep_until(progress_due), if pending_progress.is_some() => {
+                    if let Some(revision) = pending_progress.take() {
+                        last_progress = tokio::time::Instant::now();
+                        if out.send(progress(revision)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    continue;
+                }
             };
             match notice {
                 Ok(Notice::Revision(batch)) => {
@@ -121,10 +143,22 @@ async fn follow(
                     next = batch.revision + 1;
                     let events: Vec<_> =
                         batch.events.iter().filter(|e| req.keys.contains(&e.kv.key)).cloned().collect();
-                    if !events.is_empty()
-                        && out.send(Ok(RevisionEvents { revision: batch.revision, events })).await.is_err()
-                    {
-                        return Ok(());
+                    let item = if !events.is_empty() {
+                        Some(Ok(RevisionEvents { revision: batch.revision, events }))
+                    } else if req.progress_notify && last_progress.elapsed() >= PROGRESS_EVERY {
+                        Some(progress(batch.revision))
+                    } else {
+                        if req.progress_notify {
+                            pending_progress = Some(batch.revision);
+                        }
+                        None
+                    };
+                    if let Some(item) = item {
+                        pending_progress = None;
+                        last_progress = tokio::time::Instant::now();
+                        if out.send(item).await.is_err() {
+                            return Ok(());
+                        }
                     }
                 }
                 Ok(Notice::Reset) | Err(broadcast::error::RecvError::Lagged(_)) => break,

@@ -62,12 +62,7 @@ async fn a_watch_on_a_follower_sees_exactly_the_committed_events_in_order() {
         expected.push((rev, key));
     }
     let last = expected.last().unwrap().0;
-    let seen = collect_watch(
-        cluster.node(follower),
-        WatchRequest { keys: KeySet::Prefix(b"/w/".to_vec()), start_revision: 1 },
-        last,
-    )
-    .await;
+    let seen = collect_watch(cluster.node(follower), WatchRequest::prefix("/w/", 1), last).await;
     let got: Vec<(Revision, String)> = seen
         .iter()
         .flat_map(|b| b.events.iter().map(move |e| (b.revision, String::from_utf8(e.kv.key.clone()).unwrap())))
@@ -79,12 +74,7 @@ async fn a_watch_on_a_follower_sees_exactly_the_committed_events_in_order() {
 
     // A live watch started now sees the next change, once.
     let next = cluster.node(leader).put("/w/live", "x").await.unwrap();
-    let live = collect_watch(
-        cluster.node(follower),
-        WatchRequest { keys: KeySet::Prefix(b"/w/".to_vec()), start_revision: next },
-        next,
-    )
-    .await;
+    let live = collect_watch(cluster.node(follower), WatchRequest::prefix("/w/", next), next).await;
     assert_eq!(live.len(), 1);
     assert_eq!(live[0].events[0].kv.value, b"x");
     cluster.shutdown().await;
@@ -144,9 +134,7 @@ async fn a_member_behind_the_purged_log_catches_up_by_snapshot_after_compaction(
     // History before the compaction point is gone there too; after it, watches still work.
     let err = node.range(RangeRequest { revision: last - 10, ..RangeRequest::prefix("/s/") }, false).await.unwrap_err();
     assert!(matches!(err, StoreError::Compacted { .. }), "{err:?}");
-    let tail =
-        collect_watch(&node, WatchRequest { keys: KeySet::Prefix(b"/s/".to_vec()), start_revision: last - 5 }, last)
-            .await;
+    let tail = collect_watch(&node, WatchRequest::prefix("/s/", last - 5), last).await;
     assert_eq!(tail.len(), 6);
     cluster.shutdown().await;
 }
@@ -280,7 +268,7 @@ async fn a_remote_client_watches_a_follower_over_grpc_and_hears_when_history_is_
     client.put("/g/b", "1").await.unwrap();
     let last = client.txn(&Txn { success: vec![Op::delete("/g/a")], ..Default::default() }).await.unwrap().revision;
 
-    let req = WatchRequest { keys: KeySet::Prefix(b"/g/".to_vec()), start_revision: first };
+    let req = WatchRequest::prefix("/g/", first);
     let mut stream = Box::pin(client.watch(&req).await.unwrap());
     let mut seen = Vec::new();
     while seen.last().is_none_or(|(rev, _)| *rev < last) {
@@ -292,11 +280,44 @@ async fn a_remote_client_watches_a_follower_over_grpc_and_hears_when_history_is_
     client.compact(last).await.unwrap();
     // A linearizable read makes the follower apply everything committed so far, compaction included.
     client.range(&RangeRequest::key("/g/b"), true).await.unwrap();
-    let stale = WatchRequest { keys: KeySet::Prefix(b"/g/".to_vec()), start_revision: first };
+    let stale = WatchRequest::prefix("/g/", first);
     let mut stream = Box::pin(client.watch(&stale).await.unwrap());
     let end = tokio::time::timeout(DEADLINE, stream.next()).await.unwrap().unwrap();
     assert!(
         matches!(end, Err(StoreError::Compacted { requested, compacted }) if requested == first && compacted == last)
     );
+    cluster.shutdown().await;
+}
+
+async fn next_batch(stream: &mut (impl futures::Stream<Item = Result<RevisionEvents>> + Unpin)) -> RevisionEvents {
+    use futures::StreamExt;
+    tokio::time::timeout(DEADLINE, stream.next()).await.expect("watch went quiet").expect("watch ended").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_with_progress_notify_learns_how_far_the_store_has_gone() {
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.followers(leader)[0];
+    let before = cluster.node(leader).put("/quiet/a", "1").await.unwrap();
+    cluster.node(follower).wait_revision(before, DEADLINE).await.unwrap();
+    let req = WatchRequest { progress_notify: true, ..WatchRequest::prefix("/quiet/", before) };
+    let mut stream = Box::pin(cluster.node(follower).watch(req));
+    let first = next_batch(&mut stream).await;
+    assert_eq!((first.revision, first.events.len()), (before, 1));
+    let caught_up = next_batch(&mut stream).await;
+    assert!(caught_up.events.is_empty() && caught_up.revision >= before, "{caught_up:?}");
+
+    // Only other keys change: the watcher still hears, with no events, how far the store got.
+    let mut seen = caught_up.revision;
+    for _ in 0..3 {
+        let written = cluster.node(leader).put("/noise", "x").await.unwrap();
+        while seen < written {
+            let item = next_batch(&mut stream).await;
+            assert!(item.events.is_empty(), "no events for other keys: {item:?}");
+            assert!(item.revision > seen, "progress only moves forward");
+            seen = item.revision;
+        }
+    }
     cluster.shutdown().await;
 }
