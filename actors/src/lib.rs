@@ -6,12 +6,16 @@
 //! - [`health`]: what "live" and "ready" mean for a member, from the store's status.
 //! - [`health_actor`]: [`HealthActor`], which refreshes that assessment periodically and
 //!   answers [`GetHealth`]; it runs under an actix `Supervisor`.
+//! - [`watch_cache`]: [`WatchCache`], the plain struct a resource-kind actor will own: the
+//!   kind's current objects and recent events at a known store revision.
 //!
 //! New resource-kind actors and controllers go in their own modules, each beside the plain
 //! struct it wraps; restarts are counted in `flotilla_actor_restarts_total{actor=...}`.
 
 pub mod health;
 pub mod health_actor;
+pub mod watch_cache;
 
 pub use health::{assess, Health};
 pub use health_actor::{GetHealth, HealthActor};
+pub use watch_cache::{CacheError, CachedEvent, WatchCache};
