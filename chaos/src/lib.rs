@@ -8,4 +8,4 @@ pub mod acked;
 pub mod process;
 
 pub use acked::AckedWrites;
-pub use process::{flotilla_binary, free_port, FlotillaCluster};
+pub use process::{flotilla_binary, free_port, FlotillaCluster, FAST_ELECTIONS};

@@ -25,6 +25,10 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Election timings for tests: fast failover on loopback.
+pub const FAST_ELECTIONS: [&str; 6] =
+    ["--heartbeat-ms", "50", "--election-timeout-min-ms", "300", "--election-timeout-max-ms", "600"];
+
 /// A free TCP port on 127.0.0.1 (free when asked; the OS may hand it out again later).
 pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use chaos::{flotilla_binary, FlotillaCluster};
+use chaos::{flotilla_binary, FlotillaCluster, FAST_ELECTIONS};
 use raft_store::RangeRequest;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -13,15 +13,14 @@ const DEADLINE: Duration = Duration::from_secs(60);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_member_joins_a_running_cluster_and_becomes_a_voter_with_all_data() {
     let tmp = tempfile::tempdir().unwrap();
-    let timing = ["--heartbeat-ms", "50", "--election-timeout-min-ms", "300", "--election-timeout-max-ms", "600"];
-    let mut cluster = FlotillaCluster::start(&flotilla_binary().unwrap(), tmp.path(), 3, &timing).unwrap();
+    let mut cluster = FlotillaCluster::start(&flotilla_binary().unwrap(), tmp.path(), 3, &FAST_ELECTIONS).unwrap();
     let leader = cluster.wait_for_leader(DEADLINE).await.unwrap();
     let client = cluster.client(leader).unwrap();
     for i in 0..50 {
         client.put(format!("/join/{i}"), "x").await.unwrap();
     }
 
-    cluster.join(4, 2, &timing).unwrap();
+    cluster.join(4, 2, &FAST_ELECTIONS).unwrap();
     let joined = cluster.client(4).unwrap();
     let deadline = tokio::time::Instant::now() + DEADLINE;
     let mut tick = tokio::time::interval(Duration::from_millis(20));

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chaos::{flotilla_binary, AckedWrites, FlotillaCluster};
+use chaos::{flotilla_binary, AckedWrites, FlotillaCluster, FAST_ELECTIONS};
 use raft_store::StoreError;
 use tokio::sync::watch;
 
@@ -57,8 +57,7 @@ async fn wait_acked(progress: &mut watch::Receiver<usize>, at_least: usize, what
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_write_survives_a_leader_kill_on_all_three_members() {
     let tmp = tempfile::tempdir().unwrap();
-    let timing = ["--heartbeat-ms", "50", "--election-timeout-min-ms", "300", "--election-timeout-max-ms", "600"];
-    let mut cluster = FlotillaCluster::start(&flotilla_binary().unwrap(), tmp.path(), 3, &timing).unwrap();
+    let mut cluster = FlotillaCluster::start(&flotilla_binary().unwrap(), tmp.path(), 3, &FAST_ELECTIONS).unwrap();
     let leader = cluster.wait_for_leader(DEADLINE).await.unwrap();
 
     let acked = Arc::new(Mutex::new(AckedWrites::default()));

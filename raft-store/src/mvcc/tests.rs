@@ -31,6 +31,17 @@ impl Fixture {
         resp
     }
 
+    /// a=1 @1, b=1 @2, a=2 @3, b deleted @4, c=1 @5.
+    fn with_five_revisions() -> Self {
+        let mut f = Fixture::new();
+        f.put("a", "1");
+        f.put("b", "1");
+        f.put("a", "2");
+        f.delete("b");
+        f.put("c", "1");
+        f
+    }
+
     fn put(&mut self, key: &str, value: &str) -> Revision {
         self.txn(Txn::put(key, value)).revision
     }
@@ -53,6 +64,11 @@ impl Fixture {
             .map(|kv| (String::from_utf8(kv.key).unwrap(), String::from_utf8(kv.value).unwrap()))
             .collect()
     }
+}
+
+/// Every key, read at `rev`.
+fn all_at(rev: Revision) -> RangeRequest {
+    RangeRequest { revision: rev, ..RangeRequest::prefix("") }
 }
 
 fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -141,48 +157,28 @@ fn range_by_prefix_with_limit_and_paging() {
 
 #[test]
 fn range_at_a_past_revision_sees_that_revision() {
-    let mut f = Fixture::new();
-    f.put("a", "1"); // 1
-    f.put("b", "1"); // 2
-    f.put("a", "2"); // 3
-    f.delete("b"); // 4
-    f.put("c", "1"); // 5
-    let at = |rev| {
-        let mut req = RangeRequest::prefix("");
-        req.revision = rev;
-        req
-    };
-    assert_eq!(f.values(at(1)), pairs(&[("a", "1")]));
-    assert_eq!(f.values(at(2)), pairs(&[("a", "1"), ("b", "1")]));
-    assert_eq!(f.values(at(3)), pairs(&[("a", "2"), ("b", "1")]));
-    assert_eq!(f.values(at(4)), pairs(&[("a", "2")]));
-    assert_eq!(f.values(at(0)), pairs(&[("a", "2"), ("c", "1")]));
-    let mut paged = at(3);
+    let f = Fixture::with_five_revisions();
+    assert_eq!(f.values(all_at(1)), pairs(&[("a", "1")]));
+    assert_eq!(f.values(all_at(2)), pairs(&[("a", "1"), ("b", "1")]));
+    assert_eq!(f.values(all_at(3)), pairs(&[("a", "2"), ("b", "1")]));
+    assert_eq!(f.values(all_at(4)), pairs(&[("a", "2")]));
+    assert_eq!(f.values(all_at(0)), pairs(&[("a", "2"), ("c", "1")]));
+    let mut paged = all_at(3);
     paged.start_after = Some(b"a".to_vec());
     assert_eq!(f.values(paged), pairs(&[("b", "1")]));
     let mut single = RangeRequest::key("b");
     single.revision = 2;
     assert_eq!(f.values(single), pairs(&[("b", "1")]));
-    assert!(matches!(f.mvcc.range(&at(9)), Err(StoreError::FutureRevision { requested: 9, current: 5 })));
+    assert!(matches!(f.mvcc.range(&all_at(9)), Err(StoreError::FutureRevision { requested: 9, current: 5 })));
 }
 
 #[test]
 fn compaction_forgets_old_revisions_but_keeps_the_visible_state() {
-    let mut f = Fixture::new();
-    f.put("a", "1"); // 1
-    f.put("b", "1"); // 2
-    f.put("a", "2"); // 3
-    f.delete("b"); // 4
-    f.put("c", "1"); // 5
+    let mut f = Fixture::with_five_revisions();
     assert_eq!(f.compact(4), Ok(4));
-    let at = |rev| {
-        let mut req = RangeRequest::prefix("");
-        req.revision = rev;
-        req
-    };
-    assert!(matches!(f.mvcc.range(&at(3)), Err(StoreError::Compacted { requested: 3, compacted: 4 })));
-    assert_eq!(f.values(at(4)), pairs(&[("a", "2")]));
-    assert_eq!(f.values(at(5)), pairs(&[("a", "2"), ("c", "1")]));
+    assert!(matches!(f.mvcc.range(&all_at(3)), Err(StoreError::Compacted { requested: 3, compacted: 4 })));
+    assert_eq!(f.values(all_at(4)), pairs(&[("a", "2")]));
+    assert_eq!(f.values(all_at(5)), pairs(&[("a", "2"), ("c", "1")]));
     assert_eq!(f.compact(4), Err(Rejection::Compacted { requested: 4, compacted: 4 }));
     assert_eq!(f.compact(6), Err(Rejection::FutureRevision { requested: 6, current: 5 }));
     // Watches cannot start before the compacted revision but can start at it.
