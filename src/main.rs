@@ -4,7 +4,7 @@
 //! `store` pokes a member's store API, `bench` runs the benchmarks kept in the repo.
 
 mod bench;
-mod health;
+mod gateway;
 mod logging;
 mod member;
 mod store_cmd;

@@ -12,12 +12,21 @@ use raft_store::{NodeId, StoreConfig, StoreNode};
 
 #[derive(clap::Args)]
 pub struct UpArgs {
-    /// Where the cluster keeps its data.
+    /// Where the cluster keeps its data: the store, the certificates (DATA_DIR/pki/) and the
+    /// admin kubeconfig (DATA_DIR/kubeconfig, for `kubectl --kubeconfig`).
     #[arg(long, default_value = "./flotilla-data")]
     data_dir: PathBuf,
-    /// Port of the HTTP endpoints (/livez, /readyz, /metrics; the Kubernetes API later).
+    /// Port of the HTTPS API server on 127.0.0.1 (/version, /livez, /readyz, /metrics; the
+    /// Kubernetes API as it lands).
     #[arg(long, default_value_t = 6443)]
     port: u16,
+    /// Extra DNS name or IP address for the serving certificate (repeatable); localhost,
+    /// 127.0.0.1, ::1 and kubernetes.default.svc[.cluster.local] are always in it.
+    #[arg(long = "tls-san", value_name = "NAME")]
+    tls_sans: Vec<String>,
+    /// Static bearer tokens, as kube-apiserver's flag: CSV lines `token,user,uid,"group1,group2"`.
+    #[arg(long, value_name = "FILE")]
+    token_auth_file: Option<PathBuf>,
     /// Address of the store's gRPC endpoint.
     #[arg(long, default_value = "127.0.0.1:2380")]
     store_listen: SocketAddr,
@@ -42,7 +51,9 @@ pub struct ServerArgs {
     /// Join an existing cluster through any of its members (`host:port`).
     #[arg(long)]
     join: Option<String>,
-    /// Address of the HTTP endpoints (/livez, /readyz, /metrics); off when not given.
+    /// Address of the health and metrics endpoints (/livez, /readyz, /metrics) over plain HTTP,
+    /// without TLS or authentication; off when not given. (The HTTPS API server with the
+    /// cluster's certificates runs in `flotilla up` only, for now.)
     #[arg(long)]
     http_addr: Option<SocketAddr>,
     #[arg(long, default_value_t = 100)]
@@ -64,18 +75,28 @@ pub struct ServerArgs {
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let prometheus = api_gateway::install_prometheus()?;
+    let pki = api_gateway::pki::load_or_create(&args.data_dir.join("pki"), &args.tls_sans)?;
+    let tokens = match &args.token_auth_file {
+        Some(path) => api_gateway::Tokens::load(path)?,
+        None => api_gateway::Tokens::default(),
+    };
     let mut cfg = StoreConfig::new(1, args.data_dir.join("store"), args.store_listen);
     cfg.advertise = Some(args.store_listen.to_string());
     let node = StoreNode::start(cfg).await.context("starting the store")?;
     node.initialize(&BTreeMap::from([(1, node.addr().to_string())])).await?;
-    let http: SocketAddr = ([127, 0, 0, 1], args.port).into();
-    let health = crate::health::start(node.clone(), http, prometheus)?;
+    let bind: SocketAddr = ([127, 0, 0, 1], args.port).into();
+    let serving = pki.clone();
+    let api = crate::gateway::start(node.clone(), prometheus, move |health, prometheus| {
+        api_gateway::serve(bind, &serving, tokens, health, prometheus)
+    })?;
+    let kubeconfig = args.data_dir.join("kubeconfig");
+    api_gateway::kubeconfig::write(&kubeconfig, &format!("https://{api}"), &pki)?;
     wait_for_leader(&node).await?;
     eprintln!(
-        "flotilla is up: store at {}, data in {}, health at http://{}/readyz",
+        "flotilla is up: API at https://{api}, store at {}, data in {}\n  kubectl --kubeconfig {} get --raw /readyz",
         node.addr(),
         args.data_dir.display(),
-        health
+        kubeconfig.display()
     );
     run_until_signal(node).await
 }
@@ -103,8 +124,10 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         join(&node, seed).await?;
     }
     if let Some(http) = args.http_addr {
-        let bound = crate::health::start(node.clone(), http, prometheus)?;
-        tracing::info!(%bound, "serving /livez, /readyz, /metrics");
+        let bound = crate::gateway::start(node.clone(), prometheus, move |health, prometheus| {
+            api_gateway::serve_health_http(http, health, prometheus)
+        })?;
+        tracing::info!(%bound, "serving /livez, /readyz, /metrics over plain HTTP");
     }
     run_until_signal(node).await
 }

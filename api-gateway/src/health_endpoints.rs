@@ -1,47 +1,14 @@
-//! `/livez`, `/readyz` and `/metrics`: the member's health and metrics over HTTP.
-
-use std::net::SocketAddr;
+//! `/livez`, `/readyz` and `/metrics`: the member's health and metrics.
 
 use actix::Addr;
-use actix_web::dev::{Server, Service};
 use actix_web::http::StatusCode;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use actors::{GetHealth, Health, HealthActor};
 
 use crate::metrics_recorder::PrometheusHandle;
 
 /// Content type of the Prometheus text exposition format.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4";
-
-/// Binds `bind` (port 0 picks a free port) and returns the server, not yet awaited, with the
-/// address it bound. Await or spawn the server on an actix system; stop it with its handle.
-pub fn serve(
-    bind: SocketAddr,
-    health: Addr<HealthActor>,
-    prometheus: PrometheusHandle,
-) -> std::io::Result<(Server, SocketAddr)> {
-    let server = HttpServer::new(move || {
-        let (health, prometheus) = (health.clone(), prometheus.clone());
-        App::new()
-            .wrap_fn(|req, srv| {
-                let path = req.match_pattern().unwrap_or_else(|| "other".into());
-                let response = srv.call(req);
-                async move {
-                    let response = response.await?;
-                    let code = response.status().as_u16().to_string();
-                    metrics::counter!("flotilla_http_requests_total", "path" => path, "code" => code).increment(1);
-                    Ok(response)
-                }
-            })
-            .configure(|cfg| configure(cfg, health, prometheus))
-    })
-    .workers(1)
-    .disable_signals()
-    .bind(bind)?;
-    let addr = server.addrs().first().copied().ok_or_else(|| std::io::Error::other("bound no address"))?;
-    tracing::info!(%addr, "health and metrics endpoints listening");
-    Ok((server.run(), addr))
-}
 
 /// Mounts the three endpoints on an app (so the API server can serve them too).
 pub fn configure(cfg: &mut web::ServiceConfig, health: Addr<HealthActor>, prometheus: PrometheusHandle) {

@@ -1,16 +1,32 @@
-//! Flotilla's API gateway: the HTTP face of a control-plane member.
+//! Flotilla's API gateway: the HTTPS face of a control-plane member.
 //!
 //! It will serve the Kubernetes REST API (authn -> authz -> admission -> the kind actors in
-//! `actors`). Today it serves the operational endpoints:
+//! `actors`). Today it serves, over TLS with authentication:
 //!
+//! - [`pki`]: the cluster CA, the serving certificate and the admin client certificate under
+//!   `DATA_DIR/pki/`, made on first start; [`kubeconfig`] writes the admin kubeconfig.
+//! - [`tls`] and [`authn`]: rustls settings (client certificates optional, verified against the
+//!   CA) and the request's identity (client certificate, static bearer token, or anonymous:
+//!   401 except on `/livez`, `/readyz`, `/version`).
 //! - [`health_endpoints`]: `/livez`, `/readyz` (with `?verbose`, as kube-apiserver) and
-//!   `/metrics`, answered from the `actors::HealthActor` and the Prometheus recorder.
+//!   `/metrics`, answered from the `actors::HealthActor` and the Prometheus recorder;
+//!   [`version`]: `/version`; [`status`]: Kubernetes `Status` error bodies.
 //! - [`metrics_recorder`]: installs the process-wide Prometheus recorder behind `/metrics`.
 //!
-//! Start at [`health_endpoints::serve`].
+//! Start at [`server::serve`].
 
+pub mod authn;
 pub mod health_endpoints;
+pub mod kubeconfig;
 pub mod metrics_recorder;
+pub mod pki;
+pub mod server;
+pub mod status;
+pub mod tls;
+pub mod version;
 
-pub use health_endpoints::{configure, serve};
+pub use authn::{AuthnError, Tokens, UserInfo};
+pub use health_endpoints::configure;
 pub use metrics_recorder::{install_prometheus, MetricsError, PrometheusHandle};
+pub use pki::{Pki, PkiError};
+pub use server::{serve, serve_health_http, ServeError};

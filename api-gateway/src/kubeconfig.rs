@@ -1,0 +1,70 @@
+//! The admin kubeconfig, `DATA_DIR/kubeconfig`: how `kubectl --kubeconfig` reaches the cluster.
+//!
+//! Written as JSON, which kubectl and every client library read as they read YAML.
+
+use std::path::Path;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+use crate::pki::{write_file, Pki, PkiError};
+
+/// Name of the cluster and of the context in the kubeconfig.
+pub const CLUSTER: &str = "flotilla";
+/// Name of the user in the kubeconfig.
+pub const USER: &str = "admin";
+
+/// The kubeconfig text: cluster `flotilla` at `server` (e.g. `https://127.0.0.1:6443`), user
+/// `admin` with the admin client certificate, and context `flotilla` as the current one.
+pub fn render(server: &str, pki: &Pki) -> String {
+    let config = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{
+            "name": CLUSTER,
+            "cluster": {
+                "server": server,
+                "certificate-authority-data": STANDARD.encode(&pki.ca.cert_pem),
+            },
+        }],
+        "users": [{
+            "name": USER,
+            "user": {
+                "client-certificate-data": STANDARD.encode(&pki.admin.cert_pem),
+                "client-key-data": STANDARD.encode(&pki.admin.key_pem),
+            },
+        }],
+        "contexts": [{ "name": CLUSTER, "context": { "cluster": CLUSTER, "user": USER } }],
+        "current-context": CLUSTER,
+        "preferences": {},
+    });
+    format!("{config:#}\n")
+}
+
+/// Writes the kubeconfig to `path`, readable by its owner only (it holds the admin's key).
+pub fn write(path: &Path, server: &str, pki: &Pki) -> Result<(), PkiError> {
+    write_file(path, &render(server, pki), 0o600)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubeconfig_names_the_server_the_ca_and_the_admin_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = crate::pki::load_or_create(&dir.path().join("pki"), &[]).unwrap();
+        let path = dir.path().join("kubeconfig");
+        write(&path, "https://127.0.0.1:6443", &pki).unwrap();
+        let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(config["current-context"], "flotilla");
+        assert_eq!(config["contexts"][0]["context"]["user"], "admin");
+        let cluster = &config["clusters"][0]["cluster"];
+        assert_eq!(cluster["server"], "https://127.0.0.1:6443");
+        let decode = |v: &serde_json::Value| String::from_utf8(STANDARD.decode(v.as_str().unwrap()).unwrap()).unwrap();
+        assert_eq!(decode(&cluster["certificate-authority-data"]), pki.ca.cert_pem);
+        assert_eq!(decode(&config["users"][0]["user"]["client-key-data"]), pki.admin.key_pem);
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

@@ -1,0 +1,103 @@
+//! The member's HTTP servers: the API server over HTTPS with authentication ([`serve`]), and
+//! the plain-HTTP health and metrics endpoints for members that do not serve the API yet
+//! ([`serve_health_http`]).
+
+use std::net::SocketAddr;
+
+use actix::Addr;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actors::HealthActor;
+
+use crate::authn::{self, Tokens};
+use crate::metrics_recorder::PrometheusHandle;
+use crate::pki::Pki;
+use crate::tls::{self, TlsError};
+use crate::{health_endpoints, status, version};
+
+/// Errors starting a server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("binding {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// Binds `bind` (port 0 picks a free port) and returns the HTTPS API server, not yet awaited,
+/// with the address it bound. It serves with `pki`'s serving certificate, verifies client
+/// certificates against `pki`'s CA, accepts the bearer `tokens`, and answers `/livez`,
+/// `/readyz`, `/version` (open to anonymous clients) and `/metrics`. Await or spawn the server
+/// on an actix system; stop it with its handle.
+pub fn serve(
+    bind: SocketAddr,
+    pki: &Pki,
+    tokens: Tokens,
+    health: Addr<HealthActor>,
+    prometheus: PrometheusHandle,
+) -> Result<(Server, SocketAddr), ServeError> {
+    let tls = tls::server_config(pki)?;
+    let tokens = web::Data::new(tokens);
+    let server = HttpServer::new(move || {
+        let (health, prometheus) = (health.clone(), prometheus.clone());
+        App::new()
+            .app_data(tokens.clone())
+            .wrap(from_fn(authn::authenticate))
+            .wrap(from_fn(count_requests))
+            .configure(|cfg| health_endpoints::configure(cfg, health, prometheus))
+            .route("/version", web::get().to(version::version))
+            .default_service(web::to(not_found))
+    })
+    .on_connect(authn::on_connect)
+    .workers(1)
+    .disable_signals()
+    .bind_rustls_0_23(bind, tls)
+    .map_err(|source| ServeError::Bind { addr: bind, source })?;
+    let addr = first_addr(&server.addrs(), bind)?;
+    tracing::info!(%addr, "API server listening (HTTPS)");
+    Ok((server.run(), addr))
+}
+
+/// Like [`serve`], but plain HTTP, no authentication, and only `/livez`, `/readyz`, `/metrics`.
+pub fn serve_health_http(
+    bind: SocketAddr,
+    health: Addr<HealthActor>,
+    prometheus: PrometheusHandle,
+) -> Result<(Server, SocketAddr), ServeError> {
+    let server = HttpServer::new(move || {
+        let (health, prometheus) = (health.clone(), prometheus.clone());
+        App::new().wrap(from_fn(count_requests)).configure(|cfg| health_endpoints::configure(cfg, health, prometheus))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(bind)
+    .map_err(|source| ServeError::Bind { addr: bind, source })?;
+    let addr = first_addr(&server.addrs(), bind)?;
+    tracing::info!(%addr, "health and metrics endpoints listening (plain HTTP)");
+    Ok((server.run(), addr))
+}
+
+fn first_addr(addrs: &[SocketAddr], bind: SocketAddr) -> Result<SocketAddr, ServeError> {
+    addrs
+        .first()
+        .copied()
+        .ok_or_else(|| ServeError::Bind { addr: bind, source: std::io::Error::other("bound no address") })
+}
+
+/// Middleware: counts requests by route pattern and status code.
+async fn count_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let path = req.match_pattern().unwrap_or_else(|| "other".into());
+    let response = next.call(req).await?;
+    let code = response.status().as_u16().to_string();
+    metrics::counter!("flotilla_http_requests_total", "path" => path, "code" => code).increment(1);
+    Ok(response)
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    status::not_found(req.path())
+}
