@@ -1,6 +1,7 @@
 //! End-to-end: the real `flotilla up` process serves HTTPS with its own certificates and
 //! writes a kubeconfig that real `kubectl` uses; anonymous clients reach only the health and
-//! version endpoints; the store keeps its data, and the PKI its certificates, across restarts;
+//! version endpoints; discovery lists every built-in kind (`kubectl api-resources`,
+//! `kubectl api-versions`); the store keeps its data, and the PKI its certificates, across restarts;
 //! a data dir written in another format is refused with a clear message.
 
 #![allow(clippy::unwrap_used)]
@@ -62,13 +63,16 @@ impl Up {
         https_get(&ca, self.https, path)
     }
 
-    /// Runs kubectl with `DIR/kubeconfig`; returns its stdout, failing on a non-zero exit.
+    /// Runs kubectl with `DIR/kubeconfig` and its discovery cache in `DIR/kube-cache` (not
+    /// shared with other runs); returns its stdout, failing on a non-zero exit.
     fn kubectl(&self, args: &[&str]) -> String {
         let kubeconfig = self.dir.join("kubeconfig");
         let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
         let out = Command::new(&kubectl)
             .arg("--kubeconfig")
             .arg(&kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.dir.join("kube-cache"))
             .args(args)
             .output()
             .unwrap_or_else(|e| panic!("running {kubectl} (this test needs kubectl 1.32 on PATH): {e}"));
@@ -144,6 +148,27 @@ async fn flotilla_up_serves_kubectl_over_https_and_keeps_data_and_certificates_a
         assert_eq!((status["kind"].as_str(), status["reason"].as_str()), (Some("Status"), Some("Unauthorized")));
         assert_eq!(status["code"], 401);
     }
+
+    // Discovery: kubectl 1.32 reads the aggregated documents; plain JSON clients the legacy ones.
+    let names = up.kubectl(&["api-resources", "-o", "name"]);
+    let names: Vec<&str> = names.lines().collect();
+    for name in [
+        "configmaps",
+        "deployments.apps",
+        "leases.coordination.k8s.io",
+        "customresourcedefinitions.apiextensions.k8s.io",
+    ] {
+        assert!(names.contains(&name), "{name} not in {names:?}");
+    }
+    assert_eq!(names.len(), actors::kinds::BUILTIN.len(), "{names:?}");
+    let versions = up.kubectl(&["api-versions"]);
+    for gv in ["v1", "apps/v1", "batch/v1"] {
+        assert!(versions.lines().any(|l| l == gv), "{gv} not in {versions}");
+    }
+    let apps: serde_json::Value = serde_json::from_str(&up.kubectl(&["get", "--raw", "/apis/apps/v1"])).unwrap();
+    assert_eq!((apps["kind"].as_str(), apps["groupVersion"].as_str()), (Some("APIResourceList"), Some("apps/v1")));
+    let core: serde_json::Value = serde_json::from_str(&up.kubectl(&["get", "--raw", "/api"])).unwrap();
+    assert_eq!(core["versions"], serde_json::json!(["v1"]), "{core}");
 
     let client = StoreClient::new(&up.store).unwrap();
     let mut last = 0;

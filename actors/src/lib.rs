@@ -6,6 +6,9 @@
 //! - [`health`]: what "live" and "ready" mean for a member, from the store's status.
 //! - [`health_actor`]: [`HealthActor`], which refreshes that assessment periodically and
 //!   answers [`GetHealth`]; it runs under an actix `Supervisor`.
+//! - [`kinds`]: the built-in resource kinds as plain data ([`kinds::BUILTIN`]): group,
+//!   version, names, scope, verbs, short names, categories, subresources, store key prefix;
+//!   discovery is served from it.
 //! - [`watch_cache`]: [`WatchCache`], the plain struct a resource-kind actor will own: the
 //!   kind's current objects and recent events at a known store revision.
 //!
@@ -14,8 +17,10 @@
 
 pub mod health;
 pub mod health_actor;
+pub mod kinds;
 pub mod watch_cache;
 
 pub use health::{assess, Health};
 pub use health_actor::{GetHealth, HealthActor};
+pub use kinds::{ResourceKind, Subresource, BUILTIN};
 pub use watch_cache::{CacheError, CachedEvent, WatchCache};

@@ -11,11 +11,14 @@
 //! - [`health_endpoints`]: `/livez`, `/readyz` (with `?verbose`, as kube-apiserver) and
 //!   `/metrics`, answered from the `actors::HealthActor` and the Prometheus recorder;
 //!   [`version`]: `/version`; [`status`]: Kubernetes `Status` error bodies.
+//! - [`discovery`]: `/api`, `/api/v1`, `/apis`, `/apis/{group}[/{version}]` (legacy
+//!   discovery) and aggregated discovery v2, from the registry `actors::kinds`.
 //! - [`metrics_recorder`]: installs the process-wide Prometheus recorder behind `/metrics`.
 //!
 //! Start at [`server::serve`].
 
 pub mod authn;
+pub mod discovery;
 pub mod health_endpoints;
 pub mod kubeconfig;
 pub mod metrics_recorder;

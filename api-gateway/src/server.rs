@@ -15,7 +15,7 @@ use crate::authn::{self, Tokens};
 use crate::metrics_recorder::PrometheusHandle;
 use crate::pki::Pki;
 use crate::tls::{self, TlsError};
-use crate::{health_endpoints, status, version};
+use crate::{discovery, health_endpoints, status, version};
 
 /// Errors starting a server.
 #[derive(Debug, thiserror::Error)]
@@ -29,8 +29,8 @@ pub enum ServeError {
 /// Binds `bind` (port 0 picks a free port) and returns the HTTPS API server, not yet awaited,
 /// with the address it bound. It serves with `pki`'s serving certificate, verifies client
 /// certificates against `pki`'s CA, accepts the bearer `tokens`, and answers `/livez`,
-/// `/readyz`, `/version` (open to anonymous clients) and `/metrics`. Await or spawn the server
-/// on an actix system; stop it with its handle.
+/// `/readyz`, `/version` (open to anonymous clients), `/metrics` and discovery (`/api`,
+/// `/apis`, ...). Await or spawn the server on an actix system; stop it with its handle.
 pub fn serve(
     bind: SocketAddr,
     pki: &Pki,
@@ -48,6 +48,7 @@ pub fn serve(
             .wrap(from_fn(count_requests))
             .configure(|cfg| health_endpoints::configure(cfg, health, prometheus))
             .route("/version", web::get().to(version::version))
+            .configure(discovery::configure)
             .default_service(web::to(not_found))
     })
     .on_connect(authn::on_connect)
