@@ -86,12 +86,16 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     node.initialize(&BTreeMap::from([(1, node.addr().to_string())])).await?;
     let bind: SocketAddr = ([127, 0, 0, 1], args.port).into();
     let serving = pki.clone();
+    let store = node.clone();
     let api = crate::gateway::start(node.clone(), prometheus, move |health, prometheus| {
-        api_gateway::serve(bind, &serving, tokens, health, prometheus)
+        // Runs inside the gateway's actix system: the kind actors live there.
+        let kinds = actors::KindActors::start(&store);
+        api_gateway::serve(bind, &serving, tokens, health, kinds, prometheus)
     })?;
     let kubeconfig = args.data_dir.join("kubeconfig");
     api_gateway::kubeconfig::write(&kubeconfig, &format!("https://{api}"), &pki)?;
     wait_for_leader(&node).await?;
+    create_initial_namespaces(&node).await?;
     eprintln!(
         "flotilla is up: API at https://{api}, store at {}, data in {}\n  kubectl --kubeconfig {} get --raw /readyz",
         node.addr(),
@@ -169,6 +173,21 @@ async fn wait_for_leader(node: &StoreNode) -> anyhow::Result<()> {
         .metrics(|m| m.current_leader.is_some(), "a leader is elected")
         .await
         .context("no leader elected")?;
+    Ok(())
+}
+
+/// The namespaces every cluster starts with, made if absent.
+const INITIAL_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+async fn create_initial_namespaces(node: &StoreNode) -> anyhow::Result<()> {
+    let kind = actors::kinds::find("", "v1", "namespaces").context("no namespaces kind")?;
+    for name in INITIAL_NAMESPACES {
+        let obj = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        match actors::object_store::create(node, kind, None, obj).await {
+            Ok(_) | Err(actors::ApiError::AlreadyExists(_)) => {}
+            Err(e) => bail!("creating namespace {name}: {e}"),
+        }
+    }
     Ok(())
 }
 

@@ -12,15 +12,29 @@
 //! - [`watch_cache`]: [`WatchCache`], the plain struct a resource-kind actor will own: the
 //!   kind's current objects and recent events at a known store revision.
 //!
+//! - [`objects`]: plain functions over API objects (generic JSON): store keys, the checks
+//!   and fields of create and update, resourceVersion on read; [`api_error`]: [`ApiError`],
+//!   one variant per Kubernetes `Status` reason.
+//! - [`object_store`]: get, create, update, delete and list pages as store transactions.
+//! - [`kind_actor`]: [`KindActor`], one supervised actor per kind owning its watch cache;
+//!   [`KindActors`] starts them all.
+//!
 //! New resource-kind actors and controllers go in their own modules, each beside the plain
 //! struct it wraps; restarts are counted in `flotilla_actor_restarts_total{actor=...}`.
 
+pub mod api_error;
 pub mod health;
 pub mod health_actor;
+pub mod kind_actor;
 pub mod kinds;
+pub mod object_store;
+pub mod objects;
 pub mod watch_cache;
 
+pub use api_error::{ApiError, ApiResult, FieldCause, Subject};
 pub use health::{assess, Health};
 pub use health_actor::{GetHealth, HealthActor};
+pub use kind_actor::{Create, Delete, Get, KindActor, KindActors, List, Update};
 pub use kinds::{ResourceKind, Subresource, BUILTIN};
+pub use object_store::ListPage;
 pub use watch_cache::{CacheError, CachedEvent, WatchCache};

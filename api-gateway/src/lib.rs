@@ -13,6 +13,8 @@
 //!   [`version`]: `/version`; [`status`]: Kubernetes `Status` error bodies.
 //! - [`discovery`]: `/api`, `/api/v1`, `/apis`, `/apis/{group}[/{version}]` (legacy
 //!   discovery) and aggregated discovery v2, from the registry `actors::kinds`.
+//! - [`resources`]: the object verbs (get, list, create, update, delete) under `/api/v1` and
+//!   `/apis/{group}/{version}`, sent to the `actors::KindActors`.
 //! - [`metrics_recorder`]: installs the process-wide Prometheus recorder behind `/metrics`.
 //!
 //! Start at [`server::serve`].
@@ -23,6 +25,7 @@ pub mod health_endpoints;
 pub mod kubeconfig;
 pub mod metrics_recorder;
 pub mod pki;
+pub mod resources;
 pub mod server;
 pub mod status;
 pub mod tls;

@@ -9,13 +9,13 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use actors::HealthActor;
+use actors::{HealthActor, KindActors};
 
 use crate::authn::{self, Tokens};
 use crate::metrics_recorder::PrometheusHandle;
 use crate::pki::Pki;
 use crate::tls::{self, TlsError};
-use crate::{discovery, health_endpoints, status, version};
+use crate::{discovery, health_endpoints, resources, status, version};
 
 /// Errors starting a server.
 #[derive(Debug, thiserror::Error)]
@@ -30,12 +30,13 @@ pub enum ServeError {
 /// with the address it bound. It serves with `pki`'s serving certificate, verifies client
 /// certificates against `pki`'s CA, accepts the bearer `tokens`, and answers `/livez`,
 /// `/readyz`, `/version` (open to anonymous clients), `/metrics` and discovery (`/api`,
-/// `/apis`, ...). Await or spawn the server on an actix system; stop it with its handle.
+/// `/apis`, ...) and the object verbs, sent to `kinds`. Await or spawn the server on an actix system; stop it with its handle.
 pub fn serve(
     bind: SocketAddr,
     pki: &Pki,
     tokens: Tokens,
     health: Addr<HealthActor>,
+    kinds: KindActors,
     prometheus: PrometheusHandle,
 ) -> Result<(Server, SocketAddr), ServeError> {
     let tls = tls::server_config(pki)?;
@@ -49,6 +50,7 @@ pub fn serve(
             .configure(|cfg| health_endpoints::configure(cfg, health, prometheus))
             .route("/version", web::get().to(version::version))
             .configure(discovery::configure)
+            .configure(|cfg| resources::configure(cfg, kinds.clone()))
             .default_service(web::to(not_found))
     })
     .on_connect(authn::on_connect)

@@ -95,7 +95,8 @@ async fn https_endpoints_report_health_and_metrics_and_check_who_asks() {
     let health = HealthActor::start_supervised(node.clone(), Duration::from_millis(10));
     let pki = pki::load_or_create(&dir.path().join("pki"), &[]).unwrap();
     let tokens = Tokens::parse("s3cret,robot,r1,\"ops,dev\"\n").unwrap();
-    let (server, addr) = serve("127.0.0.1:0".parse().unwrap(), &pki, tokens, health, prometheus).unwrap();
+    let (server, addr) =
+        serve("127.0.0.1:0".parse().unwrap(), &pki, tokens, health, actors::KindActors::default(), prometheus).unwrap();
     let handle = server.handle();
     actix_rt::spawn(server);
 
@@ -154,7 +155,15 @@ async fn a_client_certificate_from_another_ca_is_refused_in_the_handshake() {
     let pki = pki::load_or_create(&dir.path().join("pki"), &[]).unwrap();
     let stranger = pki::load_or_create(&dir.path().join("other"), &[]).unwrap();
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle();
-    let (server, addr) = serve("127.0.0.1:0".parse().unwrap(), &pki, Tokens::default(), health, prometheus).unwrap();
+    let (server, addr) = serve(
+        "127.0.0.1:0".parse().unwrap(),
+        &pki,
+        Tokens::default(),
+        health,
+        actors::KindActors::default(),
+        prometheus,
+    )
+    .unwrap();
     let handle = server.handle();
     actix_rt::spawn(server);
 

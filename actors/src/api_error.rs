@@ -1,0 +1,259 @@
+//! `ApiError`: the failures of the Kubernetes API, one variant per `Status` reason, and the
+//! `Status` body kube-apiserver sends for each.
+
+use raft_store::StoreError;
+use serde_json::{json, Value};
+
+use crate::kinds::ResourceKind;
+
+/// What an error is about: the resource (plural, with its group) and the object's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub group: &'static str,
+    /// The plural resource name: `configmaps`.
+    pub resource: &'static str,
+    /// The Kind: `ConfigMap` (named in `Invalid` messages).
+    pub kind: &'static str,
+    pub name: String,
+}
+
+impl Subject {
+    pub fn of(kind: &ResourceKind, name: impl Into<String>) -> Self {
+        Subject { group: kind.group, resource: kind.resource, kind: kind.kind, name: name.into() }
+    }
+
+    /// `configmaps`, or `deployments.apps` outside the core group, as kube-apiserver writes it.
+    pub fn qualified_resource(&self) -> String {
+        if self.group.is_empty() {
+            self.resource.to_string()
+        } else {
+            format!("{}.{}", self.resource, self.group)
+        }
+    }
+}
+
+/// One field an `Invalid` error is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldCause {
+    /// The field path: `metadata.name`.
+    pub field: String,
+    /// The offending value, as the message quotes it.
+    pub value: String,
+    /// Why it is invalid.
+    pub detail: String,
+}
+
+impl FieldCause {
+    /// `Invalid value: "Bad_Name": a lowercase RFC 1123 ...`
+    pub fn message(&self) -> String {
+        format!("Invalid value: {:?}: {}", self.value, self.detail)
+    }
+}
+
+/// A failed API request; each variant is one Kubernetes `Status` reason and HTTP code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request itself is wrong (undecodable body, mismatched names).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404: the object does not exist.
+    #[error("{} {:?} not found", .0.qualified_resource(), .0.name)]
+    NotFound(Subject),
+    /// 404: nothing is served at this path (the path is in the message).
+    #[error("the server could not find the requested resource ({0})")]
+    NotFoundPath(String),
+    /// 409: create of a name that is taken.
+    #[error("{} {:?} already exists", .0.qualified_resource(), .0.name)]
+    AlreadyExists(Subject),
+    /// 409: the object changed since the resourceVersion the client sent.
+    #[error(
+        "Operation cannot be fulfilled on {} {:?}: the object has been modified; please apply your changes to the latest version and try again",
+        .0.qualified_resource(), .0.name
+    )]
+    Conflict(Subject),
+    /// 422: the object fails validation.
+    #[error("{} {:?} is invalid: {}", .subject.kind, .subject.name, invalid_summary(.causes))]
+    Invalid { subject: Subject, causes: Vec<FieldCause> },
+    /// 410 `Gone`: a watch's resourceVersion is older than what is kept.
+    #[error("{0}")]
+    Gone(String),
+    /// 410 `Expired`: a list's continue token names a compacted revision.
+    #[error("{0}")]
+    Expired(String),
+    /// 405: the verb is not served on this path.
+    #[error("{0}")]
+    MethodNotSupported(String),
+    /// 413: the body is over the size limit.
+    #[error("{0}")]
+    RequestEntityTooLarge(String),
+    /// 415: a body in an encoding not served (protobuf).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 500: a bug or corrupt data.
+    #[error("{0}")]
+    InternalError(String),
+    /// 503: the store cannot answer now; retry.
+    #[error("{0}")]
+    ServiceUnavailable(String),
+}
+
+fn invalid_summary(causes: &[FieldCause]) -> String {
+    let parts: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message())).collect();
+    match parts.len() {
+        1 => parts.concat(),
+        _ => format!("[{}]", parts.join(", ")),
+    }
+}
+
+/// Result of an API operation.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    /// The HTTP status code.
+    pub fn code(&self) -> u16 {
+        match self {
+            ApiError::BadRequest(_) => 400,
+            ApiError::NotFound(_) | ApiError::NotFoundPath(_) => 404,
+            ApiError::AlreadyExists(_) | ApiError::Conflict(_) => 409,
+            ApiError::Invalid { .. } => 422,
+            ApiError::Gone(_) | ApiError::Expired(_) => 410,
+            ApiError::MethodNotSupported(_) => 405,
+            ApiError::RequestEntityTooLarge(_) => 413,
+            ApiError::UnsupportedMediaType(_) => 415,
+            ApiError::InternalError(_) => 500,
+            ApiError::ServiceUnavailable(_) => 503,
+        }
+    }
+
+    /// The `Status` reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "BadRequest",
+            ApiError::NotFound(_) | ApiError::NotFoundPath(_) => "NotFound",
+            ApiError::AlreadyExists(_) => "AlreadyExists",
+            ApiError::Conflict(_) => "Conflict",
+            ApiError::Invalid { .. } => "Invalid",
+            ApiError::Gone(_) => "Gone",
+            ApiError::Expired(_) => "Expired",
+            ApiError::MethodNotSupported(_) => "MethodNotAllowed",
+            ApiError::RequestEntityTooLarge(_) => "RequestEntityTooLarge",
+            ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            ApiError::InternalError(_) => "InternalError",
+            ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
+        }
+    }
+
+    /// The `Status` object kube-apiserver would send.
+    pub fn status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.to_string(),
+            "reason": self.reason(),
+            "code": self.code(),
+        });
+        let details = match self {
+            ApiError::NotFound(s) | ApiError::AlreadyExists(s) | ApiError::Conflict(s) => {
+                Some(json!({"name": s.name, "group": s.group, "kind": s.resource}))
+            }
+            ApiError::Invalid { subject: s, causes } => {
+                let causes: Vec<Value> = causes
+                    .iter()
+                    .map(|c| json!({"reason": "FieldValueInvalid", "message": c.message(), "field": c.field}))
+                    .collect();
+                Some(json!({"name": s.name, "group": s.group, "kind": s.kind, "causes": causes}))
+            }
+            _ => None,
+        };
+        if let Some(details) = details {
+            status["details"] = details;
+        }
+        status
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) | StoreError::NotLeader { .. } | StoreError::Indeterminate(_) => {
+                ApiError::ServiceUnavailable(e.to_string())
+            }
+            StoreError::Compacted { .. } => ApiError::Expired(e.to_string()),
+            _ => ApiError::InternalError(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::find;
+
+    fn cm(name: &str) -> Subject {
+        Subject::of(find("", "v1", "configmaps").unwrap(), name)
+    }
+
+    #[test]
+    fn messages_read_as_kube_apiserver_writes_them() {
+        assert_eq!(ApiError::NotFound(cm("x")).to_string(), r#"configmaps "x" not found"#);
+        assert_eq!(ApiError::AlreadyExists(cm("x")).to_string(), r#"configmaps "x" already exists"#);
+        assert_eq!(
+            ApiError::Conflict(cm("x")).to_string(),
+            r#"Operation cannot be fulfilled on configmaps "x": the object has been modified; please apply your changes to the latest version and try again"#
+        );
+        let deploy = Subject::of(find("apps", "v1", "deployments").unwrap(), "web");
+        assert_eq!(ApiError::NotFound(deploy).to_string(), r#"deployments.apps "web" not found"#);
+    }
+
+    #[test]
+    fn each_variant_has_its_code_and_reason() {
+        let cases = [
+            (ApiError::BadRequest("b".into()), 400, "BadRequest"),
+            (ApiError::NotFound(cm("x")), 404, "NotFound"),
+            (ApiError::AlreadyExists(cm("x")), 409, "AlreadyExists"),
+            (ApiError::Conflict(cm("x")), 409, "Conflict"),
+            (ApiError::Invalid { subject: cm("x"), causes: vec![] }, 422, "Invalid"),
+            (ApiError::Gone("g".into()), 410, "Gone"),
+            (ApiError::Expired("e".into()), 410, "Expired"),
+            (ApiError::MethodNotSupported("m".into()), 405, "MethodNotAllowed"),
+            (ApiError::RequestEntityTooLarge("t".into()), 413, "RequestEntityTooLarge"),
+            (ApiError::NotFoundPath("/x".into()), 404, "NotFound"),
+            (ApiError::UnsupportedMediaType("p".into()), 415, "UnsupportedMediaType"),
+            (ApiError::InternalError("i".into()), 500, "InternalError"),
+            (ApiError::ServiceUnavailable("u".into()), 503, "ServiceUnavailable"),
+        ];
+        for (error, code, reason) in cases {
+            assert_eq!((error.code(), error.reason()), (code, reason));
+            let status = error.status();
+            assert_eq!((status["kind"].as_str(), status["status"].as_str()), (Some("Status"), Some("Failure")));
+            assert_eq!((status["code"].as_u64(), status["reason"].as_str()), (Some(code as u64), Some(reason)));
+        }
+    }
+
+    #[test]
+    fn status_details_name_the_object_and_invalid_fields() {
+        let status = ApiError::NotFound(cm("x")).status();
+        assert_eq!(status["details"], json!({"name": "x", "group": "", "kind": "configmaps"}));
+        let cause = FieldCause { field: "metadata.name".into(), value: "Bad_Name".into(), detail: "bad".into() };
+        let invalid = ApiError::Invalid { subject: cm("Bad_Name"), causes: vec![cause] };
+        assert_eq!(
+            invalid.to_string(),
+            r#"ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": bad"#
+        );
+        let status = invalid.status();
+        assert_eq!(status["details"]["kind"], "ConfigMap");
+        assert_eq!(
+            status["details"]["causes"],
+            json!([{"reason": "FieldValueInvalid", "message": r#"Invalid value: "Bad_Name": bad"#, "field": "metadata.name"}])
+        );
+    }
+
+    #[test]
+    fn store_errors_map_to_retryable_or_expired_or_internal() {
+        assert_eq!(ApiError::from(StoreError::Unavailable("x".into())).code(), 503);
+        assert_eq!(ApiError::from(StoreError::Compacted { requested: 1, compacted: 5 }).reason(), "Expired");
+        assert_eq!(ApiError::from(StoreError::Storage("x".into())).code(), 500);
+    }
+}

@@ -1,0 +1,357 @@
+//! Plain functions over API objects as generic JSON: store keys, the checks and fields set
+//! on create and update, and the resourceVersion put back on read.
+//!
+//! Objects are stored as JSON without `metadata.resourceVersion`; it is the key's
+//! `mod_revision`, set by [`with_resource_version`] on the way out.
+
+use rand::Rng;
+use serde_json::{json, Map, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::api_error::{ApiError, ApiResult, FieldCause, Subject};
+use crate::kinds::ResourceKind;
+
+/// Longest DNS-1123 subdomain.
+const MAX_SUBDOMAIN: usize = 253;
+/// Longest DNS-1123 label (namespace names).
+const MAX_LABEL: usize = 63;
+/// What `generateName` appends, as kube-apiserver: 5 characters from this alphabet.
+const GENERATED_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+const SUBDOMAIN_DETAIL: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+const LABEL_DETAIL: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+
+/// The store key of an object: the kind's prefix, then `namespace/name` or `name`.
+pub fn storage_key(kind: &ResourceKind, namespace: Option<&str>, name: &str) -> String {
+    match namespace.filter(|_| kind.namespaced) {
+        Some(ns) => format!("{}{ns}/{name}", kind.storage_prefix()),
+        None => format!("{}{name}", kind.storage_prefix()),
+    }
+}
+
+/// The store prefix of a list: the whole kind, or one namespace of it.
+pub fn list_prefix(kind: &ResourceKind, namespace: Option<&str>) -> String {
+    match namespace.filter(|_| kind.namespaced) {
+        Some(ns) => format!("{}{ns}/", kind.storage_prefix()),
+        None => kind.storage_prefix(),
+    }
+}
+
+/// `metadata.name`, if set.
+pub fn name_of(obj: &Value) -> Option<&str> {
+    obj.pointer("/metadata/name").and_then(Value::as_str).filter(|n| !n.is_empty())
+}
+
+/// Checks what any write must satisfy: an object whose `apiVersion` and `kind` are the
+/// resource's (filled in when absent), and whose namespace is empty or the URL's. Returns
+/// the object's metadata map.
+fn check_envelope<'a>(
+    kind: &ResourceKind,
+    url_ns: Option<&str>,
+    obj: &'a mut Value,
+) -> ApiResult<&'a mut Map<String, Value>> {
+    let Some(map) = obj.as_object_mut() else {
+        return Err(ApiError::BadRequest("the body is not a JSON object".into()));
+    };
+    let api_version = kind.group_version();
+    for (field, want) in [("apiVersion", api_version.as_str()), ("kind", kind.kind)] {
+        match map.get(field) {
+            None => {
+                map.insert(field.into(), json!(want));
+            }
+            Some(Value::String(got)) if got == want => {}
+            Some(got) => {
+                return Err(ApiError::BadRequest(format!(
+                    "the {field} of the object ({got}) does not match the expected {field} ({want})"
+                )))
+            }
+        }
+    }
+    let metadata = map.entry("metadata").or_insert_with(|| json!({}));
+    let Some(metadata) = metadata.as_object_mut() else {
+        return Err(ApiError::BadRequest("metadata is not an object".into()));
+    };
+    if kind.namespaced {
+        let body_ns = metadata.get("namespace").and_then(Value::as_str).unwrap_or("");
+        if let Some(url_ns) = url_ns {
+            if !body_ns.is_empty() && body_ns != url_ns {
+                return Err(ApiError::BadRequest(
+                    "the namespace of the provided object does not match the namespace sent on the request".into(),
+                ));
+            }
+            metadata.insert("namespace".into(), json!(url_ns));
+        }
+    } else {
+        metadata.remove("namespace");
+    }
+    Ok(metadata)
+}
+
+/// Why `name` is not a valid name for `kind`, if it is not: namespaces need a DNS-1123
+/// label, everything else a DNS-1123 subdomain.
+pub fn name_problem(kind: &ResourceKind, name: &str) -> Option<&'static str> {
+    let (max, detail, dots) = if kind.resource == "namespaces" {
+        (MAX_LABEL, LABEL_DETAIL, false)
+    } else {
+        (MAX_SUBDOMAIN, SUBDOMAIN_DETAIL, true)
+    };
+    if name.len() > max {
+        return Some(if dots { "must be no more than 253 characters" } else { "must be no more than 63 characters" });
+    }
+    let label_ok = |label: &str| {
+        let b = label.as_bytes();
+        let alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+        !b.is_empty()
+            && b.first().is_some_and(alnum)
+            && b.last().is_some_and(alnum)
+            && b.iter().all(|c| alnum(c) || *c == b'-')
+    };
+    let ok = if dots { name.split('.').all(label_ok) } else { label_ok(name) };
+    (!ok).then_some(detail)
+}
+
+fn invalid_name(kind: &ResourceKind, name: &str, detail: &str) -> ApiError {
+    let cause = FieldCause { field: "metadata.name".into(), value: name.into(), detail: detail.into() };
+    ApiError::Invalid { subject: Subject::of(kind, name), causes: vec![cause] }
+}
+
+/// `2024-05-01T10:00:00Z`: RFC 3339 in whole seconds, UTC.
+pub fn timestamp(now: OffsetDateTime) -> String {
+    let whole = now.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).unwrap_or(now);
+    whole.format(&Rfc3339).unwrap_or_default()
+}
+
+/// A fresh random (version 4) UID.
+pub fn new_uid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Checks and completes an object for create in namespace `url_ns` (for namespaced kinds):
+/// name (or `generateName` plus 5 random characters), namespace, uid, creationTimestamp,
+/// generation 1; any resourceVersion is dropped.
+pub fn prepare_create(
+    kind: &ResourceKind,
+    url_ns: Option<&str>,
+    mut obj: Value,
+    now: OffsetDateTime,
+) -> ApiResult<Value> {
+    let metadata = check_envelope(kind, url_ns, &mut obj)?;
+    let name = match metadata.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+        Some(name) => name.to_string(),
+        None => match metadata.get("generateName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+            Some(base) => format!("{base}{}", random_suffix()),
+            None => {
+                let cause = FieldCause {
+                    field: "metadata.name".into(),
+                    value: String::new(),
+                    detail: "name or generateName is required".into(),
+                };
+                return Err(ApiError::Invalid { subject: Subject::of(kind, ""), causes: vec![cause] });
+            }
+        },
+    };
+    if let Some(detail) = name_problem(kind, &name) {
+        return Err(invalid_name(kind, &name, detail));
+    }
+    metadata.insert("name".into(), json!(name));
+    metadata.insert("uid".into(), json!(new_uid()));
+    metadata.insert("creationTimestamp".into(), json!(timestamp(now)));
+    metadata.insert("generation".into(), json!(1));
+    metadata.remove("resourceVersion");
+    Ok(obj)
+}
+
+fn random_suffix() -> String {
+    let mut rng = rand::thread_rng();
+    (0..5).map(|_| GENERATED_ALPHABET[rng.gen_range(0..GENERATED_ALPHABET.len())] as char).collect()
+}
+
+/// Checks an update of `name` in `url_ns`: the body must name the same object (400).
+/// Returns the body's resourceVersion, if it has one (400 if it is not a number).
+pub fn check_update(kind: &ResourceKind, url_ns: Option<&str>, name: &str, obj: &mut Value) -> ApiResult<Option<i64>> {
+    let metadata = check_envelope(kind, url_ns, obj)?;
+    match metadata.get("name").and_then(Value::as_str) {
+        Some(n) if n == name => {}
+        Some(n) => {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )))
+        }
+        None => {
+            metadata.insert("name".into(), json!(name));
+        }
+    }
+    match metadata.get("resourceVersion") {
+        None => Ok(None),
+        Some(Value::String(rv)) if rv.is_empty() => Ok(None),
+        Some(Value::String(rv)) => {
+            rv.parse::<i64>().map(Some).map_err(|_| ApiError::BadRequest(format!("invalid resourceVersion {rv:?}")))
+        }
+        Some(other) => Err(ApiError::BadRequest(format!("invalid resourceVersion {other}"))),
+    }
+}
+
+/// The stored form of an update of `old` to `new`: uid and creationTimestamp come from
+/// `old`; generation rises by one when anything outside metadata and status changed.
+pub fn prepare_update(old: &Value, mut new: Value) -> Value {
+    let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+    let changed = spec_part(old) != spec_part(&new);
+    if let Some(metadata) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+        for field in ["uid", "creationTimestamp"] {
+            match old.pointer(&format!("/metadata/{field}")) {
+                Some(v) => metadata.insert(field.into(), v.clone()),
+                None => metadata.remove(field),
+            };
+        }
+        metadata.insert("generation".into(), json!(if changed { generation + 1 } else { generation }));
+        metadata.remove("resourceVersion");
+    }
+    new
+}
+
+/// Everything but `metadata`, `status`, `kind` and `apiVersion`.
+fn spec_part(obj: &Value) -> Map<String, Value> {
+    let mut map = obj.as_object().cloned().unwrap_or_default();
+    for field in ["metadata", "status", "kind", "apiVersion"] {
+        map.remove(field);
+    }
+    map
+}
+
+/// A stored object as clients see it: with `metadata.resourceVersion` = `mod_revision`.
+pub fn with_resource_version(raw: &[u8], mod_revision: i64) -> ApiResult<Value> {
+    let mut obj: Value =
+        serde_json::from_slice(raw).map_err(|e| ApiError::InternalError(format!("stored object is not JSON: {e}")))?;
+    if let Some(metadata) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.insert("resourceVersion".into(), json!(mod_revision.to_string()));
+    }
+    Ok(obj)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::find;
+
+    fn cm() -> &'static ResourceKind {
+        find("", "v1", "configmaps").unwrap()
+    }
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap() + time::Duration::milliseconds(250)
+    }
+
+    fn body(name: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"a": "1"}})
+    }
+
+    #[test]
+    fn keys_are_the_prefix_then_namespace_and_name() {
+        assert_eq!(storage_key(cm(), Some("default"), "x"), "/registry/core/configmaps/default/x");
+        let ns = find("", "v1", "namespaces").unwrap();
+        assert_eq!(storage_key(ns, None, "team-a"), "/registry/core/namespaces/team-a");
+        assert_eq!(list_prefix(cm(), Some("default")), "/registry/core/configmaps/default/");
+        assert_eq!(list_prefix(cm(), None), "/registry/core/configmaps/");
+    }
+
+    #[test]
+    fn create_sets_namespace_uid_timestamp_and_generation() {
+        let mut input = body("x");
+        input["metadata"]["resourceVersion"] = json!("7");
+        let obj = prepare_create(cm(), Some("default"), input, now()).unwrap();
+        let meta = &obj["metadata"];
+        assert_eq!(meta["namespace"], "default");
+        assert_eq!(meta["creationTimestamp"], "2023-11-14T22:13:20Z");
+        assert_eq!(meta["generation"], 1);
+        assert_eq!(meta["uid"].as_str().unwrap().len(), 36);
+        assert!(meta.get("resourceVersion").is_none());
+        assert_eq!(obj["data"]["a"], "1");
+    }
+
+    #[test]
+    fn create_fills_in_a_generated_name() {
+        let input = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "web-"}});
+        let obj = prepare_create(cm(), Some("default"), input, now()).unwrap();
+        let name = obj["metadata"]["name"].as_str().unwrap();
+        assert!(name.starts_with("web-") && name.len() == 9, "{name}");
+        assert!(name_problem(cm(), name).is_none());
+    }
+
+    #[test]
+    fn create_refuses_wrong_types_names_and_namespaces() {
+        let wrong_kind = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}});
+        assert_eq!(prepare_create(cm(), Some("default"), wrong_kind, now()).unwrap_err().code(), 400);
+        let wrong_version = json!({"apiVersion": "apps/v1", "kind": "ConfigMap", "metadata": {"name": "x"}});
+        assert_eq!(prepare_create(cm(), Some("default"), wrong_version, now()).unwrap_err().code(), 400);
+        let mut other_ns = body("x");
+        other_ns["metadata"]["namespace"] = json!("other");
+        assert_eq!(prepare_create(cm(), Some("default"), other_ns, now()).unwrap_err().code(), 400);
+        let err = prepare_create(cm(), Some("default"), body("Bad_Name"), now()).unwrap_err();
+        assert_eq!(err.code(), 422);
+        assert!(err.to_string().contains("metadata.name: Invalid value: \"Bad_Name\""), "{err}");
+        assert_eq!(err.status()["details"]["causes"][0]["field"], "metadata.name");
+        let nameless = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}});
+        assert_eq!(prepare_create(cm(), Some("default"), nameless, now()).unwrap_err().code(), 422);
+        assert_eq!(prepare_create(cm(), Some("default"), json!([1]), now()).unwrap_err().code(), 400);
+    }
+
+    #[test]
+    fn names_are_dns_subdomains_and_namespace_names_labels() {
+        for good in ["a", "web-1", "a.b.c", "0x"] {
+            assert_eq!(name_problem(cm(), good), None, "{good}");
+        }
+        for bad in ["", "-a", "a-", "A", "a_b", "a..b", ".a", &"a".repeat(254)] {
+            assert!(name_problem(cm(), bad).is_some(), "{bad}");
+        }
+        let ns = find("", "v1", "namespaces").unwrap();
+        assert!(name_problem(ns, "a.b").is_some());
+        assert!(name_problem(ns, &"a".repeat(64)).is_some());
+        assert!(name_problem(ns, "team-a").is_none());
+    }
+
+    #[test]
+    fn cluster_scoped_objects_have_no_namespace() {
+        let ns = find("", "v1", "namespaces").unwrap();
+        let input = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "t", "namespace": "x"}});
+        let obj = prepare_create(ns, None, input, now()).unwrap();
+        assert!(obj["metadata"].get("namespace").is_none());
+    }
+
+    #[test]
+    fn update_keeps_identity_and_bumps_generation_only_on_spec_changes() {
+        let old = prepare_create(cm(), Some("default"), body("x"), now()).unwrap();
+        let mut relabelled = body("x");
+        relabelled["metadata"]["labels"] = json!({"a": "b"});
+        relabelled["metadata"]["uid"] = json!("forged");
+        let same = prepare_update(&old, relabelled);
+        assert_eq!(same["metadata"]["uid"], old["metadata"]["uid"]);
+        assert_eq!(same["metadata"]["creationTimestamp"], old["metadata"]["creationTimestamp"]);
+        assert_eq!(same["metadata"]["generation"], 1);
+        let mut changed = body("x");
+        changed["data"]["a"] = json!("2");
+        changed["metadata"]["resourceVersion"] = json!("5");
+        let bumped = prepare_update(&old, changed);
+        assert_eq!(bumped["metadata"]["generation"], 2);
+        assert!(bumped["metadata"].get("resourceVersion").is_none());
+    }
+
+    #[test]
+    fn update_checks_the_name_and_reads_the_resource_version() {
+        let mut with_rv = body("x");
+        with_rv["metadata"]["resourceVersion"] = json!("12");
+        assert_eq!(check_update(cm(), Some("default"), "x", &mut with_rv).unwrap(), Some(12));
+        assert_eq!(check_update(cm(), Some("default"), "x", &mut body("x")).unwrap(), None);
+        assert_eq!(check_update(cm(), Some("default"), "y", &mut body("x")).unwrap_err().code(), 400);
+        let mut bad_rv = body("x");
+        bad_rv["metadata"]["resourceVersion"] = json!("abc");
+        assert_eq!(check_update(cm(), Some("default"), "x", &mut bad_rv).unwrap_err().code(), 400);
+    }
+
+    #[test]
+    fn reads_carry_the_resource_version_as_a_string() {
+        let obj = with_resource_version(body("x").to_string().as_bytes(), 42).unwrap();
+        assert_eq!(obj["metadata"]["resourceVersion"], "42");
+        assert_eq!(with_resource_version(b"not json", 1).unwrap_err().code(), 500);
+    }
+}

@@ -1,0 +1,91 @@
+//! The kind actor over a real single-member store: create, get, list (with paging), update
+//! with and without a resourceVersion, conflicts, and delete.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use actix::Addr;
+use actors::kinds::find;
+use actors::{Create, Delete, Get, KindActor, List, Update};
+use raft_store::{StoreConfig, StoreNode};
+use serde_json::{json, Value};
+
+async fn single_member(dir: &std::path::Path) -> StoreNode {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let node = StoreNode::start(StoreConfig::new(1, dir, ([127, 0, 0, 1], port).into())).await.unwrap();
+    node.initialize(&BTreeMap::from([(1, node.addr().to_string())])).await.unwrap();
+    node.raft().wait(Some(Duration::from_secs(10))).metrics(|m| m.current_leader.is_some(), "leader").await.unwrap();
+    node
+}
+
+fn cm(name: &str, value: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": value}})
+}
+
+fn ns() -> Option<String> {
+    Some("default".into())
+}
+
+async fn create(actor: &Addr<KindActor>, obj: Value) -> actors::ApiResult<Value> {
+    actor.send(Create { namespace: ns(), obj }).await.unwrap()
+}
+
+#[actix_rt::test]
+async fn the_configmap_actor_creates_gets_lists_updates_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = single_member(dir.path()).await;
+    let namespaces = KindActor::start_supervised(find("", "v1", "namespaces").unwrap(), node.clone());
+    let actor = KindActor::start_supervised(find("", "v1", "configmaps").unwrap(), node.clone());
+
+    let missing_ns = create(&actor, cm("a", "1")).await.unwrap_err();
+    assert_eq!(missing_ns.to_string(), r#"namespaces "default" not found"#);
+    let default = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+    namespaces.send(Create { namespace: None, obj: default }).await.unwrap().unwrap();
+
+    let created = create(&actor, cm("a", "1")).await.unwrap();
+    let rv: i64 = created["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    assert_eq!(created["metadata"]["namespace"], "default");
+    let again = create(&actor, cm("a", "2")).await.unwrap_err();
+    assert_eq!((again.reason(), again.to_string().as_str()), ("AlreadyExists", r#"configmaps "a" already exists"#));
+    create(&actor, cm("b", "1")).await.unwrap();
+    create(&actor, cm("c", "1")).await.unwrap();
+
+    let got = actor.send(Get { namespace: ns(), name: "a".into() }).await.unwrap().unwrap();
+    assert_eq!(got, created);
+
+    // A list right after writes sees them all: it waits for the cache to catch up.
+    let all = actor.send(List { namespace: None, limit: 0, continue_token: None }).await.unwrap().unwrap();
+    assert_eq!(all.items.len(), 3);
+    assert!(all.resource_version > rv && all.continue_token.is_none());
+    let first = actor.send(List { namespace: ns(), limit: 2, continue_token: None }).await.unwrap().unwrap();
+    assert_eq!(first.items.iter().map(|o| o["metadata"]["name"].clone()).collect::<Vec<_>>(), ["a", "b"]);
+    create(&actor, cm("d", "1")).await.unwrap();
+    let rest =
+        actor.send(List { namespace: ns(), limit: 2, continue_token: first.continue_token }).await.unwrap().unwrap();
+    assert_eq!(rest.items.len(), 1, "later pages are at the first page's revision");
+    assert_eq!(rest.resource_version, first.resource_version);
+
+    let mut changed = created.clone();
+    changed["data"]["k"] = json!("2");
+    let updated =
+        actor.send(Update { namespace: ns(), name: "a".into(), obj: changed.clone() }).await.unwrap().unwrap();
+    assert_eq!(updated["metadata"]["generation"], 2);
+    assert_eq!(updated["metadata"]["uid"], created["metadata"]["uid"]);
+    let stale = actor.send(Update { namespace: ns(), name: "a".into(), obj: changed }).await.unwrap().unwrap_err();
+    assert_eq!(stale.reason(), "Conflict");
+    let blind = actor.send(Update { namespace: ns(), name: "a".into(), obj: cm("a", "3") }).await.unwrap().unwrap();
+    assert_eq!(blind["data"]["k"], "3");
+    let absent = actor.send(Update { namespace: ns(), name: "zz".into(), obj: cm("zz", "1") }).await.unwrap();
+    assert_eq!(absent.unwrap_err().code(), 404);
+
+    let deleted = actor.send(Delete { namespace: ns(), name: "a".into() }).await.unwrap().unwrap();
+    assert_eq!(deleted["data"]["k"], "3");
+    let gone = actor.send(Get { namespace: ns(), name: "a".into() }).await.unwrap().unwrap_err();
+    assert_eq!(gone.to_string(), r#"configmaps "a" not found"#);
+    assert_eq!(actor.send(Delete { namespace: ns(), name: "a".into() }).await.unwrap().unwrap_err().code(), 404);
+    let left = actor.send(List { namespace: ns(), limit: 0, continue_token: None }).await.unwrap().unwrap();
+    assert_eq!(left.items.len(), 3);
+    node.shutdown().await;
+}

@@ -1,0 +1,245 @@
+//! The Kubernetes REST verbs on objects: `GET` (get or list), `POST` (create), `PUT`
+//! (update) and `DELETE` under `/api/v1/...` and `/apis/{group}/{version}/...`, answered by
+//! the kind actors. Every failure is a `Status` body.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actors::kinds::{self, ResourceKind};
+use actors::{ApiError, ApiResult, Create, Delete, Get, KindActors, List, ListPage, Update};
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+/// Largest request body accepted (kube-apiserver's limit is 3 MiB too).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// Registers the object routes; register discovery first, it owns the shorter paths.
+pub fn configure(cfg: &mut web::ServiceConfig, actors: KindActors) {
+    cfg.app_data(web::Data::new(actors))
+        .route("/api/{tail:.*}", web::route().to(handle))
+        .route("/apis/{tail:.*}", web::route().to(handle));
+}
+
+/// What a request path names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub group: String,
+    pub version: String,
+    pub namespace: Option<String>,
+    pub resource: String,
+    pub name: Option<String>,
+}
+
+/// Parses `/api/v1/[namespaces/{ns}/]{resource}[/{name}]` and the same under
+/// `/apis/{group}/{version}`; `None` for anything else. `/api/v1/namespaces/{name}` is the
+/// namespace object itself.
+pub fn parse_path(path: &str) -> Option<Target> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if segments.iter().any(|s| s.is_empty()) {
+        return None;
+    }
+    let (group, version, rest) = match segments.as_slice() {
+        ["api", version, rest @ ..] => ("", *version, rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => return None,
+    };
+    let (namespace, resource, name) = match rest {
+        [resource] => (None, *resource, None),
+        ["namespaces", ns, resource] => (Some(*ns), *resource, None),
+        ["namespaces", ns, resource, name] => (Some(*ns), *resource, Some(*name)),
+        [resource, name] => (None, *resource, Some(*name)),
+        _ => return None,
+    };
+    Some(Target {
+        group: group.into(),
+        version: version.into(),
+        namespace: namespace.map(Into::into),
+        resource: resource.into(),
+        name: name.map(Into::into),
+    })
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct ListParams {
+    limit: Option<usize>,
+    #[serde(rename = "continue")]
+    continue_token: Option<String>,
+    watch: Option<String>,
+}
+
+async fn handle(req: HttpRequest, body: web::Payload, actors: web::Data<KindActors>) -> HttpResponse {
+    match serve(&req, body, &actors).await {
+        Ok((code, body)) => HttpResponse::build(code).content_type("application/json").body(body.to_string()),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// The `Status` response of an error.
+pub fn error_response(e: &ApiError) -> HttpResponse {
+    let code = StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    HttpResponse::build(code).content_type("application/json").body(e.status().to_string())
+}
+
+fn not_found(path: &str) -> ApiError {
+    ApiError::NotFoundPath(path.into())
+}
+
+async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> ApiResult<(StatusCode, Value)> {
+    let target = parse_path(req.path()).ok_or_else(|| not_found(req.path()))?;
+    let kind = kinds::find(&target.group, &target.version, &target.resource).ok_or_else(|| not_found(req.path()))?;
+    if target.namespace.is_some() && !kind.namespaced {
+        return Err(not_found(req.path()));
+    }
+    let actor =
+        actors.get(kind).ok_or_else(|| ApiError::ServiceUnavailable(format!("no actor for {}", kind.resource)))?;
+    let ns = target.namespace.clone();
+    let method = req.method().as_str();
+    let unsupported = || {
+        ApiError::MethodNotSupported(format!(
+            "the server does not allow this method on the requested resource ({method} {})",
+            req.path()
+        ))
+    };
+    let mailbox = |e: actix::MailboxError| ApiError::ServiceUnavailable(format!("{} actor: {e}", kind.resource));
+    // A namespaced object needs its namespace; only lists may span all of them.
+    if kind.namespaced && ns.is_none() && !(method == "GET" && target.name.is_none()) {
+        return Err(unsupported());
+    }
+    let result = match (method, target.name) {
+        ("GET", Some(name)) => actor.send(Get { namespace: ns, name }).await.map_err(mailbox)?,
+        ("GET", None) => {
+            let params = web::Query::<ListParams>::from_query(req.query_string())
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?
+                .into_inner();
+            if params.watch.as_deref().is_some_and(|w| w == "true" || w == "1") {
+                return Err(ApiError::MethodNotSupported("watch is not served yet".into()));
+            }
+            let list = List { namespace: ns, limit: params.limit.unwrap_or(0), continue_token: params.continue_token };
+            let page = actor.send(list).await.map_err(mailbox)??;
+            return Ok((StatusCode::OK, list_body(kind, page)));
+        }
+        ("POST", None) => {
+            let obj = read_json(req, body).await?;
+            let created = actor.send(Create { namespace: ns, obj }).await.map_err(mailbox)??;
+            return Ok((StatusCode::CREATED, stamp(kind, created)));
+        }
+        ("PUT", Some(name)) => {
+            let obj = read_json(req, body).await?;
+            actor.send(Update { namespace: ns, name, obj }).await.map_err(mailbox)?
+        }
+        ("DELETE", Some(name)) => actor.send(Delete { namespace: ns, name }).await.map_err(mailbox)?,
+        _ => return Err(unsupported()),
+    };
+    Ok((StatusCode::OK, stamp(kind, result?)))
+}
+
+/// Reads a JSON body of at most [`MAX_BODY`] bytes (413 beyond, 400 if not JSON, 415 for
+/// protobuf, which is not served yet).
+async fn read_json(req: &HttpRequest, mut body: web::Payload) -> ApiResult<Value> {
+    let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if content_type.contains("protobuf") {
+        return Err(ApiError::UnsupportedMediaType(format!("the body type {content_type:?} is not served; send JSON")));
+    }
+    let mut bytes = web::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
+        if bytes.len() + chunk.len() > MAX_BODY {
+            return Err(ApiError::RequestEntityTooLarge(format!("the request body is larger than {MAX_BODY} bytes")));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))
+}
+
+/// Sets `kind` and `apiVersion` on an object.
+fn stamp(kind: &ResourceKind, mut obj: Value) -> Value {
+    if let Some(map) = obj.as_object_mut() {
+        map.insert("apiVersion".into(), json!(kind.group_version()));
+        map.insert("kind".into(), json!(kind.kind));
+    }
+    obj
+}
+
+/// `{"kind": "ConfigMapList", ...}` for a page of objects.
+fn list_body(kind: &ResourceKind, page: ListPage) -> Value {
+    let mut metadata = json!({"resourceVersion": page.resource_version.to_string()});
+    if let Some(token) = page.continue_token {
+        metadata["continue"] = json!(token);
+    }
+    let items: Vec<Value> = page.items.into_iter().map(|o| stamp(kind, o)).collect();
+    json!({"kind": format!("{}List", kind.kind), "apiVersion": kind.group_version(), "metadata": metadata, "items": items})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(group: &str, ns: Option<&str>, resource: &str, name: Option<&str>) -> Option<Target> {
+        Some(Target {
+            group: group.into(),
+            version: "v1".into(),
+            namespace: ns.map(Into::into),
+            resource: resource.into(),
+            name: name.map(Into::into),
+        })
+    }
+
+    #[test]
+    fn paths_name_collections_and_objects_in_and_out_of_namespaces() {
+        assert_eq!(parse_path("/api/v1/configmaps"), target("", None, "configmaps", None));
+        assert_eq!(parse_path("/api/v1/namespaces"), target("", None, "namespaces", None));
+        assert_eq!(parse_path("/api/v1/namespaces/team-a"), target("", None, "namespaces", Some("team-a")));
+        assert_eq!(
+            parse_path("/api/v1/namespaces/default/configmaps"),
+            target("", Some("default"), "configmaps", None)
+        );
+        assert_eq!(
+            parse_path("/api/v1/namespaces/default/configmaps/x"),
+            target("", Some("default"), "configmaps", Some("x"))
+        );
+        assert_eq!(parse_path("/apis/apps/v1/deployments"), target("apps", None, "deployments", None));
+        assert_eq!(
+            parse_path("/apis/apps/v1/namespaces/default/deployments/web"),
+            target("apps", Some("default"), "deployments", Some("web"))
+        );
+        assert_eq!(parse_path("/api/v1/nodes/n1"), target("", None, "nodes", Some("n1")));
+    }
+
+    #[test]
+    fn other_paths_are_not_objects() {
+        for path in [
+            "/api",
+            "/api/v1",
+            "/apis/apps",
+            "/api/v1/namespaces/default/configmaps/x/status",
+            "/api/v1//x",
+            "/healthz",
+        ] {
+            assert_eq!(parse_path(path), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn lists_are_kind_list_objects_with_stamped_items() {
+        let cm = kinds::find("", "v1", "configmaps").unwrap();
+        let page = ListPage {
+            items: vec![json!({"metadata": {"name": "a"}})],
+            resource_version: 7,
+            continue_token: Some("t".into()),
+        };
+        let body = list_body(cm, page);
+        assert_eq!(body["kind"], "ConfigMapList");
+        assert_eq!(body["metadata"], json!({"resourceVersion": "7", "continue": "t"}));
+        assert_eq!(
+            (body["items"][0]["kind"].as_str(), body["items"][0]["apiVersion"].as_str()),
+            (Some("ConfigMap"), Some("v1"))
+        );
+    }
+
+    #[test]
+    fn errors_become_status_responses_with_their_code() {
+        let response = error_response(&ApiError::BadRequest("nope".into()));
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let response = error_response(&not_found("/api/v1/nothing"));
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+}
