@@ -25,3 +25,6 @@ fi
 # One build directory shared by every checkout on this machine: rebuilds stay incremental.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/flotilla/target}"
 mkdir -p "$CARGO_TARGET_DIR" 2>/dev/null || export CARGO_TARGET_DIR="$HOME/.cache/flotilla/target"
+
+# The end-to-end watch test also drives the Python Kubernetes client.
+python3 -c "import kubernetes" 2>/dev/null || pip install -q kubernetes || echo "note: Python kubernetes client not installed; its test part is skipped" >&2

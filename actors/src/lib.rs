@@ -17,7 +17,8 @@
 //!   one variant per Kubernetes `Status` reason.
 //! - [`object_store`]: get, create, update, delete and list pages as store transactions.
 //! - [`kind_actor`]: [`KindActor`], one supervised actor per kind owning its watch cache;
-//!   [`KindActors`] starts them all.
+//!   [`KindActors`] starts them all; it also keeps the kind's watchers ([`Watch`]).
+//! - [`watch`]: watch events (`ADDED`, `MODIFIED`, ...) from cached changes, and filters.
 //!
 //! New resource-kind actors and controllers go in their own modules, each beside the plain
 //! struct it wraps; restarts are counted in `flotilla_actor_restarts_total{actor=...}`.
@@ -29,12 +30,14 @@ pub mod kind_actor;
 pub mod kinds;
 pub mod object_store;
 pub mod objects;
+pub mod watch;
 pub mod watch_cache;
 
 pub use api_error::{ApiError, ApiResult, FieldCause, Subject};
 pub use health::{assess, Health};
 pub use health_actor::{GetHealth, HealthActor};
-pub use kind_actor::{Create, Delete, Get, KindActor, KindActors, List, Update};
+pub use kind_actor::{Create, Delete, Get, KindActor, KindActors, List, Update, Watch, WatchStart};
 pub use kinds::{ResourceKind, Subresource, BUILTIN};
 pub use object_store::ListPage;
+pub use watch::{WatchEvent, WatchFilter};
 pub use watch_cache::{CacheError, CachedEvent, WatchCache};

@@ -1,16 +1,20 @@
 //! The Kubernetes REST verbs on objects: `GET` (get or list), `POST` (create), `PUT`
 //! (update) and `DELETE` under `/api/v1/...` and `/apis/{group}/{version}/...`, answered by
-//! the kind actors. Every failure is a `Status` body.
+//! the kind actors. Every failure is a `Status` body. A `GET` of a collection with
+//! `watch=true` streams watch events, one JSON object per line.
 
 use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actors::kinds::{self, ResourceKind};
-use actors::{ApiError, ApiResult, Create, Delete, Get, KindActors, List, ListPage, Update};
-use futures::StreamExt;
+use actors::{ApiError, ApiResult, Create, Delete, Get, KindActors, List, ListPage, Update, Watch, WatchEvent};
+use futures::{stream, StreamExt};
 use serde_json::{json, Value};
 
 /// Largest request body accepted (kube-apiserver's limit is 3 MiB too).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
+/// How long a watch runs when the client gives no `timeoutSeconds`.
+const WATCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// Registers the object routes; register discovery first, it owns the shorter paths.
 pub fn configure(cfg: &mut web::ServiceConfig, actors: KindActors) {
@@ -64,11 +68,34 @@ struct ListParams {
     #[serde(rename = "continue")]
     continue_token: Option<String>,
     watch: Option<String>,
+    #[serde(rename = "resourceVersion")]
+    resource_version: Option<String>,
+    #[serde(rename = "allowWatchBookmarks")]
+    allow_watch_bookmarks: Option<String>,
+    #[serde(rename = "timeoutSeconds")]
+    timeout_seconds: Option<u64>,
+    #[serde(rename = "fieldSelector")]
+    field_selector: Option<String>,
+    #[serde(rename = "labelSelector")]
+    label_selector: Option<String>,
+}
+
+fn is_true(flag: &Option<String>) -> bool {
+    flag.as_deref().is_some_and(|w| w == "true" || w == "1")
+}
+
+/// What [`serve`] answers: one JSON body, or a watch stream.
+enum Reply {
+    Json(StatusCode, Value),
+    Watch(HttpResponse),
 }
 
 async fn handle(req: HttpRequest, body: web::Payload, actors: web::Data<KindActors>) -> HttpResponse {
     match serve(&req, body, &actors).await {
-        Ok((code, body)) => HttpResponse::build(code).content_type("application/json").body(body.to_string()),
+        Ok(Reply::Json(code, body)) => {
+            HttpResponse::build(code).content_type("application/json").body(body.to_string())
+        }
+        Ok(Reply::Watch(response)) => response,
         Err(e) => error_response(&e),
     }
 }
@@ -83,7 +110,7 @@ fn not_found(path: &str) -> ApiError {
     ApiError::NotFoundPath(path.into())
 }
 
-async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> ApiResult<(StatusCode, Value)> {
+async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> ApiResult<Reply> {
     let target = parse_path(req.path()).ok_or_else(|| not_found(req.path()))?;
     let kind = kinds::find(&target.group, &target.version, &target.resource).ok_or_else(|| not_found(req.path()))?;
     if target.namespace.is_some() && !kind.namespaced {
@@ -110,17 +137,17 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
             let params = web::Query::<ListParams>::from_query(req.query_string())
                 .map_err(|e| ApiError::BadRequest(e.to_string()))?
                 .into_inner();
-            if params.watch.as_deref().is_some_and(|w| w == "true" || w == "1") {
-                return Err(ApiError::MethodNotSupported("watch is not served yet".into()));
+            if is_true(&params.watch) {
+                return watch(actor, ns, params).await.map(Reply::Watch);
             }
             let list = List { namespace: ns, limit: params.limit.unwrap_or(0), continue_token: params.continue_token };
             let page = actor.send(list).await.map_err(mailbox)??;
-            return Ok((StatusCode::OK, list_body(kind, page)));
+            return Ok(Reply::Json(StatusCode::OK, list_body(kind, page)));
         }
         ("POST", None) => {
             let obj = read_json(req, body).await?;
             let created = actor.send(Create { namespace: ns, obj }).await.map_err(mailbox)??;
-            return Ok((StatusCode::CREATED, stamp(kind, created)));
+            return Ok(Reply::Json(StatusCode::CREATED, stamp(kind, created)));
         }
         ("PUT", Some(name)) => {
             let obj = read_json(req, body).await?;
@@ -129,7 +156,39 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
         ("DELETE", Some(name)) => actor.send(Delete { namespace: ns, name }).await.map_err(mailbox)?,
         _ => return Err(unsupported()),
     };
-    Ok((StatusCode::OK, stamp(kind, result?)))
+    Ok(Reply::Json(StatusCode::OK, stamp(kind, result?)))
+}
+
+/// Starts a watch and streams it: the first events, then the changes, one JSON object per
+/// line, until the actor drops the watcher or `timeoutSeconds` (default 30 min) pass.
+async fn watch(
+    actor: &actix::Addr<actors::KindActor>,
+    namespace: Option<String>,
+    params: ListParams,
+) -> ApiResult<HttpResponse> {
+    if params.label_selector.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::BadRequest("label selectors are not supported on watches yet".into()));
+    }
+    let name = actors::watch::name_selector(params.field_selector.as_deref().unwrap_or(""))?;
+    let resource_version = match params.resource_version.as_deref().filter(|rv| !rv.is_empty()) {
+        None => None,
+        Some(rv) => Some(rv.parse().map_err(|_| ApiError::BadRequest(format!("invalid resourceVersion {rv:?}")))?),
+    };
+    let bookmarks = is_true(&params.allow_watch_bookmarks);
+    let timeout = params.timeout_seconds.map(std::time::Duration::from_secs).unwrap_or(WATCH_TIMEOUT);
+    let msg = Watch { namespace, name, resource_version, bookmarks };
+    let start = actor.send(msg).await.map_err(|e| ApiError::ServiceUnavailable(format!("watch: {e}")))??;
+    let events = stream::iter(start.initial).chain(start.rest);
+    let lines = events.map(|e: WatchEvent| Ok::<_, actix_web::Error>(watch_line(&e)));
+    let body = lines.take_until(actix_web::rt::time::sleep(timeout));
+    Ok(HttpResponse::Ok().content_type("application/json").streaming(body))
+}
+
+/// One event as a line of a watch response.
+fn watch_line(event: &WatchEvent) -> Bytes {
+    let mut line = event.to_json().to_string().into_bytes();
+    line.push(b'\n');
+    Bytes::from(line)
 }
 
 /// Reads a JSON body of at most [`MAX_BODY`] bytes (413 beyond, 400 if not JSON, 415 for

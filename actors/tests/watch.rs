@@ -1,0 +1,100 @@
+//! Watches on the kind actor over a real single-member store: the changes after a
+//! revision in order, a start from "now", a name filter with bookmarks, and 410 Expired
+//! for a revision older than the cache ring.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use actix::Addr;
+use actors::kinds::find;
+use actors::{Create, Delete, KindActor, List, Update, Watch, WatchEvent, WatchStart};
+use futures::StreamExt;
+use raft_store::{StoreConfig, StoreNode};
+use serde_json::{json, Value};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+async fn single_member(dir: &std::path::Path) -> StoreNode {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let node = StoreNode::start(StoreConfig::new(1, dir, ([127, 0, 0, 1], port).into())).await.unwrap();
+    node.initialize(&BTreeMap::from([(1, node.addr().to_string())])).await.unwrap();
+    node.raft().wait(Some(Duration::from_secs(10))).metrics(|m| m.current_leader.is_some(), "leader").await.unwrap();
+    node
+}
+
+fn cm(name: &str, value: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": value}})
+}
+
+fn ns() -> Option<String> {
+    Some("default".into())
+}
+
+fn rv(obj: &Value) -> i64 {
+    obj["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap()
+}
+
+/// (type, name, resourceVersion) of an event.
+fn summary(e: &WatchEvent) -> (&'static str, String, i64) {
+    (e.event_type, e.object["metadata"]["name"].as_str().unwrap_or("").to_string(), rv(&e.object))
+}
+
+async fn next(start: &mut WatchStart) -> Option<WatchEvent> {
+    actix_rt::time::timeout(DEADLINE, start.rest.next()).await.expect("no watch event in time")
+}
+
+async fn watch(actor: &Addr<KindActor>, name: Option<&str>, from: Option<i64>, bookmarks: bool) -> WatchStart {
+    let msg = Watch { namespace: ns(), name: name.map(Into::into), resource_version: from, bookmarks };
+    actor.send(msg).await.unwrap().unwrap()
+}
+
+#[actix_rt::test]
+async fn watches_see_later_changes_in_order_and_too_old_revisions_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = single_member(dir.path()).await;
+    let namespaces = KindActor::start_supervised(find("", "v1", "namespaces").unwrap(), node.clone());
+    let actor = KindActor::start_with_cache(find("", "v1", "configmaps").unwrap(), node.clone(), 4);
+    let default = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+    namespaces.send(Create { namespace: None, obj: default }).await.unwrap().unwrap();
+
+    let a = actor.send(Create { namespace: ns(), obj: cm("a", "1") }).await.unwrap().unwrap();
+    let mut after_a = watch(&actor, None, Some(rv(&a)), false).await;
+    let mut quiet = watch(&actor, Some("nothing-here"), Some(rv(&a)), true).await;
+    let updated = actor.send(Update { namespace: ns(), name: "a".into(), obj: cm("a", "2") }).await.unwrap().unwrap();
+    let b = actor.send(Create { namespace: ns(), obj: cm("b", "1") }).await.unwrap().unwrap();
+    let deleted = actor.send(Delete { namespace: ns(), name: "a".into() }).await.unwrap().unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(summary(&next(&mut after_a).await.unwrap()));
+    }
+    assert!(after_a.initial.is_empty());
+    assert_eq!(seen[..2], [("MODIFIED", "a".into(), rv(&updated)), ("ADDED", "b".into(), rv(&b))]);
+    assert_eq!((seen[2].0, seen[2].1.as_str()), ("DELETED", "a"));
+    assert!(seen[2].2 > rv(&b), "a delete carries the deleting revision: {seen:?}");
+    assert_eq!(deleted["data"]["k"], "2");
+
+    // A watcher of another name hears only bookmarks, at or past the last change.
+    let bookmark = next(&mut quiet).await.unwrap();
+    assert_eq!(bookmark.event_type, "BOOKMARK");
+    assert!(rv(&bookmark.object) >= rv(&b), "{bookmark:?}");
+
+    // From "now": the current objects as ADDED first.
+    let now = watch(&actor, None, None, false).await;
+    assert_eq!(now.initial.iter().map(summary).collect::<Vec<_>>(), [("ADDED", "b".into(), rv(&b))]);
+
+    // More changes than the ring holds: the first revision is gone.
+    for i in 0..6 {
+        actor.send(Update { namespace: ns(), name: "b".into(), obj: cm("b", &i.to_string()) }).await.unwrap().unwrap();
+    }
+    actor.send(List { namespace: ns(), limit: 0, continue_token: None }).await.unwrap().unwrap();
+    let mut expired = watch(&actor, None, Some(rv(&a)), false).await;
+    let [error] = expired.initial.as_slice() else { panic!("{:?}", expired.initial) };
+    assert_eq!((error.event_type, error.object["code"].as_i64()), ("ERROR", Some(410)));
+    assert_eq!(error.object["reason"], "Expired");
+    let message = error.object["message"].as_str().unwrap();
+    assert!(message.starts_with(&format!("too old resource version: {} (", rv(&a))), "{message}");
+    assert!(next(&mut expired).await.is_none(), "the stream ends after the error");
+    node.shutdown().await;
+}
