@@ -3,30 +3,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+mod common;
 
 use actix::Addr;
 use actors::kinds::find;
 use actors::{Create, Delete, Get, KindActor, List, Update};
-use raft_store::{StoreConfig, StoreNode};
 use serde_json::{json, Value};
 
-async fn single_member(dir: &std::path::Path) -> StoreNode {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let node = StoreNode::start(StoreConfig::new(1, dir, ([127, 0, 0, 1], port).into())).await.unwrap();
-    node.initialize(&BTreeMap::from([(1, node.addr().to_string())])).await.unwrap();
-    node.raft().wait(Some(Duration::from_secs(10))).metrics(|m| m.current_leader.is_some(), "leader").await.unwrap();
-    node
-}
-
-fn cm(name: &str, value: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": value}})
-}
-
-fn ns() -> Option<String> {
-    Some("default".into())
-}
+use common::{cm, ns, single_member};
 
 async fn create(actor: &Addr<KindActor>, obj: Value) -> actors::ApiResult<Value> {
     actor.send(Create { namespace: ns(), obj }).await.unwrap()

@@ -4,33 +4,19 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::time::Duration;
 
 use actix::Addr;
 use actors::kinds::find;
 use actors::{Create, Delete, KindActor, List, Update, Watch, WatchEvent, WatchStart};
 use futures::StreamExt;
-use raft_store::{StoreConfig, StoreNode};
 use serde_json::{json, Value};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
-async fn single_member(dir: &std::path::Path) -> StoreNode {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let node = StoreNode::start(StoreConfig::new(1, dir, ([127, 0, 0, 1], port).into())).await.unwrap();
-    node.initialize(&BTreeMap::from([(1, node.addr().to_string())])).await.unwrap();
-    node.raft().wait(Some(Duration::from_secs(10))).metrics(|m| m.current_leader.is_some(), "leader").await.unwrap();
-    node
-}
-
-fn cm(name: &str, value: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": value}})
-}
-
-fn ns() -> Option<String> {
-    Some("default".into())
-}
+use common::{cm, ns, single_member};
 
 fn rv(obj: &Value) -> i64 {
     obj["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap()
