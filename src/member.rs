@@ -183,7 +183,7 @@ async fn create_initial_namespaces(node: &StoreNode) -> anyhow::Result<()> {
     let kind = actors::kinds::find("", "v1", "namespaces").context("no namespaces kind")?;
     for name in INITIAL_NAMESPACES {
         let obj = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        match actors::object_store::create(node, kind, None, obj).await {
+        match actors::object_store::create(node, kind, None, obj, Some("flotilla")).await {
             Ok(_) | Err(actors::ApiError::AlreadyExists(_)) => {}
             Err(e) => bail!("creating namespace {name}: {e}"),
         }

@@ -1,9 +1,6 @@
 //! End-to-end: real kubectl creates, gets, lists, replaces and deletes objects on
 //! `flotilla up`: configmaps (optimistic concurrency, AlreadyExists, NotFound, invalid
 //! names), namespaces (the initial four, a new one), and a deployment as generic JSON.
-//!
-//! kubectl runs with `--validate=false` on create and replace: Flotilla serves no OpenAPI
-//! documents yet, and kubectl's client-side validation needs them.
 
 #![allow(clippy::unwrap_used)]
 
@@ -52,7 +49,7 @@ fn kubectl_creates_gets_lists_replaces_and_deletes_objects() {
     }
 
     let cm = file("cm.yaml", CM);
-    assert_eq!(up.kubectl(&["create", "--validate=false", "-f", &cm]).trim(), "configmap/demo created");
+    assert_eq!(up.kubectl(&["create", "-f", &cm]).trim(), "configmap/demo created");
     let got = json(&up.kubectl(&["get", "cm", "demo", "-o", "json"]));
     assert_eq!(got["data"]["color"], "blue");
     assert!(got["metadata"]["resourceVersion"].as_str().is_some_and(|rv| rv.parse::<i64>().is_ok()), "{got}");
@@ -62,17 +59,17 @@ fn kubectl_creates_gets_lists_replaces_and_deletes_objects() {
     let mut changed = got.clone();
     changed["data"]["color"] = "red".into();
     let changed = file("changed.json", &changed.to_string());
-    assert_eq!(up.kubectl(&["replace", "--validate=false", "-f", &changed]).trim(), "configmap/demo replaced");
+    assert_eq!(up.kubectl(&["replace", "-f", &changed]).trim(), "configmap/demo replaced");
     assert_eq!(json(&up.kubectl(&["get", "cm", "demo", "-o", "json"]))["data"]["color"], "red");
-    let (ok, _, stderr) = up.try_kubectl(&["replace", "--validate=false", "-f", &changed]);
+    let (ok, _, stderr) = up.try_kubectl(&["replace", "-f", &changed]);
     assert!(!ok && stderr.contains("Conflict") && stderr.contains("the object has been modified"), "{stderr}");
-    let (ok, _, stderr) = up.try_kubectl(&["create", "--validate=false", "-f", &cm]);
+    let (ok, _, stderr) = up.try_kubectl(&["create", "-f", &cm]);
     assert!(!ok && stderr.contains("AlreadyExists"), "{stderr}");
 
     // A second namespace, and a list across all of them.
     let ns = file("ns.yaml", NS);
-    up.kubectl(&["create", "--validate=false", "-f", &ns]);
-    up.kubectl(&["create", "--validate=false", "-n", "team-a", "-f", &cm]);
+    up.kubectl(&["create", "-f", &ns]);
+    up.kubectl(&["create", "-n", "team-a", "-f", &cm]);
     let everywhere = json(&up.kubectl(&["get", "cm", "-A", "-o", "json"]));
     let mut seen: Vec<String> = everywhere["items"]
         .as_array()
@@ -85,8 +82,7 @@ fn kubectl_creates_gets_lists_replaces_and_deletes_objects() {
     seen.sort();
     assert_eq!(seen, ["default/demo", "team-a/demo"]);
 
-    let (ok, _, stderr) =
-        up.try_kubectl(&["create", "--validate=false", "-f", &file("bad.yaml", &CM.replace("demo", "Bad_Name"))]);
+    let (ok, _, stderr) = up.try_kubectl(&["create", "-f", &file("bad.yaml", &CM.replace("demo", "Bad_Name"))]);
     assert!(!ok && stderr.contains("metadata.name") && stderr.contains("Bad_Name"), "{stderr}");
 
     assert_eq!(up.kubectl(&["delete", "cm", "demo"]).trim(), r#"configmap "demo" deleted"#);
@@ -94,7 +90,7 @@ fn kubectl_creates_gets_lists_replaces_and_deletes_objects() {
     assert!(!ok && stderr.contains("NotFound") && stderr.contains(r#"configmaps "demo" not found"#), "{stderr}");
 
     // Any registry kind round-trips as generic JSON.
-    up.kubectl(&["create", "--validate=false", "-f", &file("deploy.yaml", DEPLOY)]);
+    up.kubectl(&["create", "-f", &file("deploy.yaml", DEPLOY)]);
     let deploy = json(&up.kubectl(&["get", "deploy", "web", "-o", "json"]));
     assert_eq!((deploy["kind"].as_str(), deploy["apiVersion"].as_str()), (Some("Deployment"), Some("apps/v1")));
     assert_eq!(deploy["spec"]["replicas"], 2);

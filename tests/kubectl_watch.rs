@@ -104,7 +104,7 @@ fn kubectl_and_the_python_client_watch_configmaps() {
         serde_json::from_str(&up.kubectl(&["get", "--raw", "/api/v1/namespaces/default/configmaps"])).unwrap();
     let start_rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
 
-    up.kubectl(&["create", "--validate=false", "-f", &cm]);
+    up.kubectl(&["create", "-f", &cm]);
     let row = |t: &'static str| move |l: &str| event_row(l) == (t.into(), "default".into(), "demo".into());
     watch.until(row("ADDED"));
     let mut changed: serde_json::Value =
@@ -112,7 +112,7 @@ fn kubectl_and_the_python_client_watch_configmaps() {
     changed["data"]["color"] = "red".into();
     let changed_file = dir.path().join("changed.json");
     std::fs::write(&changed_file, changed.to_string()).unwrap();
-    up.kubectl(&["replace", "--validate=false", "-f", &changed_file.display().to_string()]);
+    up.kubectl(&["replace", "-f", &changed_file.display().to_string()]);
     watch.until(row("MODIFIED"));
     up.kubectl(&["delete", "cm", "demo"]);
     watch.until(row("DELETED"));

@@ -71,9 +71,16 @@ pub enum ApiError {
         .0.qualified_resource(), .0.name
     )]
     Conflict(Subject),
+    /// 409: a server-side apply sets fields other managers own, to other values.
+    #[error("{}", apply_conflict_message(.conflicts))]
+    ApplyConflict { subject: Subject, conflicts: Vec<ApplyConflict> },
     /// 422: the object fails validation.
     #[error("{} {:?} is invalid: {}", .subject.kind, .subject.name, invalid_summary(.causes))]
     Invalid { subject: Subject, causes: Vec<FieldCause> },
+    /// 422: a patch that cannot be applied to the object (a failed JSON patch `test`, a
+    /// path that does not exist).
+    #[error("{0}")]
+    InvalidPatch(String),
     /// 410 `Gone`: a watch's resourceVersion is older than what is kept.
     #[error("{0}")]
     Gone(String),
@@ -97,6 +104,43 @@ pub enum ApiError {
     ServiceUnavailable(String),
 }
 
+/// One field an apply would take from another manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyConflict {
+    pub manager: String,
+    /// The API version the other manager wrote with.
+    pub api_version: String,
+    /// The field: `.spec.replicas`.
+    pub field: String,
+}
+
+impl ApplyConflict {
+    fn with(&self) -> String {
+        format!("{:?} using {}", self.manager, self.api_version)
+    }
+}
+
+/// kube-apiserver's wording: `Apply failed with 1 conflict: conflict with "kubectl" using
+/// apps/v1: .spec.replicas`.
+fn apply_conflict_message(conflicts: &[ApplyConflict]) -> String {
+    let n = conflicts.len();
+    let mut by_manager: Vec<(String, Vec<&str>)> = Vec::new();
+    for c in conflicts {
+        match by_manager.iter_mut().find(|(m, _)| *m == c.with()) {
+            Some((_, fields)) => fields.push(&c.field),
+            None => by_manager.push((c.with(), vec![&c.field])),
+        }
+    }
+    let parts: Vec<String> = by_manager
+        .iter()
+        .map(|(with, fields)| match fields.as_slice() {
+            [one] => format!("conflict with {with}: {one}"),
+            many => format!("conflicts with {with}:\n- {}", many.join("\n- ")),
+        })
+        .collect();
+    format!("Apply failed with {n} conflict{}: {}", if n == 1 { "" } else { "s" }, parts.join("\n"))
+}
+
 fn invalid_summary(causes: &[FieldCause]) -> String {
     let parts: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message())).collect();
     match parts.len() {
@@ -114,8 +158,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => 400,
             ApiError::NotFound(_) | ApiError::NotFoundPath(_) => 404,
-            ApiError::AlreadyExists(_) | ApiError::Conflict(_) => 409,
-            ApiError::Invalid { .. } => 422,
+            ApiError::AlreadyExists(_) | ApiError::Conflict(_) | ApiError::ApplyConflict { .. } => 409,
+            ApiError::Invalid { .. } | ApiError::InvalidPatch(_) => 422,
             ApiError::Gone(_) | ApiError::Expired(_) => 410,
             ApiError::MethodNotSupported(_) => 405,
             ApiError::RequestEntityTooLarge(_) => 413,
@@ -131,8 +175,8 @@ impl ApiError {
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::NotFound(_) | ApiError::NotFoundPath(_) => "NotFound",
             ApiError::AlreadyExists(_) => "AlreadyExists",
-            ApiError::Conflict(_) => "Conflict",
-            ApiError::Invalid { .. } => "Invalid",
+            ApiError::Conflict(_) | ApiError::ApplyConflict { .. } => "Conflict",
+            ApiError::Invalid { .. } | ApiError::InvalidPatch(_) => "Invalid",
             ApiError::Gone(_) => "Gone",
             ApiError::Expired(_) => "Expired",
             ApiError::MethodNotSupported(_) => "MethodNotAllowed",
@@ -157,6 +201,15 @@ impl ApiError {
         let details = match self {
             ApiError::NotFound(s) | ApiError::AlreadyExists(s) | ApiError::Conflict(s) => {
                 Some(json!({"name": s.name, "group": s.group, "kind": s.resource}))
+            }
+            ApiError::ApplyConflict { subject: s, conflicts } => {
+                let causes: Vec<Value> = conflicts
+                    .iter()
+                    .map(|c| {
+                        json!({"reason": "FieldManagerConflict", "message": format!("conflict with {}", c.with()), "field": c.field})
+                    })
+                    .collect();
+                Some(json!({"name": s.name, "group": s.group, "kind": s.resource, "causes": causes}))
             }
             ApiError::Invalid { subject: s, causes } => {
                 let causes: Vec<Value> = causes
@@ -215,6 +268,7 @@ mod tests {
             (ApiError::AlreadyExists(cm("x")), 409, "AlreadyExists"),
             (ApiError::Conflict(cm("x")), 409, "Conflict"),
             (ApiError::Invalid { subject: cm("x"), causes: vec![] }, 422, "Invalid"),
+            (ApiError::InvalidPatch("p".into()), 422, "Invalid"),
             (ApiError::Gone("g".into()), 410, "Gone"),
             (ApiError::Expired("e".into()), 410, "Expired"),
             (ApiError::MethodNotSupported("m".into()), 405, "MethodNotAllowed"),
@@ -230,6 +284,25 @@ mod tests {
             assert_eq!((status["kind"].as_str(), status["status"].as_str()), (Some("Status"), Some("Failure")));
             assert_eq!((status["code"].as_u64(), status["reason"].as_str()), (Some(code as u64), Some(reason)));
         }
+    }
+
+    #[test]
+    fn apply_conflicts_list_each_field_by_manager() {
+        let conflict = |manager: &str, field: &str| ApplyConflict {
+            manager: manager.into(),
+            api_version: "apps/v1".into(),
+            field: field.into(),
+        };
+        let one = ApiError::ApplyConflict { subject: cm("x"), conflicts: vec![conflict("kubectl", ".spec.replicas")] };
+        assert_eq!(
+            one.to_string(),
+            r#"Apply failed with 1 conflict: conflict with "kubectl" using apps/v1: .spec.replicas"#
+        );
+        assert_eq!((one.code(), one.reason()), (409, "Conflict"));
+        assert_eq!(one.status()["details"]["causes"][0]["reason"], "FieldManagerConflict");
+        let two =
+            ApiError::ApplyConflict { subject: cm("x"), conflicts: vec![conflict("a", ".x"), conflict("a", ".y")] };
+        assert_eq!(two.to_string(), "Apply failed with 2 conflicts: conflicts with \"a\" using apps/v1:\n- .x\n- .y");
     }
 
     #[test]

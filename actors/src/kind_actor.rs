@@ -17,18 +17,24 @@ use actix::{
 };
 use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
-use raft_store::{KeySet, RangeRequest, RangeResponse, Revision, RevisionEvents, StoreError, StoreNode, WatchRequest};
+use raft_store::{
+    KeySet, KeyValue, RangeRequest, RangeResponse, Revision, RevisionEvents, StoreError, StoreNode, WatchRequest,
+};
 use serde_json::Value;
 
 use crate::api_error::{ApiError, ApiResult};
 use crate::kinds::{ResourceKind, BUILTIN};
-use crate::object_store::{self, page_of, ListPage};
+use crate::object_store::{self, page_of, ListPage, Part};
 use crate::objects::list_prefix;
+use crate::patch::PatchKind;
+use crate::selectors::{Candidate, Selectors};
 use crate::watch::{too_old, WatchEvent, WatchFilter};
-use crate::watch_cache::{CacheError, WatchCache};
+use crate::watch_cache::{CacheError, CachedEvent, WatchCache};
 
 /// Events kept in each kind's cache ring.
 const CACHE_EVENTS: usize = 1000;
+/// The manager of writes that name none.
+const UNKNOWN_MANAGER: &str = "unknown";
 /// Pause before listing again after a failure.
 const RETRY: Duration = Duration::from_millis(500);
 /// How long a list waits for the cache to reach the store's current revision.
@@ -46,14 +52,15 @@ pub struct Get {
     pub name: String,
 }
 
-/// Lists objects (of one namespace, or all), at most `limit` (0: all) from the cache, or a
-/// later page from the store when `continue_token` is given.
-#[derive(Debug, Message)]
+/// Lists the objects (of one namespace, or all) that `selectors` select, at most `limit`
+/// (0: all) from the cache, or a later page from the store when `continue_token` is given.
+#[derive(Debug, Default, Message)]
 #[rtype(result = "ApiResult<ListPage>")]
 pub struct List {
     pub namespace: Option<String>,
     pub limit: usize,
     pub continue_token: Option<String>,
+    pub selectors: Selectors,
 }
 
 /// Creates an object.
@@ -62,6 +69,8 @@ pub struct List {
 pub struct Create {
     pub namespace: Option<String>,
     pub obj: Value,
+    /// Who writes, for `metadata.managedFields`; `None`: untracked.
+    pub field_manager: Option<String>,
 }
 
 /// Replaces an object.
@@ -71,6 +80,27 @@ pub struct Update {
     pub namespace: Option<String>,
     pub name: String,
     pub obj: Value,
+    /// Who writes, for `metadata.managedFields`.
+    pub field_manager: Option<String>,
+    /// The object, its status or its scale.
+    pub part: Part,
+}
+
+/// Patches an object: JSON, merge or strategic merge patch, or server-side apply (which
+/// creates the object when it does not exist).
+#[derive(Debug, Message)]
+#[rtype(result = "ApiResult<Value>")]
+pub struct Patch {
+    pub namespace: Option<String>,
+    pub name: String,
+    pub patch_kind: PatchKind,
+    pub body: Vec<u8>,
+    /// Who writes, for `metadata.managedFields` (required for apply).
+    pub field_manager: Option<String>,
+    /// `force=true`: an apply takes over fields other managers own.
+    pub force: bool,
+    /// The object, its status or its scale (apply: the object only).
+    pub part: Part,
 }
 
 /// Deletes an object and returns it as it last was.
@@ -81,14 +111,15 @@ pub struct Delete {
     pub name: String,
 }
 
-/// Watches objects (of one namespace or all; with `name`, only that object): from now
-/// (`resource_version` `None` or 0: first an `ADDED` event per current object) or after a
-/// revision (410 Expired as the only event if that is older than the cache keeps).
-#[derive(Debug, Message)]
+/// Watches the objects (of one namespace or all) that `selectors` select: from now
+/// (`resource_version` `None` or 0: first an `ADDED` event per selected object) or after a
+/// revision (410 Expired as the only event if that is older than the cache keeps). Objects
+/// that start to select are `ADDED`, those that stop `DELETED`.
+#[derive(Debug, Default, Message)]
 #[rtype(result = "ApiResult<WatchStart>")]
 pub struct Watch {
     pub namespace: Option<String>,
-    pub name: Option<String>,
+    pub selectors: Selectors,
     pub resource_version: Option<Revision>,
     /// Send `BOOKMARK` events when the revision moves without changes for this watcher.
     pub bookmarks: bool,
@@ -122,6 +153,7 @@ struct ListAt {
     target: Revision,
     prefix: String,
     limit: usize,
+    selectors: Selectors,
 }
 
 /// Internal: one item of the store watch.
@@ -133,6 +165,7 @@ struct PendingList {
     target: Revision,
     prefix: String,
     limit: usize,
+    selectors: Selectors,
     reply: oneshot::Sender<ApiResult<ListPage>>,
 }
 
@@ -207,7 +240,7 @@ impl KindActor {
         let (ready, waiting): (Vec<_>, Vec<_>) = self.pending.drain(..).partition(|p| p.target <= revision);
         self.pending = waiting;
         for p in ready {
-            let _ = p.reply.send(self.page(&p.prefix, p.limit));
+            let _ = p.reply.send(self.page(&p.prefix, p.limit, &p.selectors));
         }
     }
 
@@ -216,19 +249,23 @@ impl KindActor {
         if !self.synced {
             return Err(ApiError::ServiceUnavailable(format!("{} watch: the cache is relisting", self.kind.resource)));
         }
-        let prefix = list_prefix(self.kind, msg.namespace.as_deref());
-        let filter = WatchFilter { prefix, name: msg.name };
+        let prefix = list_prefix(self.kind, msg.namespace.as_deref().or(msg.selectors.namespace()));
+        let filter = WatchFilter { prefix, selectors: msg.selectors };
         let (tx, rest) = mpsc::channel(WATCHER_BUFFER);
         let initial = match msg.resource_version.filter(|rv| *rv > 0) {
             None => {
-                let (kvs, _) = self.cache.list(filter.prefix.as_bytes(), None, 0);
-                let kvs = kvs.iter().filter(|kv| filter.matches(&kv.key));
-                kvs.map(|kv| WatchEvent::added(self.kind, kv)).collect::<ApiResult<Vec<_>>>()?
+                let keep = |kv: &KeyValue| filter.matches(&Candidate::new(kv));
+                let (kvs, _) = self.cache.list_matching(filter.prefix.as_bytes(), None, 0, keep);
+                kvs.iter().map(|kv| WatchEvent::added(self.kind, kv)).collect::<ApiResult<Vec<_>>>()?
             }
             Some(after) => match self.cache.events_after(after) {
                 Ok(changes) => {
-                    let changes = changes.iter().filter(|c| filter.matches(&c.object.key));
-                    changes.map(|c| WatchEvent::of_change(self.kind, c)).collect::<ApiResult<Vec<_>>>()?
+                    let mut events = Vec::new();
+                    for change in &changes {
+                        let (object, prev) = candidates(change);
+                        events.extend(filter.event_of(self.kind, change, &object, prev.as_ref())?);
+                    }
+                    events
                 }
                 Err(CacheError::TooOld { requested, oldest }) => {
                     // The stream is the error alone: `tx` goes with this scope, `rest` ends.
@@ -253,14 +290,20 @@ impl KindActor {
             return;
         };
         let kind = self.kind;
+        // Each object is parsed at most once, however many watchers' selectors read it.
+        let parsed: Vec<_> = changes.iter().map(candidates).collect();
         self.watchers.retain_mut(|w| {
-            for change in &changes {
-                if change.revision <= w.sent || !w.filter.matches(&change.object.key) {
+            for (change, (object, prev)) in changes.iter().zip(&parsed) {
+                if change.revision <= w.sent {
                     continue;
                 }
-                let Ok(event) = WatchEvent::of_change(kind, change) else {
-                    tracing::warn!(resource = kind.resource, "a stored object is not JSON; skipped in watches");
-                    continue;
+                let event = match w.filter.event_of(kind, change, object, prev.as_ref()) {
+                    Ok(Some(event)) => event,
+                    Ok(None) => continue,
+                    Err(_) => {
+                        tracing::warn!(resource = kind.resource, "a stored object is not JSON; skipped in watches");
+                        continue;
+                    }
                 };
                 if w.tx.try_send(event).is_err() {
                     return false;
@@ -283,10 +326,18 @@ impl KindActor {
         });
     }
 
-    fn page(&self, prefix: &str, limit: usize) -> ApiResult<ListPage> {
-        let (kvs, more) = self.cache.list(prefix.as_bytes(), None, limit);
+    /// The first page of a list from the cache: the walk stops once `limit` selected
+    /// objects are found.
+    fn page(&self, prefix: &str, limit: usize, selectors: &Selectors) -> ApiResult<ListPage> {
+        let keep = |kv: &KeyValue| selectors.matches(&Candidate::new(kv));
+        let (kvs, more) = self.cache.list_matching(prefix.as_bytes(), None, limit, keep);
         page_of(&kvs.iter().map(|kv| kv.as_ref()).collect::<Vec<_>>(), self.cache.revision(), more)
     }
+}
+
+/// The object and previous object of a change, to be matched by watchers' selectors.
+fn candidates(change: &CachedEvent) -> (Candidate<'_>, Option<Candidate<'_>>) {
+    (Candidate::new(&change.object), change.prev.as_deref().map(Candidate::new))
 }
 
 impl Actor for KindActor {
@@ -339,7 +390,8 @@ impl Handler<ListAt> for KindActor {
 
     fn handle(&mut self, msg: ListAt, _ctx: &mut Context<Self>) -> Self::Result {
         let (reply, rx) = oneshot::channel();
-        self.pending.push(PendingList { target: msg.target, prefix: msg.prefix, limit: msg.limit, reply });
+        let ListAt { target, prefix, limit, selectors } = msg;
+        self.pending.push(PendingList { target, prefix, limit, selectors, reply });
         self.answer_pending();
         MessageResult(rx)
     }
@@ -351,16 +403,17 @@ impl Handler<List> for KindActor {
     fn handle(&mut self, msg: List, ctx: &mut Context<Self>) -> Self::Result {
         let (node, kind, me) = (self.node.clone(), self.kind, ctx.address());
         Box::pin(async move {
-            let prefix = list_prefix(kind, msg.namespace.as_deref());
+            // `metadata.namespace=X` reads one namespace of a list of all of them.
+            let prefix = list_prefix(kind, msg.namespace.as_deref().or(msg.selectors.namespace()));
             if let Some(token) = &msg.continue_token {
-                return object_store::page_at(&node, &prefix, token, msg.limit).await;
+                return object_store::page_at(&node, &prefix, token, msg.limit, &msg.selectors).await;
             }
             let mut count = RangeRequest::prefix(prefix.clone());
             count.count_only = true;
             let target = node.range(count, true).await?.revision;
             let unavailable = |what: &str| ApiError::ServiceUnavailable(format!("{} list: {what}", kind.resource));
             let rx = me
-                .send(ListAt { target, prefix, limit: msg.limit })
+                .send(ListAt { target, prefix, limit: msg.limit, selectors: msg.selectors })
                 .await
                 .map_err(|_| unavailable("the kind actor is not running"))?;
             match actix_rt::time::timeout(LIST_WAIT, rx).await {
@@ -389,7 +442,7 @@ impl Handler<Watch> for KindActor {
             let unavailable = |what: &str| ApiError::ServiceUnavailable(format!("{} watch: {what}", kind.resource));
             // A list at revision 0 answers once the cache is synced.
             let synced = me
-                .send(ListAt { target: 0, prefix: String::new(), limit: 1 })
+                .send(ListAt { target: 0, prefix: String::new(), limit: 1, selectors: Selectors::default() })
                 .await
                 .map_err(|_| unavailable("the kind actor is not running"))?;
             match actix_rt::time::timeout(LIST_WAIT, synced).await {
@@ -416,7 +469,10 @@ impl Handler<Create> for KindActor {
 
     fn handle(&mut self, msg: Create, _ctx: &mut Context<Self>) -> Self::Result {
         let (node, kind) = (self.node.clone(), self.kind);
-        Box::pin(async move { object_store::create(&node, kind, msg.namespace.as_deref(), msg.obj).await })
+        Box::pin(async move {
+            let manager = msg.field_manager.as_deref();
+            object_store::create(&node, kind, msg.namespace.as_deref(), msg.obj, manager).await
+        })
     }
 }
 
@@ -425,7 +481,38 @@ impl Handler<Update> for KindActor {
 
     fn handle(&mut self, msg: Update, _ctx: &mut Context<Self>) -> Self::Result {
         let (node, kind) = (self.node.clone(), self.kind);
-        Box::pin(async move { object_store::update(&node, kind, msg.namespace.as_deref(), &msg.name, msg.obj).await })
+        Box::pin(async move {
+            let manager = msg.field_manager.as_deref().unwrap_or(UNKNOWN_MANAGER);
+            let target = (msg.namespace.as_deref(), msg.name.as_str(), msg.part);
+            object_store::update(&node, kind, target, msg.obj, manager).await
+        })
+    }
+}
+
+impl Handler<Patch> for KindActor {
+    type Result = ResponseFuture<ApiResult<Value>>;
+
+    fn handle(&mut self, msg: Patch, _ctx: &mut Context<Self>) -> Self::Result {
+        let (node, kind) = (self.node.clone(), self.kind);
+        Box::pin(async move {
+            let ns = msg.namespace.as_deref();
+            let manager = msg.field_manager.as_deref();
+            match (msg.patch_kind, manager) {
+                (PatchKind::Apply, _) if msg.part != Part::Main => {
+                    Err(ApiError::MethodNotSupported("server-side apply is served on the object only".into()))
+                }
+                (PatchKind::Apply, None) => {
+                    Err(ApiError::BadRequest("PATCH: fieldManager is required for apply requests".into()))
+                }
+                (PatchKind::Apply, Some(manager)) => {
+                    object_store::apply(&node, kind, ns, &msg.name, &msg.body, manager, msg.force).await
+                }
+                (patch_kind, manager) => {
+                    let manager = manager.unwrap_or(UNKNOWN_MANAGER);
+                    object_store::patch(&node, kind, (ns, &msg.name, msg.part), (patch_kind, &msg.body), manager).await
+                }
+            }
+        })
     }
 }
 

@@ -66,6 +66,18 @@ impl ResourceKind {
         let group = if self.group.is_empty() { "core" } else { self.group };
         format!("/registry/{group}/{}/", self.resource)
     }
+
+    /// Whether objects carry `metadata.generation`, bumped on changes to their desired state
+    /// (the kinds whose controllers report `status.observedGeneration`, as kube-apiserver).
+    pub fn tracks_generation(&self) -> bool {
+        matches!(
+            (self.group, self.resource),
+            ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets")
+                | ("batch", "jobs" | "cronjobs")
+                | ("policy", "poddisruptionbudgets")
+                | ("apiextensions.k8s.io", "customresourcedefinitions")
+        )
+    }
 }
 
 /// `v1` for the core group, else `group/version`.

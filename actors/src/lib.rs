@@ -18,26 +18,38 @@
 //! - [`object_store`]: get, create, update, delete and list pages as store transactions.
 //! - [`kind_actor`]: [`KindActor`], one supervised actor per kind owning its watch cache;
 //!   [`KindActors`] starts them all; it also keeps the kind's watchers ([`Watch`]).
+//! - [`schemas`]: the OpenAPI 3 JSON schemas of the built-in kinds (from k8s-openapi), for
+//!   the OpenAPI documents and validation.
 //! - [`watch`]: watch events (`ADDED`, `MODIFIED`, ...) from cached changes, and filters.
+//! - [`selectors`]: label and field selectors of lists and watches, as kube-apiserver parses
+//!   and matches them.
 //!
 //! New resource-kind actors and controllers go in their own modules, each beside the plain
 //! struct it wraps; restarts are counted in `flotilla_actor_restarts_total{actor=...}`.
 
 pub mod api_error;
+pub mod apply;
+pub mod field_sets;
 pub mod health;
 pub mod health_actor;
 pub mod kind_actor;
 pub mod kinds;
 pub mod object_store;
 pub mod objects;
+pub mod patch;
+pub mod schemas;
+pub mod selectors;
+pub mod strategic_merge;
 pub mod watch;
 pub mod watch_cache;
 
-pub use api_error::{ApiError, ApiResult, FieldCause, Subject};
+pub use api_error::{ApiError, ApiResult, ApplyConflict, FieldCause, Subject};
 pub use health::{assess, Health};
 pub use health_actor::{GetHealth, HealthActor};
-pub use kind_actor::{Create, Delete, Get, KindActor, KindActors, List, Update, Watch, WatchStart};
+pub use kind_actor::{Create, Delete, Get, KindActor, KindActors, List, Patch, Update, Watch, WatchStart};
 pub use kinds::{ResourceKind, Subresource, BUILTIN};
-pub use object_store::ListPage;
+pub use object_store::{ListPage, Part};
+pub use patch::PatchKind;
+pub use selectors::{SelectorError, Selectors};
 pub use watch::{WatchEvent, WatchFilter};
 pub use watch_cache::{CacheError, CachedEvent, WatchCache};

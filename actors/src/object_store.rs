@@ -10,8 +10,13 @@ use raft_store::{Compare, KeyValue, Op, OpResponse, RangeRequest, Revision, Stor
 use serde_json::{json, Value};
 
 use crate::api_error::{ApiError, ApiResult, Subject};
+use crate::apply::{track_update, Writer};
 use crate::kinds::ResourceKind;
-use crate::objects::{check_update, prepare_create, prepare_update, storage_key, with_resource_version};
+use crate::objects::{
+    check_update, prepare_create, prepare_update, scale_of, storage_key, timestamp, with_resource_version,
+};
+use crate::patch::{apply_patch, schema_cursor, PatchKind};
+use crate::selectors::{Candidate, Selectors};
 
 /// One page of a list.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +26,106 @@ pub struct ListPage {
     pub resource_version: Revision,
     /// Where the next page starts, if there is one.
     pub continue_token: Option<String>,
+}
+
+/// Which part of an object a write changes: the object (its status kept as it was, for
+/// kinds with a `status` subresource), only its status, or only its scale (`spec.replicas`,
+/// written as an `autoscaling/v1` `Scale`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Part {
+    #[default]
+    Main,
+    Status,
+    Scale,
+}
+
+impl Part {
+    /// The part a subresource name writes; `None` for one that is not writable this way.
+    pub fn of_subresource(name: Option<&str>) -> Option<Part> {
+        match name {
+            None => Some(Part::Main),
+            Some("status") => Some(Part::Status),
+            Some("scale") => Some(Part::Scale),
+            Some(_) => None,
+        }
+    }
+
+    /// What a write of this part returns: the object, or its `Scale`.
+    pub fn view(self, obj: Value) -> Value {
+        match self {
+            Part::Scale => scale_of(&obj),
+            _ => obj,
+        }
+    }
+
+    /// Turns `change`, a change of this part, into a change of the whole object.
+    fn whole<'f>(
+        self,
+        kind: &'f ResourceKind,
+        mut change: impl FnMut(&Value) -> ApiResult<Value> + 'f,
+    ) -> impl FnMut(&Value) -> ApiResult<Value> + 'f {
+        move |current: &Value| match self {
+            Part::Main => {
+                let mut new = change(current)?;
+                if has_status(kind) {
+                    copy_field(current, &mut new, "status");
+                }
+                Ok(new)
+            }
+            Part::Status => {
+                let changed = change(current)?;
+                let mut new = current.clone();
+                copy_field(&changed, &mut new, "status");
+                copy_resource_version(&changed, &mut new);
+                Ok(new)
+            }
+            Part::Scale => {
+                let scale = change(&scale_of(current))?;
+                let Some(replicas) = scale.pointer("/spec/replicas").and_then(Value::as_i64) else {
+                    return Err(ApiError::BadRequest("the Scale has no integer spec.replicas".into()));
+                };
+                if replicas < 0 {
+                    let cause = crate::api_error::FieldCause {
+                        field: "spec.replicas".into(),
+                        value: replicas.to_string(),
+                        detail: "must be greater than or equal to 0".into(),
+                    };
+                    let name = current.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+                    return Err(ApiError::Invalid { subject: Subject::of(kind, name), causes: vec![cause] });
+                }
+                let mut new = current.clone();
+                if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                    spec.insert("replicas".into(), json!(replicas));
+                }
+                copy_resource_version(&scale, &mut new);
+                Ok(new)
+            }
+        }
+    }
+}
+
+fn has_status(kind: &ResourceKind) -> bool {
+    kind.subresources.iter().any(|s| s.name == "status")
+}
+
+/// Sets `to[field]` to `from[field]`, or removes it where `from` has none.
+fn copy_field(from: &Value, to: &mut Value, field: &str) {
+    let Some(map) = to.as_object_mut() else { return };
+    match from.get(field) {
+        Some(v) => map.insert(field.into(), v.clone()),
+        None => map.remove(field),
+    };
+}
+
+/// Carries the resourceVersion a client sent (a precondition), or none.
+fn copy_resource_version(from: &Value, to: &mut Value) {
+    let rv = from.pointer("/metadata/resourceVersion").cloned();
+    if let Some(metadata) = to.get_mut("metadata").and_then(Value::as_object_mut) {
+        match rv {
+            Some(rv) => metadata.insert("resourceVersion".into(), rv),
+            None => metadata.remove("resourceVersion"),
+        };
+    }
 }
 
 /// How many times an update without a resourceVersion retries a lost race.
@@ -39,14 +144,35 @@ async fn read(node: &StoreNode, kind: &ResourceKind, ns: Option<&str>, name: &st
 }
 
 /// Creates `obj` (see [`prepare_create`]) if its name is free (409 AlreadyExists if not) and,
-/// for namespaced kinds, its namespace exists (404 if not).
-pub async fn create(node: &StoreNode, kind: &ResourceKind, ns: Option<&str>, obj: Value) -> ApiResult<Value> {
+/// for namespaced kinds, its namespace exists (404 if not). With a `manager`, it owns every
+/// field in `metadata.managedFields`.
+pub async fn create(
+    node: &StoreNode,
+    kind: &ResourceKind,
+    ns: Option<&str>,
+    obj: Value,
+    manager: Option<&str>,
+) -> ApiResult<Value> {
     let ns = match (kind.namespaced, ns) {
         (true, None) => return Err(ApiError::BadRequest("a namespace is required".into())),
         (true, Some(ns)) => Some(ns),
         (false, _) => None,
     };
-    let obj = prepare_create(kind, ns, obj, time::OffsetDateTime::now_utc())?;
+    let now = time::OffsetDateTime::now_utc();
+    let mut obj = prepare_create(kind, ns, obj, now)?;
+    if has_status(kind) {
+        // Status is the controllers' to write, through the subresource.
+        let status = (kind.resource == "namespaces").then(|| json!({"phase": "Active"}));
+        match (obj.as_object_mut(), status) {
+            (Some(map), Some(status)) => map.insert("status".into(), status),
+            (Some(map), None) => map.remove("status"),
+            (None, _) => None,
+        };
+    }
+    if let Some(manager) = manager {
+        let now = timestamp(now);
+        track_update(None, &mut obj, Writer { manager, kind, now: &now }, schema_cursor(kind));
+    }
     if let Some(ns) = ns {
         let key = format!("/registry/core/namespaces/{ns}");
         if node.range(RangeRequest::key(key), true).await?.kvs.is_empty() {
@@ -69,25 +195,108 @@ pub async fn create(node: &StoreNode, kind: &ResourceKind, ns: Option<&str>, obj
     with_resource_version(&bytes, response.revision)
 }
 
-/// Replaces the object `name` with `obj`. With a resourceVersion in `obj`, only if the
-/// object is still at it (409 Conflict if not); without, whatever its current version.
+/// Replaces the object `name` with `obj`, as `manager`. With a resourceVersion in `obj`, only
+/// if the object is still at it (409 Conflict if not); without, whatever its current version.
 pub async fn update(
+    node: &StoreNode,
+    kind: &ResourceKind,
+    (ns, name, part): (Option<&str>, &str, Part),
+    obj: Value,
+    manager: &str,
+) -> ApiResult<Value> {
+    let change = part.whole(kind, |_| Ok(obj.clone()));
+    update_with(node, kind, ns, name, Some(manager), change).await.map(|o| part.view(o))
+}
+
+/// Applies a JSON, merge or strategic merge patch to the object `name`, as `manager`. A
+/// resourceVersion the patch sets is a precondition, as in [`update`].
+pub async fn patch(
+    node: &StoreNode,
+    kind: &ResourceKind,
+    (ns, name, part): (Option<&str>, &str, Part),
+    (patch_kind, body): (PatchKind, &[u8]),
+    manager: &str,
+) -> ApiResult<Value> {
+    // A Scale has no lists: its patches need no schema.
+    let schema = if part == Part::Scale { None } else { crate::patch::kind_schema(kind) };
+    let change = part.whole(kind, |current| apply_patch(patch_kind, current, body, schema));
+    update_with(node, kind, ns, name, Some(manager), change).await.map(|o| part.view(o))
+}
+
+/// Server-side apply of the configuration in `body` by `manager` (see [`crate::apply`]):
+/// creates the object if it does not exist.
+pub async fn apply(
     node: &StoreNode,
     kind: &ResourceKind,
     ns: Option<&str>,
     name: &str,
-    mut obj: Value,
+    body: &[u8],
+    manager: &str,
+    force: bool,
 ) -> ApiResult<Value> {
-    let expected = check_update(kind, ns, name, &mut obj)?;
+    let mut config = crate::apply::parse_config(body)?;
+    crate::apply::check_config(name, &mut config)?;
+    let cursor = schema_cursor(kind);
+    for _ in 0..UPDATE_ATTEMPTS {
+        let now = timestamp(time::OffsetDateTime::now_utc());
+        let writer = Writer { manager, kind, now: &now };
+        let applied = update_with(node, kind, ns, name, None, |live| {
+            crate::apply::apply(live, &config, writer, force, cursor, name)
+        })
+        .await;
+        match applied {
+            Err(ApiError::NotFound(_)) => {}
+            other => return other,
+        }
+        let mut first = crate::apply::created(&config, writer, cursor);
+        if let Some(metadata) = first.get_mut("metadata").and_then(Value::as_object_mut) {
+            metadata.insert("name".into(), json!(name));
+        }
+        match create(node, kind, ns, first, None).await {
+            Err(ApiError::AlreadyExists(_)) => continue,
+            other => return other,
+        }
+    }
+    Err(ApiError::Conflict(Subject::of(kind, name)))
+}
+
+/// The read-change-write loop of every update: reads the object (404 if absent), computes
+/// its new form with `change` from the current one (resourceVersion set), and writes it if
+/// the object did not change meanwhile; a lost race reads and changes again. A
+/// resourceVersion in the new form that is not the current one is a 409 Conflict. A change
+/// that changes nothing writes nothing and returns the object as it is. With a `manager`,
+/// the fields it changed become its own (server-side apply keeps its own books: `None`).
+pub async fn update_with<F>(
+    node: &StoreNode,
+    kind: &ResourceKind,
+    ns: Option<&str>,
+    name: &str,
+    manager: Option<&str>,
+    mut change: F,
+) -> ApiResult<Value>
+where
+    F: FnMut(&Value) -> ApiResult<Value>,
+{
     let key = storage_key(kind, ns, name);
     for _ in 0..UPDATE_ATTEMPTS {
         let current = read(node, kind, ns, name).await?;
+        let old = with_resource_version(&current.value, current.mod_revision)?;
+        let mut new = change(&old)?;
+        let expected = check_update(kind, ns, name, &mut new)?;
         if expected.is_some_and(|rv| rv != current.mod_revision) {
             return Err(ApiError::Conflict(Subject::of(kind, name)));
         }
-        let old: Value = serde_json::from_slice(&current.value)
+        let stored: Value = serde_json::from_slice(&current.value)
             .map_err(|e| ApiError::InternalError(format!("stored object is not JSON: {e}")))?;
-        let bytes = encode(&prepare_update(&old, obj.clone()))?;
+        let mut new = prepare_update(kind, &stored, new);
+        if let Some(manager) = manager {
+            let now = timestamp(time::OffsetDateTime::now_utc());
+            track_update(Some(&stored), &mut new, Writer { manager, kind, now: &now }, schema_cursor(kind));
+        }
+        if new == stored {
+            return Ok(old);
+        }
+        let bytes = encode(&new)?;
         let txn = Txn {
             compare: vec![Compare::mod_revision_is(key.clone(), current.mod_revision)],
             success: vec![Op::put(key.clone(), bytes.clone())],
@@ -96,9 +305,6 @@ pub async fn update(
         let response = node.txn(txn).await?;
         if response.succeeded {
             return with_resource_version(&bytes, response.revision);
-        }
-        if expected.is_some() {
-            return Err(ApiError::Conflict(Subject::of(kind, name)));
         }
     }
     Err(ApiError::Conflict(Subject::of(kind, name)))
@@ -147,21 +353,52 @@ pub fn page_of(kvs: &[&KeyValue], revision: Revision, more: bool) -> ApiResult<L
     Ok(ListPage { items, resource_version: revision, continue_token })
 }
 
+/// Most keys one store read of a selector list asks for (kube-apiserver's `maxLimit`).
+const MAX_BATCH: u64 = 10_000;
+
 /// A later page of a list under `prefix`: from the store at the token's revision, after its
-/// key; 410 Expired if that revision was compacted.
-pub async fn page_at(node: &StoreNode, prefix: &str, token: &str, limit: usize) -> ApiResult<ListPage> {
+/// key; 410 Expired if that revision was compacted. With selectors, `limit` counts the
+/// objects they select: the store is read in growing batches (as kube-apiserver does) until
+/// `limit` are found or the keys run out, and a next page is offered while keys remain.
+pub async fn page_at(
+    node: &StoreNode,
+    prefix: &str,
+    token: &str,
+    limit: usize,
+    selectors: &Selectors,
+) -> ApiResult<ListPage> {
     let (revision, start) = parse_continue(token)?;
-    let mut req = RangeRequest::prefix(prefix);
-    req.start_after = Some(start.into_bytes());
-    req.revision = revision;
-    req.limit = limit as u64;
-    let page = node.range(req, true).await.map_err(|e| match e {
-        StoreError::Compacted { .. } => ApiError::Expired(
-            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
-        ),
-        e => e.into(),
-    })?;
-    page_of(&page.kvs.iter().collect::<Vec<_>>(), revision, page.more)
+    let mut after = start.into_bytes();
+    let mut batch = limit as u64;
+    let mut found: Vec<KeyValue> = Vec::new();
+    let more = loop {
+        let mut req = RangeRequest::prefix(prefix);
+        req.start_after = Some(after.clone());
+        req.revision = revision;
+        req.limit = batch;
+        let page = node.range(req, true).await.map_err(|e| match e {
+            StoreError::Compacted { .. } => ApiError::Expired(
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
+            ),
+            e => e.into(),
+        })?;
+        let mut full = false;
+        for kv in page.kvs {
+            if limit > 0 && found.len() == limit {
+                full = true;
+                break;
+            }
+            after.clone_from(&kv.key);
+            if selectors.matches(&Candidate::new(&kv)) {
+                found.push(kv);
+            }
+        }
+        if full || !page.more || (limit > 0 && found.len() == limit) {
+            break full || page.more;
+        }
+        batch = (batch.saturating_mul(2)).clamp(1, MAX_BATCH);
+    };
+    page_of(&found.iter().collect::<Vec<_>>(), revision, more)
 }
 
 #[cfg(test)]

@@ -157,7 +157,11 @@ pub fn prepare_create(
     metadata.insert("name".into(), json!(name));
     metadata.insert("uid".into(), json!(new_uid()));
     metadata.insert("creationTimestamp".into(), json!(timestamp(now)));
-    metadata.insert("generation".into(), json!(1));
+    if kind.tracks_generation() {
+        metadata.insert("generation".into(), json!(1));
+    } else {
+        metadata.remove("generation");
+    }
     metadata.remove("resourceVersion");
     Ok(obj)
 }
@@ -193,8 +197,9 @@ pub fn check_update(kind: &ResourceKind, url_ns: Option<&str>, name: &str, obj: 
 }
 
 /// The stored form of an update of `old` to `new`: uid and creationTimestamp come from
-/// `old`; generation rises by one when anything outside metadata and status changed.
-pub fn prepare_update(old: &Value, mut new: Value) -> Value {
+/// `old`; for kinds that track it, generation rises by one when anything outside metadata
+/// and status changed.
+pub fn prepare_update(kind: &ResourceKind, old: &Value, mut new: Value) -> Value {
     let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
     let changed = spec_part(old) != spec_part(&new);
     if let Some(metadata) = new.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -204,7 +209,11 @@ pub fn prepare_update(old: &Value, mut new: Value) -> Value {
                 None => metadata.remove(field),
             };
         }
-        metadata.insert("generation".into(), json!(if changed { generation + 1 } else { generation }));
+        if kind.tracks_generation() {
+            metadata.insert("generation".into(), json!(if changed { generation + 1 } else { generation }));
+        } else {
+            metadata.remove("generation");
+        }
         metadata.remove("resourceVersion");
     }
     new
@@ -217,6 +226,49 @@ fn spec_part(obj: &Value) -> Map<String, Value> {
         map.remove(field);
     }
     map
+}
+
+/// The `autoscaling/v1` `Scale` of an object with a `scale` subresource: its desired
+/// replicas (`spec.replicas`, 1 if unset), observed replicas and label selector.
+pub fn scale_of(obj: &Value) -> Value {
+    let meta = &obj["metadata"];
+    let mut metadata = Map::new();
+    for field in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+        if let Some(v) = meta.get(field) {
+            metadata.insert(field.into(), v.clone());
+        }
+    }
+    let mut status = json!({"replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0)});
+    if let Some(selector) = obj.pointer("/spec/selector").map(selector_string).filter(|s| !s.is_empty()) {
+        status["selector"] = json!(selector);
+    }
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": metadata,
+        "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1)},
+        "status": status,
+    })
+}
+
+/// A `LabelSelector` object in the label selector syntax: `app=web,tier in (a,b)`.
+pub fn selector_string(selector: &Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(labels) = selector.get("matchLabels").and_then(Value::as_object) {
+        parts.extend(labels.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())));
+    }
+    for expr in selector.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
+        let key = expr["key"].as_str().unwrap_or_default();
+        let values: Vec<&str> = expr["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        match expr["operator"].as_str().unwrap_or_default() {
+            "In" => parts.push(format!("{key} in ({})", values.join(","))),
+            "NotIn" => parts.push(format!("{key} notin ({})", values.join(","))),
+            "Exists" => parts.push(key.to_string()),
+            "DoesNotExist" => parts.push(format!("!{key}")),
+            _ => {}
+        }
+    }
+    parts.join(",")
 }
 
 /// A stored object as clients see it: with `metadata.resourceVersion` = `mod_revision`.
@@ -236,6 +288,10 @@ mod tests {
 
     fn cm() -> &'static ResourceKind {
         find("", "v1", "configmaps").unwrap()
+    }
+
+    fn deployments() -> &'static ResourceKind {
+        find("apps", "v1", "deployments").unwrap()
     }
 
     fn now() -> OffsetDateTime {
@@ -263,10 +319,13 @@ mod tests {
         let meta = &obj["metadata"];
         assert_eq!(meta["namespace"], "default");
         assert_eq!(meta["creationTimestamp"], "2023-11-14T22:13:20Z");
-        assert_eq!(meta["generation"], 1);
+        assert!(meta.get("generation").is_none(), "configmaps have no generation");
         assert_eq!(meta["uid"].as_str().unwrap().len(), 36);
         assert!(meta.get("resourceVersion").is_none());
         assert_eq!(obj["data"]["a"], "1");
+        let deploy = json!({"metadata": {"name": "web"}, "spec": {"replicas": 1}});
+        let obj = prepare_create(deployments(), Some("default"), deploy, now()).unwrap();
+        assert_eq!(obj["metadata"]["generation"], 1);
     }
 
     #[test]
@@ -320,20 +379,24 @@ mod tests {
 
     #[test]
     fn update_keeps_identity_and_bumps_generation_only_on_spec_changes() {
-        let old = prepare_create(cm(), Some("default"), body("x"), now()).unwrap();
-        let mut relabelled = body("x");
+        let deploy = |replicas: i64| json!({"metadata": {"name": "web"}, "spec": {"replicas": replicas}});
+        let old = prepare_create(deployments(), Some("default"), deploy(1), now()).unwrap();
+        let mut relabelled = deploy(1);
         relabelled["metadata"]["labels"] = json!({"a": "b"});
         relabelled["metadata"]["uid"] = json!("forged");
-        let same = prepare_update(&old, relabelled);
+        let same = prepare_update(deployments(), &old, relabelled);
         assert_eq!(same["metadata"]["uid"], old["metadata"]["uid"]);
         assert_eq!(same["metadata"]["creationTimestamp"], old["metadata"]["creationTimestamp"]);
         assert_eq!(same["metadata"]["generation"], 1);
-        let mut changed = body("x");
-        changed["data"]["a"] = json!("2");
+        let mut changed = deploy(3);
         changed["metadata"]["resourceVersion"] = json!("5");
-        let bumped = prepare_update(&old, changed);
+        let bumped = prepare_update(deployments(), &old, changed);
         assert_eq!(bumped["metadata"]["generation"], 2);
         assert!(bumped["metadata"].get("resourceVersion").is_none());
+        let cm_old = prepare_create(cm(), Some("default"), body("x"), now()).unwrap();
+        let mut cm_new = body("x");
+        cm_new["data"]["a"] = json!("2");
+        assert!(prepare_update(cm(), &cm_old, cm_new)["metadata"].get("generation").is_none());
     }
 
     #[test]
@@ -346,6 +409,22 @@ mod tests {
         let mut bad_rv = body("x");
         bad_rv["metadata"]["resourceVersion"] = json!("abc");
         assert_eq!(check_update(cm(), Some("default"), "x", &mut bad_rv).unwrap_err().code(), 400);
+    }
+
+    #[test]
+    fn scales_show_desired_and_observed_replicas_and_the_selector() {
+        let deploy = json!({
+            "metadata": {"name": "web", "namespace": "default", "resourceVersion": "5", "labels": {"a": "b"}},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"},
+                "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]}},
+            "status": {"replicas": 2}
+        });
+        let scale = scale_of(&deploy);
+        assert_eq!(scale["kind"], "Scale");
+        assert_eq!(scale["metadata"], json!({"name": "web", "namespace": "default", "resourceVersion": "5"}));
+        assert_eq!(scale["spec"], json!({"replicas": 3}));
+        assert_eq!(scale["status"], json!({"replicas": 2, "selector": "app=web,tier in (a,b)"}));
+        assert_eq!(scale_of(&json!({"metadata": {}}))["spec"]["replicas"], 1);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use crate::api_error::{ApiError, ApiResult};
 use crate::kinds::ResourceKind;
 use crate::objects::with_resource_version;
+use crate::selectors::{Candidate, Selectors};
 use crate::watch_cache::CachedEvent;
 
 /// One event of a watch stream.
@@ -66,23 +67,57 @@ fn stamp(kind: &ResourceKind, mut obj: Value) -> Value {
     obj
 }
 
-/// Which store keys a watcher wants: those under a prefix (the kind, or one namespace of
-/// it) and, with `fieldSelector=metadata.name=X`, only the object named X.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a watcher wants: objects under a prefix (the kind, or one namespace of it) that its
+/// label and field selectors select.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WatchFilter {
     pub prefix: String,
-    pub name: Option<String>,
+    pub selectors: Selectors,
 }
 
 impl WatchFilter {
-    pub fn matches(&self, key: &[u8]) -> bool {
-        let Some(rest) = key.strip_prefix(self.prefix.as_bytes()) else {
-            return false;
-        };
-        match &self.name {
-            Some(name) => rest.rsplit(|b| *b == b'/').next() == Some(name.as_bytes()),
-            None => true,
+    /// Whether a current object is one to watch (the `ADDED` events of a watch from now).
+    pub fn matches(&self, object: &Candidate<'_>) -> bool {
+        object.kv().key.starts_with(self.prefix.as_bytes()) && self.selectors.matches(object)
+    }
+
+    /// The event of `change` for this watcher, if any, as kube-apiserver's watch cache
+    /// decides it from whether the object selects before and after the change: selected
+    /// after only is `ADDED`, before and after `MODIFIED`, before only `DELETED` (the
+    /// object as it last selected, at the change's revision; this is also what a delete
+    /// is). `object` and `prev` are the change's object and previous object, shared by the
+    /// watchers so that each is parsed once.
+    pub fn event_of(
+        &self,
+        kind: &ResourceKind,
+        change: &CachedEvent,
+        object: &Candidate<'_>,
+        prev: Option<&Candidate<'_>>,
+    ) -> ApiResult<Option<WatchEvent>> {
+        if !change.object.key.starts_with(self.prefix.as_bytes()) {
+            return Ok(None);
         }
+        let (now, before) = match change.kind {
+            EventKind::Put => (self.selectors.matches(object), prev.is_some_and(|p| self.selectors.matches(p))),
+            // A delete's object is the object as it last was.
+            EventKind::Delete => (false, self.selectors.matches(object)),
+        };
+        let event = |event_type: &'static str, kv: &KeyValue, revision: Revision| -> ApiResult<WatchEvent> {
+            Ok(WatchEvent { event_type, object: stamp(kind, with_resource_version(&kv.value, revision)?) })
+        };
+        let kv = &change.object;
+        Ok(match (now, before) {
+            (true, false) => Some(event("ADDED", kv, kv.mod_revision)?),
+            (true, true) => Some(event("MODIFIED", kv, kv.mod_revision)?),
+            (false, true) => {
+                let last = match (change.kind, prev) {
+                    (EventKind::Put, Some(prev)) => prev.kv(),
+                    _ => kv.as_ref(),
+                };
+                Some(event("DELETED", last, change.revision)?)
+            }
+            (false, false) => None,
+        })
     }
 }
 
@@ -90,21 +125,6 @@ impl WatchFilter {
 /// revision after which every event is.
 pub fn too_old(requested: Revision, oldest: Revision) -> ApiError {
     ApiError::Expired(format!("too old resource version: {requested} ({oldest})"))
-}
-
-/// The value of a field selector, if it is one this server serves (`metadata.name=X` or
-/// `metadata.name==X`); `Err` names what is not served.
-pub fn name_selector(selector: &str) -> ApiResult<Option<String>> {
-    if selector.is_empty() {
-        return Ok(None);
-    }
-    let value = selector.strip_prefix("metadata.name==").or_else(|| selector.strip_prefix("metadata.name="));
-    match value {
-        Some(name) if !name.contains(',') => Ok(Some(name.to_string())),
-        _ => Err(ApiError::BadRequest(format!(
-            "field selector {selector:?} is not supported; only metadata.name=NAME is served"
-        ))),
-    }
 }
 
 #[cfg(test)]
@@ -146,23 +166,87 @@ mod tests {
         assert_eq!(bookmark["object"]["metadata"], json!({"resourceVersion": "12"}));
     }
 
-    #[test]
-    fn filters_select_a_namespace_and_a_name() {
-        let all = WatchFilter { prefix: "/registry/core/configmaps/".into(), name: None };
-        let named = WatchFilter { prefix: "/registry/core/configmaps/default/".into(), name: Some("a".into()) };
-        assert!(all.matches(b"/registry/core/configmaps/team/x"));
-        assert!(!all.matches(b"/registry/core/secrets/default/a"));
-        assert!(named.matches(b"/registry/core/configmaps/default/a"));
-        assert!(!named.matches(b"/registry/core/configmaps/default/ab"));
-        assert!(!named.matches(b"/registry/core/configmaps/team/a"));
+    fn kv(name: &str, labels: Value, create: Revision, modified: Revision) -> Arc<KeyValue> {
+        let value = json!({"metadata": {"name": name, "namespace": "default", "labels": labels}});
+        Arc::new(KeyValue {
+            key: format!("/registry/core/configmaps/default/{name}").into_bytes(),
+            value: value.to_string().into_bytes(),
+            create_revision: create,
+            mod_revision: modified,
+            version: 1,
+        })
+    }
+
+    /// The (type, resourceVersion, labels) a filter makes of a change, if any.
+    fn seen(filter: &WatchFilter, change: &CachedEvent) -> Option<(&'static str, String, Value)> {
+        let cm = find("", "v1", "configmaps").unwrap();
+        let object = Candidate::new(&change.object);
+        let prev = change.prev.as_deref().map(Candidate::new);
+        let event = filter.event_of(cm, change, &object, prev.as_ref()).unwrap()?;
+        let rv = event.object["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+        Some((event.event_type, rv, event.object["metadata"]["labels"].clone()))
     }
 
     #[test]
-    fn only_name_field_selectors_are_served_and_too_old_is_expired() {
-        assert_eq!(name_selector("").unwrap(), None);
-        assert_eq!(name_selector("metadata.name=demo").unwrap(), Some("demo".into()));
-        assert_eq!(name_selector("metadata.name==demo").unwrap(), Some("demo".into()));
-        assert_eq!(name_selector("status.phase=Running").unwrap_err().code(), 400);
+    fn filters_select_a_prefix_and_objects_by_label_and_field() {
+        let cm = find("", "v1", "configmaps").unwrap();
+        let web = |l: &str, f: &str| WatchFilter {
+            prefix: "/registry/core/configmaps/default/".into(),
+            selectors: Selectors::parse(cm, l, f).unwrap(),
+        };
+        let a = kv("a", json!({"app": "web"}), 5, 5);
+        assert!(web("app=web", "").matches(&Candidate::new(&a)));
+        assert!(web("", "metadata.name=a").matches(&Candidate::new(&a)));
+        assert!(!web("", "metadata.name=ab").matches(&Candidate::new(&a)));
+        assert!(!web("app=db", "").matches(&Candidate::new(&a)));
+        let elsewhere = WatchFilter { prefix: "/registry/core/configmaps/team/".into(), ..web("", "") };
+        assert!(!elsewhere.matches(&Candidate::new(&a)));
+    }
+
+    #[test]
+    fn objects_entering_and_leaving_a_selection_are_added_and_deleted() {
+        let cm = find("", "v1", "configmaps").unwrap();
+        let filter = WatchFilter {
+            prefix: "/registry/core/configmaps/".into(),
+            selectors: Selectors::parse(cm, "app=web", "").unwrap(),
+        };
+        let (plain, web, db) =
+            (kv("a", json!({}), 5, 5), kv("a", json!({"app": "web"}), 5, 6), kv("a", json!({"app": "db"}), 5, 7));
+        let put = |object: &Arc<KeyValue>, prev: Option<&Arc<KeyValue>>| CachedEvent {
+            revision: object.mod_revision,
+            kind: EventKind::Put,
+            object: object.clone(),
+            prev: prev.cloned(),
+        };
+        assert_eq!(seen(&filter, &put(&plain, None)), None, "created unselected");
+        assert_eq!(seen(&filter, &put(&web, Some(&plain))), Some(("ADDED", "6".into(), json!({"app": "web"}))));
+        let web_again = kv("a", json!({"app": "web"}), 5, 8);
+        assert_eq!(seen(&filter, &put(&web_again, Some(&web))).unwrap().0, "MODIFIED");
+        // Leaving: DELETED with the object as it last selected, at the change's revision.
+        assert_eq!(seen(&filter, &put(&db, Some(&web))), Some(("DELETED", "7".into(), json!({"app": "web"}))));
+        let gone = CachedEvent {
+            revision: 9,
+            kind: EventKind::Delete,
+            object: kv("a", json!({"app": "web"}), 5, 9),
+            prev: Some(web.clone()),
+        };
+        assert_eq!(seen(&filter, &gone), Some(("DELETED", "9".into(), json!({"app": "web"}))));
+        let gone_db = CachedEvent {
+            revision: 9,
+            kind: EventKind::Delete,
+            object: kv("a", json!({"app": "db"}), 5, 9),
+            prev: Some(db.clone()),
+        };
+        assert_eq!(seen(&filter, &gone_db), None);
+        // Everything: a first version is ADDED, a later one MODIFIED.
+        let all = WatchFilter { prefix: "/registry/core/configmaps/".into(), selectors: Selectors::default() };
+        assert_eq!(seen(&all, &put(&plain, None)).unwrap().0, "ADDED");
+        assert_eq!(seen(&all, &put(&db, Some(&web))).unwrap().0, "MODIFIED");
+        assert_eq!(seen(&all, &gone_db).unwrap().0, "DELETED");
+    }
+
+    #[test]
+    fn too_old_is_expired() {
         let expired = WatchEvent::error(&too_old(3, 10)).to_json();
         assert_eq!(expired["type"], "ERROR");
         assert_eq!(

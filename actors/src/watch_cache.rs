@@ -117,6 +117,19 @@ impl WatchCache {
     /// Objects under `prefix` after `start_after`, at most `limit` (0: all), and whether
     /// more remain.
     pub fn list(&self, prefix: &[u8], start_after: Option<&[u8]>, limit: usize) -> (Vec<Arc<KeyValue>>, bool) {
+        self.list_matching(prefix, start_after, limit, |_| true)
+    }
+
+    /// [`Self::list`] of the objects `keep` selects: the walk stops once `limit` (0: all)
+    /// are found, and "more remain" means more keys follow under the prefix, selected or
+    /// not, as kube-apiserver pages selector lists (a next page may then be empty).
+    pub fn list_matching(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+        mut keep: impl FnMut(&KeyValue) -> bool,
+    ) -> (Vec<Arc<KeyValue>>, bool) {
         use std::ops::Bound;
         let lower = match start_after {
             Some(after) if after >= prefix => Bound::Excluded(after.to_vec()),
@@ -128,7 +141,9 @@ impl WatchCache {
             if limit > 0 && out.len() == limit {
                 return (out, true);
             }
-            out.push(object.clone());
+            if keep(object) {
+                out.push(object.clone());
+            }
         }
         (out, false)
     }
@@ -230,5 +245,25 @@ mod tests {
         assert_eq!(rest.iter().map(|kv| kv.key.clone()).collect::<Vec<_>>(), vec![b"/p/c".to_vec()]);
         assert!(!more);
         assert_eq!(cache.list(b"", None, 0).0.len(), 4);
+    }
+
+    #[test]
+    fn filtered_lists_count_only_kept_objects_and_stop_at_the_limit() {
+        let mut cache = cache_at_10();
+        for (rev, key) in [(11, "/p/c"), (12, "/p/d"), (13, "/p/e")] {
+            cache.apply(&put(rev, key, "1")).unwrap();
+        }
+        let odd = |kv: &KeyValue| matches!(kv.key.as_slice(), b"/p/a" | b"/p/c" | b"/p/e");
+        let keys = |page: &[Arc<KeyValue>]| page.iter().map(|kv| kv.key.clone()).collect::<Vec<_>>();
+        let (page, more) = cache.list_matching(b"/p/", None, 2, odd);
+        assert_eq!((keys(&page), more), (vec![b"/p/a".to_vec(), b"/p/c".to_vec()], true));
+        let (page, more) = cache.list_matching(b"/p/", Some(b"/p/c"), 2, odd);
+        assert_eq!((keys(&page), more), (vec![b"/p/e".to_vec()], false));
+        // The limit reached on the last key: nothing follows, so no more.
+        let (page, more) = cache.list_matching(b"/p/", Some(b"/p/a"), 2, odd);
+        assert_eq!((keys(&page), more), (vec![b"/p/c".to_vec(), b"/p/e".to_vec()], false));
+        // Keys follow the limit but none is kept: more (the next page is empty), as kube.
+        let (page, more) = cache.list_matching(b"/p/", None, 1, |kv: &KeyValue| kv.key == b"/p/a");
+        assert_eq!((keys(&page), more), (vec![b"/p/a".to_vec()], true));
     }
 }

@@ -7,13 +7,13 @@ mod common;
 
 use actix::Addr;
 use actors::kinds::find;
-use actors::{Create, Delete, Get, KindActor, List, Update};
+use actors::{Create, Delete, Get, KindActor, List, Part, Update};
 use serde_json::{json, Value};
 
 use common::{cm, ns, single_member};
 
 async fn create(actor: &Addr<KindActor>, obj: Value) -> actors::ApiResult<Value> {
-    actor.send(Create { namespace: ns(), obj }).await.unwrap()
+    actor.send(Create { namespace: ns(), obj, field_manager: None }).await.unwrap()
 }
 
 #[actix_rt::test]
@@ -26,7 +26,7 @@ async fn the_configmap_actor_creates_gets_lists_updates_and_deletes() {
     let missing_ns = create(&actor, cm("a", "1")).await.unwrap_err();
     assert_eq!(missing_ns.to_string(), r#"namespaces "default" not found"#);
     let default = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
-    namespaces.send(Create { namespace: None, obj: default }).await.unwrap().unwrap();
+    namespaces.send(Create { namespace: None, obj: default, field_manager: None }).await.unwrap().unwrap();
 
     let created = create(&actor, cm("a", "1")).await.unwrap();
     let rv: i64 = created["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
@@ -40,28 +40,45 @@ async fn the_configmap_actor_creates_gets_lists_updates_and_deletes() {
     assert_eq!(got, created);
 
     // A list right after writes sees them all: it waits for the cache to catch up.
-    let all = actor.send(List { namespace: None, limit: 0, continue_token: None }).await.unwrap().unwrap();
+    let all = actor.send(List { namespace: None, ..Default::default() }).await.unwrap().unwrap();
     assert_eq!(all.items.len(), 3);
     assert!(all.resource_version > rv && all.continue_token.is_none());
-    let first = actor.send(List { namespace: ns(), limit: 2, continue_token: None }).await.unwrap().unwrap();
+    let first = actor.send(List { namespace: ns(), limit: 2, ..Default::default() }).await.unwrap().unwrap();
     assert_eq!(first.items.iter().map(|o| o["metadata"]["name"].clone()).collect::<Vec<_>>(), ["a", "b"]);
     create(&actor, cm("d", "1")).await.unwrap();
-    let rest =
-        actor.send(List { namespace: ns(), limit: 2, continue_token: first.continue_token }).await.unwrap().unwrap();
+    let rest = actor
+        .send(List { namespace: ns(), limit: 2, continue_token: first.continue_token, ..Default::default() })
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(rest.items.len(), 1, "later pages are at the first page's revision");
     assert_eq!(rest.resource_version, first.resource_version);
 
     let mut changed = created.clone();
     changed["data"]["k"] = json!("2");
-    let updated =
-        actor.send(Update { namespace: ns(), name: "a".into(), obj: changed.clone() }).await.unwrap().unwrap();
-    assert_eq!(updated["metadata"]["generation"], 2);
+    let updated = actor
+        .send(Update { namespace: ns(), name: "a".into(), obj: changed.clone(), field_manager: None, part: Part::Main })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(updated["metadata"]["resourceVersion"], created["metadata"]["resourceVersion"]);
     assert_eq!(updated["metadata"]["uid"], created["metadata"]["uid"]);
-    let stale = actor.send(Update { namespace: ns(), name: "a".into(), obj: changed }).await.unwrap().unwrap_err();
+    let stale = actor
+        .send(Update { namespace: ns(), name: "a".into(), obj: changed, field_manager: None, part: Part::Main })
+        .await
+        .unwrap()
+        .unwrap_err();
     assert_eq!(stale.reason(), "Conflict");
-    let blind = actor.send(Update { namespace: ns(), name: "a".into(), obj: cm("a", "3") }).await.unwrap().unwrap();
+    let blind = actor
+        .send(Update { namespace: ns(), name: "a".into(), obj: cm("a", "3"), field_manager: None, part: Part::Main })
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(blind["data"]["k"], "3");
-    let absent = actor.send(Update { namespace: ns(), name: "zz".into(), obj: cm("zz", "1") }).await.unwrap();
+    let absent = actor
+        .send(Update { namespace: ns(), name: "zz".into(), obj: cm("zz", "1"), field_manager: None, part: Part::Main })
+        .await
+        .unwrap();
     assert_eq!(absent.unwrap_err().code(), 404);
 
     let deleted = actor.send(Delete { namespace: ns(), name: "a".into() }).await.unwrap().unwrap();
@@ -69,7 +86,7 @@ async fn the_configmap_actor_creates_gets_lists_updates_and_deletes() {
     let gone = actor.send(Get { namespace: ns(), name: "a".into() }).await.unwrap().unwrap_err();
     assert_eq!(gone.to_string(), r#"configmaps "a" not found"#);
     assert_eq!(actor.send(Delete { namespace: ns(), name: "a".into() }).await.unwrap().unwrap_err().code(), 404);
-    let left = actor.send(List { namespace: ns(), limit: 0, continue_token: None }).await.unwrap().unwrap();
+    let left = actor.send(List { namespace: ns(), ..Default::default() }).await.unwrap().unwrap();
     assert_eq!(left.items.len(), 3);
     node.shutdown().await;
 }

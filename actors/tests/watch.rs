@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use actix::Addr;
 use actors::kinds::find;
-use actors::{Create, Delete, KindActor, List, Update, Watch, WatchEvent, WatchStart};
+use actors::{Create, Delete, KindActor, List, Part, Selectors, Update, Watch, WatchEvent, WatchStart};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
@@ -32,7 +32,10 @@ async fn next(start: &mut WatchStart) -> Option<WatchEvent> {
 }
 
 async fn watch(actor: &Addr<KindActor>, name: Option<&str>, from: Option<i64>, bookmarks: bool) -> WatchStart {
-    let msg = Watch { namespace: ns(), name: name.map(Into::into), resource_version: from, bookmarks };
+    let cm = find("", "v1", "configmaps").unwrap();
+    let field = name.map(|n| format!("metadata.name={n}")).unwrap_or_default();
+    let selectors = Selectors::parse(cm, "", &field).unwrap();
+    let msg = Watch { namespace: ns(), selectors, resource_version: from, bookmarks };
     actor.send(msg).await.unwrap().unwrap()
 }
 
@@ -43,13 +46,17 @@ async fn watches_see_later_changes_in_order_and_too_old_revisions_expire() {
     let namespaces = KindActor::start_supervised(find("", "v1", "namespaces").unwrap(), node.clone());
     let actor = KindActor::start_with_cache(find("", "v1", "configmaps").unwrap(), node.clone(), 4);
     let default = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
-    namespaces.send(Create { namespace: None, obj: default }).await.unwrap().unwrap();
+    namespaces.send(Create { namespace: None, obj: default, field_manager: None }).await.unwrap().unwrap();
 
-    let a = actor.send(Create { namespace: ns(), obj: cm("a", "1") }).await.unwrap().unwrap();
+    let a = actor.send(Create { namespace: ns(), obj: cm("a", "1"), field_manager: None }).await.unwrap().unwrap();
     let mut after_a = watch(&actor, None, Some(rv(&a)), false).await;
     let mut quiet = watch(&actor, Some("nothing-here"), Some(rv(&a)), true).await;
-    let updated = actor.send(Update { namespace: ns(), name: "a".into(), obj: cm("a", "2") }).await.unwrap().unwrap();
-    let b = actor.send(Create { namespace: ns(), obj: cm("b", "1") }).await.unwrap().unwrap();
+    let updated = actor
+        .send(Update { namespace: ns(), name: "a".into(), obj: cm("a", "2"), field_manager: None, part: Part::Main })
+        .await
+        .unwrap()
+        .unwrap();
+    let b = actor.send(Create { namespace: ns(), obj: cm("b", "1"), field_manager: None }).await.unwrap().unwrap();
     let deleted = actor.send(Delete { namespace: ns(), name: "a".into() }).await.unwrap().unwrap();
     let mut seen = Vec::new();
     for _ in 0..3 {
@@ -72,9 +79,19 @@ async fn watches_see_later_changes_in_order_and_too_old_revisions_expire() {
 
     // More changes than the ring holds: the first revision is gone.
     for i in 0..6 {
-        actor.send(Update { namespace: ns(), name: "b".into(), obj: cm("b", &i.to_string()) }).await.unwrap().unwrap();
+        actor
+            .send(Update {
+                namespace: ns(),
+                name: "b".into(),
+                obj: cm("b", &i.to_string()),
+                field_manager: None,
+                part: Part::Main,
+            })
+            .await
+            .unwrap()
+            .unwrap();
     }
-    actor.send(List { namespace: ns(), limit: 0, continue_token: None }).await.unwrap().unwrap();
+    actor.send(List { namespace: ns(), ..Default::default() }).await.unwrap().unwrap();
     let mut expired = watch(&actor, None, Some(rv(&a)), false).await;
     let [error] = expired.initial.as_slice() else { panic!("{:?}", expired.initial) };
     assert_eq!((error.event_type, error.object["code"].as_i64()), ("ERROR", Some(410)));

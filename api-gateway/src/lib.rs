@@ -13,8 +13,12 @@
 //!   [`version`]: `/version`; [`status`]: Kubernetes `Status` error bodies.
 //! - [`discovery`]: `/api`, `/api/v1`, `/apis`, `/apis/{group}[/{version}]` (legacy
 //!   discovery) and aggregated discovery v2, from the registry `actors::kinds`.
+//! - [`openapi`]: `/openapi/v3` (index and one OpenAPI 3.0 document per group/version) and
+//!   `/openapi/v2` (Swagger 2.0, JSON only), from `actors::schemas`: kubectl `explain`, `apply`
+//!   and server-side field validation read them.
 //! - [`resources`]: the object verbs (get, list, create, update, delete) under `/api/v1` and
 //!   `/apis/{group}/{version}`, sent to the `actors::KindActors`.
+//! - [`tables`]: server-side `Table` responses (kubectl's columns) for gets, lists and watches.
 //! - [`metrics_recorder`]: installs the process-wide Prometheus recorder behind `/metrics`.
 //!
 //! Start at [`server::serve`].
@@ -24,10 +28,12 @@ pub mod discovery;
 pub mod health_endpoints;
 pub mod kubeconfig;
 pub mod metrics_recorder;
+pub mod openapi;
 pub mod pki;
 pub mod resources;
 pub mod server;
 pub mod status;
+pub mod tables;
 pub mod tls;
 pub mod version;
 

@@ -7,7 +7,10 @@ use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actors::kinds::{self, ResourceKind};
-use actors::{ApiError, ApiResult, Create, Delete, Get, KindActors, List, ListPage, Update, Watch, WatchEvent};
+use actors::{
+    ApiError, ApiResult, Create, Delete, Get, KindActors, List, ListPage, Part, Patch, PatchKind, Selectors, Update,
+    Watch, WatchEvent,
+};
 use futures::{stream, StreamExt};
 use serde_json::{json, Value};
 
@@ -31,6 +34,8 @@ pub struct Target {
     pub namespace: Option<String>,
     pub resource: String,
     pub name: Option<String>,
+    /// `status`, `scale`, ... after the object's name.
+    pub subresource: Option<String>,
 }
 
 /// Parses `/api/v1/[namespaces/{ns}/]{resource}[/{name}]` and the same under
@@ -46,11 +51,15 @@ pub fn parse_path(path: &str) -> Option<Target> {
         ["apis", group, version, rest @ ..] => (*group, *version, rest),
         _ => return None,
     };
-    let (namespace, resource, name) = match rest {
-        [resource] => (None, *resource, None),
-        ["namespaces", ns, resource] => (Some(*ns), *resource, None),
-        ["namespaces", ns, resource, name] => (Some(*ns), *resource, Some(*name)),
-        [resource, name] => (None, *resource, Some(*name)),
+    let (namespace, resource, name, subresource) = match rest {
+        [resource] => (None, *resource, None, None),
+        // A namespace's own subresources, not a resource in the namespace.
+        ["namespaces", name, sub @ ("status" | "finalize")] => (None, "namespaces", Some(*name), Some(*sub)),
+        ["namespaces", ns, resource] => (Some(*ns), *resource, None, None),
+        ["namespaces", ns, resource, name] => (Some(*ns), *resource, Some(*name), None),
+        ["namespaces", ns, resource, name, sub] => (Some(*ns), *resource, Some(*name), Some(*sub)),
+        [resource, name] => (None, *resource, Some(*name), None),
+        [resource, name, sub] => (None, *resource, Some(*name), Some(*sub)),
         _ => return None,
     };
     Some(Target {
@@ -59,6 +68,7 @@ pub fn parse_path(path: &str) -> Option<Target> {
         namespace: namespace.map(Into::into),
         resource: resource.into(),
         name: name.map(Into::into),
+        subresource: subresource.map(Into::into),
     })
 }
 
@@ -80,6 +90,15 @@ struct ListParams {
     label_selector: Option<String>,
 }
 
+impl ListParams {
+    /// The `labelSelector` and `fieldSelector` parsed for `kind` (400 BadRequest with kube's
+    /// message if either is malformed or names a field the kind cannot select on).
+    fn selectors(&self, kind: &ResourceKind) -> ApiResult<Selectors> {
+        let (labels, fields) = (self.label_selector.as_deref(), self.field_selector.as_deref());
+        Ok(Selectors::parse(kind, labels.unwrap_or(""), fields.unwrap_or(""))?)
+    }
+}
+
 fn is_true(flag: &Option<String>) -> bool {
     flag.as_deref().is_some_and(|w| w == "true" || w == "1")
 }
@@ -92,10 +111,12 @@ enum Reply {
 
 async fn handle(req: HttpRequest, body: web::Payload, actors: web::Data<KindActors>) -> HttpResponse {
     match serve(&req, body, &actors).await {
-        Ok(Reply::Json(code, body)) => {
-            HttpResponse::build(code).content_type("application/json").body(body.to_string())
-        }
-        Ok(Reply::Watch(response)) => response,
+        // A GET's reply is a Table when the client asks for one (kubectl get does).
+        Ok(Reply::Json(code, body)) => match crate::tables::render_get(&req, body) {
+            Ok(body) => HttpResponse::build(code).content_type("application/json").body(body.to_string()),
+            Err(e) => error_response(&e),
+        },
+        Ok(Reply::Watch(response)) => crate::tables::render_watch(&req, response),
         Err(e) => error_response(&e),
     }
 }
@@ -116,6 +137,11 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
     if target.namespace.is_some() && !kind.namespaced {
         return Err(not_found(req.path()));
     }
+    let served = |sub: &str| kind.subresources.iter().any(|s| s.name == sub);
+    let part = match target.subresource.as_deref() {
+        Some(sub) if !served(sub) => return Err(not_found(req.path())),
+        sub => Part::of_subresource(sub).ok_or_else(|| not_found(req.path()))?,
+    };
     let actor =
         actors.get(kind).ok_or_else(|| ApiError::ServiceUnavailable(format!("no actor for {}", kind.resource)))?;
     let ns = target.namespace.clone();
@@ -132,31 +158,54 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
         return Err(unsupported());
     }
     let result = match (method, target.name) {
-        ("GET", Some(name)) => actor.send(Get { namespace: ns, name }).await.map_err(mailbox)?,
+        ("GET", Some(name)) => actor.send(Get { namespace: ns, name }).await.map_err(mailbox)?.map(|o| part.view(o)),
+        (_, None) if part != Part::Main => return Err(unsupported()),
         ("GET", None) => {
             let params = web::Query::<ListParams>::from_query(req.query_string())
                 .map_err(|e| ApiError::BadRequest(e.to_string()))?
                 .into_inner();
+            let selectors = params.selectors(kind)?;
             if is_true(&params.watch) {
-                return watch(actor, ns, params).await.map(Reply::Watch);
+                return watch(actor, ns, selectors, params).await.map(Reply::Watch);
             }
-            let list = List { namespace: ns, limit: params.limit.unwrap_or(0), continue_token: params.continue_token };
+            let limit = params.limit.unwrap_or(0);
+            let list = List { namespace: ns, limit, continue_token: params.continue_token, selectors };
             let page = actor.send(list).await.map_err(mailbox)??;
             return Ok(Reply::Json(StatusCode::OK, list_body(kind, page)));
         }
         ("POST", None) => {
             let obj = read_json(req, body).await?;
-            let created = actor.send(Create { namespace: ns, obj }).await.map_err(mailbox)??;
+            let field_manager = Some(field_manager(req)?);
+            let created = actor.send(Create { namespace: ns, obj, field_manager }).await.map_err(mailbox)??;
             return Ok(Reply::Json(StatusCode::CREATED, stamp(kind, created)));
         }
         ("PUT", Some(name)) => {
             let obj = read_json(req, body).await?;
-            actor.send(Update { namespace: ns, name, obj }).await.map_err(mailbox)?
+            let field_manager = Some(field_manager(req)?);
+            actor.send(Update { namespace: ns, name, obj, field_manager, part }).await.map_err(mailbox)?
         }
+        ("PATCH", Some(name)) => {
+            let patch_kind = PatchKind::from_content_type(content_type(req))?;
+            let params = web::Query::<WriteParams>::from_query(req.query_string())
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?
+                .into_inner();
+            let body = read_body(body).await?.to_vec();
+            // Apply needs a named manager; other writes fall back to the user agent's.
+            let field_manager = match patch_kind {
+                PatchKind::Apply => params.field_manager.filter(|m| !m.is_empty()),
+                _ => Some(field_manager(req)?),
+            };
+            let force = is_true(&params.force);
+            let msg = Patch { namespace: ns, name, patch_kind, body, field_manager, force, part };
+            actor.send(msg).await.map_err(mailbox)?
+        }
+        ("DELETE", Some(_)) if part != Part::Main => return Err(unsupported()),
         ("DELETE", Some(name)) => actor.send(Delete { namespace: ns, name }).await.map_err(mailbox)?,
         _ => return Err(unsupported()),
     };
-    Ok(Reply::Json(StatusCode::OK, stamp(kind, result?)))
+    // A Scale carries its own kind and apiVersion.
+    let result = result?;
+    Ok(Reply::Json(StatusCode::OK, if part == Part::Scale { result } else { stamp(kind, result) }))
 }
 
 /// Starts a watch and streams it: the first events, then the changes, one JSON object per
@@ -164,19 +213,16 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
 async fn watch(
     actor: &actix::Addr<actors::KindActor>,
     namespace: Option<String>,
+    selectors: Selectors,
     params: ListParams,
 ) -> ApiResult<HttpResponse> {
-    if params.label_selector.as_deref().is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError::BadRequest("label selectors are not supported on watches yet".into()));
-    }
-    let name = actors::watch::name_selector(params.field_selector.as_deref().unwrap_or(""))?;
     let resource_version = match params.resource_version.as_deref().filter(|rv| !rv.is_empty()) {
         None => None,
         Some(rv) => Some(rv.parse().map_err(|_| ApiError::BadRequest(format!("invalid resourceVersion {rv:?}")))?),
     };
     let bookmarks = is_true(&params.allow_watch_bookmarks);
     let timeout = params.timeout_seconds.map(std::time::Duration::from_secs).unwrap_or(WATCH_TIMEOUT);
-    let msg = Watch { namespace, name, resource_version, bookmarks };
+    let msg = Watch { namespace, selectors, resource_version, bookmarks };
     let start = actor.send(msg).await.map_err(|e| ApiError::ServiceUnavailable(format!("watch: {e}")))??;
     let events = stream::iter(start.initial).chain(start.rest);
     let lines = events.map(|e: WatchEvent| Ok::<_, actix_web::Error>(watch_line(&e)));
@@ -191,13 +237,49 @@ fn watch_line(event: &WatchEvent) -> Bytes {
     Bytes::from(line)
 }
 
+/// The parameters of writes.
+#[derive(Debug, Default, serde::Deserialize)]
+struct WriteParams {
+    #[serde(rename = "fieldManager")]
+    field_manager: Option<String>,
+    force: Option<String>,
+}
+
+/// The manager of a write: the `fieldManager` parameter, else the user agent's product name
+/// (`kubectl`); at most 128 characters (400 beyond, as kube-apiserver).
+fn field_manager(req: &HttpRequest) -> ApiResult<String> {
+    let params = web::Query::<WriteParams>::from_query(req.query_string())
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?
+        .into_inner();
+    match params.field_manager.filter(|m| !m.is_empty()) {
+        Some(m) if m.chars().count() > 128 => {
+            Err(ApiError::BadRequest(format!("fieldManager should be at most 128 characters, got {}", m.len())))
+        }
+        Some(m) => Ok(m),
+        None => {
+            let agent = req.headers().get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or("");
+            Ok(actors::apply::manager_from_user_agent(agent))
+        }
+    }
+}
+
+fn content_type(req: &HttpRequest) -> &str {
+    req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
 /// Reads a JSON body of at most [`MAX_BODY`] bytes (413 beyond, 400 if not JSON, 415 for
 /// protobuf, which is not served yet).
-async fn read_json(req: &HttpRequest, mut body: web::Payload) -> ApiResult<Value> {
-    let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+async fn read_json(req: &HttpRequest, body: web::Payload) -> ApiResult<Value> {
+    let content_type = content_type(req);
     if content_type.contains("protobuf") {
         return Err(ApiError::UnsupportedMediaType(format!("the body type {content_type:?} is not served; send JSON")));
     }
+    let bytes = read_body(body).await?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))
+}
+
+/// Reads a body of at most [`MAX_BODY`] bytes (413 beyond).
+async fn read_body(mut body: web::Payload) -> ApiResult<web::BytesMut> {
     let mut bytes = web::BytesMut::new();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
@@ -206,7 +288,7 @@ async fn read_json(req: &HttpRequest, mut body: web::Payload) -> ApiResult<Value
         }
         bytes.extend_from_slice(&chunk);
     }
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))
+    Ok(bytes)
 }
 
 /// Sets `kind` and `apiVersion` on an object.
@@ -239,6 +321,7 @@ mod tests {
             namespace: ns.map(Into::into),
             resource: resource.into(),
             name: name.map(Into::into),
+            subresource: None,
         })
     }
 
@@ -261,6 +344,16 @@ mod tests {
             target("apps", Some("default"), "deployments", Some("web"))
         );
         assert_eq!(parse_path("/api/v1/nodes/n1"), target("", None, "nodes", Some("n1")));
+        let sub = |t: Option<Target>, s: &str| t.map(|t| Target { subresource: Some(s.into()), ..t });
+        assert_eq!(
+            parse_path("/apis/apps/v1/namespaces/default/deployments/web/scale"),
+            sub(target("apps", Some("default"), "deployments", Some("web")), "scale")
+        );
+        assert_eq!(parse_path("/api/v1/nodes/n1/status"), sub(target("", None, "nodes", Some("n1")), "status"));
+        assert_eq!(
+            parse_path("/api/v1/namespaces/team-a/status"),
+            sub(target("", None, "namespaces", Some("team-a")), "status")
+        );
     }
 
     #[test]
@@ -269,7 +362,7 @@ mod tests {
             "/api",
             "/api/v1",
             "/apis/apps",
-            "/api/v1/namespaces/default/configmaps/x/status",
+            "/api/v1/namespaces/default/configmaps/x/status/more",
             "/api/v1//x",
             "/healthz",
         ] {
@@ -291,6 +384,23 @@ mod tests {
         assert_eq!(
             (body["items"][0]["kind"].as_str(), body["items"][0]["apiVersion"].as_str()),
             (Some("ConfigMap"), Some("v1"))
+        );
+    }
+
+    #[test]
+    fn list_parameters_parse_selectors_for_the_kind() {
+        let cm = kinds::find("", "v1", "configmaps").unwrap();
+        let query = "labelSelector=app%3Dweb&fieldSelector=metadata.name%3Dx";
+        let params = web::Query::<ListParams>::from_query(query).unwrap().into_inner();
+        let selectors = params.selectors(cm).unwrap();
+        assert_eq!((selectors.labels.requirements.len(), selectors.fields.terms.len()), (1, 1));
+        assert!(ListParams::default().selectors(cm).unwrap().is_everything());
+        let bad = ListParams { field_selector: Some("status.phase=x".into()), ..Default::default() };
+        let e = bad.selectors(cm).unwrap_err();
+        assert_eq!(e.code(), 400);
+        assert_eq!(
+            e.to_string(),
+            r#""status.phase" is not a known field selector: only "metadata.name", "metadata.namespace""#
         );
     }
 

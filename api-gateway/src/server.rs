@@ -15,7 +15,7 @@ use crate::authn::{self, Tokens};
 use crate::metrics_recorder::PrometheusHandle;
 use crate::pki::Pki;
 use crate::tls::{self, TlsError};
-use crate::{discovery, health_endpoints, resources, status, version};
+use crate::{discovery, health_endpoints, openapi, resources, status, version};
 
 /// Errors starting a server.
 #[derive(Debug, thiserror::Error)]
@@ -29,8 +29,8 @@ pub enum ServeError {
 /// Binds `bind` (port 0 picks a free port) and returns the HTTPS API server, not yet awaited,
 /// with the address it bound. It serves with `pki`'s serving certificate, verifies client
 /// certificates against `pki`'s CA, accepts the bearer `tokens`, and answers `/livez`,
-/// `/readyz`, `/version` (open to anonymous clients), `/metrics` and discovery (`/api`,
-/// `/apis`, ...) and the object verbs, sent to `kinds`. Await or spawn the server on an actix system; stop it with its handle.
+/// `/readyz`, `/version` (open to anonymous clients), `/metrics`, discovery (`/api`,
+/// `/apis`, ...), the OpenAPI documents (`/openapi/v2`, `/openapi/v3/...`) and the object verbs, sent to `kinds`. Await or spawn the server on an actix system; stop it with its handle.
 pub fn serve(
     bind: SocketAddr,
     pki: &Pki,
@@ -50,6 +50,7 @@ pub fn serve(
             .configure(|cfg| health_endpoints::configure(cfg, health, prometheus))
             .route("/version", web::get().to(version::version))
             .configure(discovery::configure)
+            .configure(openapi::configure)
             .configure(|cfg| resources::configure(cfg, kinds.clone()))
             .default_service(web::to(not_found))
     })

@@ -27,6 +27,20 @@ impl Up {
     pub fn start(dir: &Path) -> Up {
         let https = free_port().unwrap();
         let store = format!("127.0.0.1:{}", free_port().unwrap());
+        Up::start_at(dir, https, store)
+    }
+
+    /// Stops this member (SIGTERM, clean exit) and starts it again on the same data dir
+    /// and ports.
+    pub fn restart(self) -> Up {
+        let (dir, https, store) = (self.dir.clone(), self.https, self.store.clone());
+        self.stop();
+        let up = Up::start_at(&dir, https, store);
+        up.wait_ready();
+        up
+    }
+
+    fn start_at(dir: &Path, https: u16, store: String) -> Up {
         let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
             .args(["up", "--data-dir", &dir.display().to_string(), "--port", &https.to_string()])
             .args(["--store-listen", &store])

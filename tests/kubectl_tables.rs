@@ -1,0 +1,133 @@
+//! End-to-end: `kubectl get` on `flotilla up` prints kube-apiserver's columns, from the
+//! server-side Tables it asks for: configmaps, secrets, deployments (`-o wide` too),
+//! services, namespaces, and a kind with no printer of its own (roles: `NAME`, `CREATED AT`).
+//! JSON requests still get the plain objects.
+//!
+//! kubectl runs with `--validate=false` on create: Flotilla serves no OpenAPI documents yet.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::Up;
+use serde_json::Value;
+
+const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo\ndata:\n  color: blue\n";
+const SECRET: &str = "apiVersion: v1
+kind: Secret
+metadata:
+  name: demo
+type: Opaque
+data:
+  password: c2VjcmV0
+  user: YWRtaW4=
+";
+const DEPLOY: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: nginx:1.27}]
+";
+const SVC: &str = "apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.20
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80, targetPort: 8080}
+  - {name: https, port: 443, nodePort: 30443}
+";
+const ROLE: &str = "apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: reader
+rules:
+- {apiGroups: [\"\"], resources: [pods], verbs: [get]}
+";
+
+/// The whitespace-separated fields of each line of `kubectl get` output.
+fn rows(output: &str) -> Vec<Vec<String>> {
+    output.lines().map(|l| l.split_whitespace().map(String::from).collect()).collect()
+}
+
+/// Whether `cell` is a kubectl age of a just-created object ("0s" ... "5m10s").
+fn is_young_age(cell: &str) -> bool {
+    let digits = cell.trim_end_matches(|c: char| c == 's' || c == 'm' || c.is_ascii_digit());
+    digits.is_empty() && cell.ends_with(['s', 'm']) && cell.starts_with(|c: char| c.is_ascii_digit())
+}
+
+#[test]
+fn kubectl_get_prints_server_side_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(dir.path());
+    up.wait_ready();
+    up.kubectl_eventually(&["get", "ns", "default", "-o", "name"]);
+    for (file, text) in [("cm.yaml", CM), ("secret.yaml", SECRET), ("deploy.yaml", DEPLOY), ("svc.yaml", SVC)] {
+        let path = dir.path().join(file);
+        std::fs::write(&path, text).unwrap();
+        up.kubectl(&["create", "--validate=false", "-f", &path.display().to_string()]);
+    }
+
+    let cm = up.kubectl(&["get", "cm"]);
+    let lines: Vec<&str> = cm.lines().collect();
+    assert_eq!(lines[0], "NAME   DATA   AGE", "{cm}");
+    let demo = &rows(&cm)[1];
+    assert_eq!(demo[..2], ["demo", "1"], "{cm}");
+    assert!(is_young_age(&demo[2]), "{cm}");
+    // The same through a GET of the name, and across namespaces (kubectl adds NAMESPACE).
+    assert_eq!(rows(&up.kubectl(&["get", "cm", "demo"]))[1][..2], ["demo", "1"]);
+    let everywhere = rows(&up.kubectl(&["get", "cm", "-A"]));
+    assert_eq!(everywhere[0], ["NAMESPACE", "NAME", "DATA", "AGE"]);
+    assert!(everywhere.iter().any(|r| r[..3] == ["default", "demo", "1"]), "{everywhere:?}");
+
+    let secret = rows(&up.kubectl(&["get", "secret"]));
+    assert_eq!(secret[0], ["NAME", "TYPE", "DATA", "AGE"]);
+    assert_eq!(secret[1][..3], ["demo", "Opaque", "2"]);
+
+    let deploy = up.kubectl(&["get", "deploy"]);
+    let deploy = rows(&deploy);
+    assert_eq!(deploy[0], ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
+    assert_eq!(deploy[1][..4], ["web", "0/2", "0", "0"]);
+    let wide = rows(&up.kubectl(&["get", "deploy", "-o", "wide"]));
+    assert_eq!(wide[0], ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"]);
+    assert_eq!(wide[1][..4], ["web", "0/2", "0", "0"]);
+    assert_eq!(wide[1][5..], ["web", "nginx:1.27", "app=web"]);
+
+    let svc = rows(&up.kubectl(&["get", "svc"]));
+    assert_eq!(svc[0], ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]);
+    assert_eq!(svc[1][..5], ["web", "NodePort", "10.96.0.20", "<none>", "80/TCP,443:30443/TCP"]);
+    assert_eq!(rows(&up.kubectl(&["get", "svc", "-o", "wide"]))[1][6], "app=web");
+
+    let ns = rows(&up.kubectl(&["get", "ns"]));
+    assert_eq!(ns[0], ["NAME", "STATUS", "AGE"]);
+    for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(ns.iter().any(|r| r[..2] == [name, "Active"]), "{name} not Active in {ns:?}");
+    }
+
+    // A kind without a printer of its own: kube-apiserver's default table.
+    let role = dir.path().join("role.yaml");
+    std::fs::write(&role, ROLE).unwrap();
+    up.kubectl(&["create", "--validate=false", "-f", &role.display().to_string()]);
+    let roles = rows(&up.kubectl(&["get", "roles"]));
+    assert_eq!(roles[0], ["NAME", "CREATED", "AT"]);
+    assert_eq!(roles[1][0], "reader");
+    assert!(roles[1][1].ends_with('Z') && roles[1][1].contains('T'), "{roles:?}");
+
+    // JSON output still asks for, and gets, the plain objects.
+    let got: Value = serde_json::from_str(&up.kubectl(&["get", "cm", "demo", "-o", "json"])).unwrap();
+    assert_eq!((got["kind"].as_str(), got["apiVersion"].as_str()), (Some("ConfigMap"), Some("v1")));
+    assert_eq!(got["data"]["color"], "blue");
+    let list: Value = serde_json::from_str(&up.kubectl(&["get", "deploy", "-o", "json"])).unwrap();
+    assert_eq!(list["items"][0]["spec"]["replicas"], 2);
+    assert_eq!(up.kubectl(&["get", "cm", "-o", "name"]).trim(), "configmap/demo");
+    up.stop();
+}
