@@ -132,6 +132,11 @@ pub struct WatchStart {
     pub rest: mpsc::Receiver<WatchEvent>,
 }
 
+/// Internal: the revision after which the cache holds every event, once it is synced.
+#[derive(Message)]
+#[rtype(result = "Option<Revision>")]
+struct Oldest;
+
 /// Internal: register a watcher (the cache is synced by then, or this fails with 503).
 #[derive(Message)]
 #[rtype(result = "ApiResult<WatchStart>")]
@@ -425,6 +430,14 @@ impl Handler<List> for KindActor {
     }
 }
 
+impl Handler<Oldest> for KindActor {
+    type Result = Option<Revision>;
+
+    fn handle(&mut self, _: Oldest, _ctx: &mut Context<Self>) -> Self::Result {
+        self.synced.then(|| self.cache.oldest())
+    }
+}
+
 impl Handler<StartWatch> for KindActor {
     type Result = ApiResult<WatchStart>;
 
@@ -437,7 +450,7 @@ impl Handler<Watch> for KindActor {
     type Result = ResponseFuture<ApiResult<WatchStart>>;
 
     fn handle(&mut self, msg: Watch, ctx: &mut Context<Self>) -> Self::Result {
-        let (kind, me) = (self.kind, ctx.address());
+        let (kind, me, node) = (self.kind, ctx.address(), self.node.clone());
         Box::pin(async move {
             let unavailable = |what: &str| ApiError::ServiceUnavailable(format!("{} watch: {what}", kind.resource));
             // A list at revision 0 answers once the cache is synced.
@@ -450,8 +463,70 @@ impl Handler<Watch> for KindActor {
                 Ok(Err(_)) => return Err(unavailable("the kind actor restarted")),
                 Err(_) => return Err(unavailable("the watch cache did not sync in time")),
             }
-            me.send(StartWatch(msg)).await.map_err(|_| unavailable("the kind actor is not running"))?
+            // A watch from before the cache's memory replays the store's history up to
+            // where the cache takes over; the store answers 410 if that was compacted.
+            let oldest = me.send(Oldest).await.map_err(|_| unavailable("the kind actor is not running"))?;
+            let mut msg = msg;
+            let mut replayed = Vec::new();
+            if let (Some(after), Some(oldest)) = (msg.resource_version.filter(|rv| *rv > 0), oldest) {
+                if after < oldest {
+                    let prefix = list_prefix(kind, msg.namespace.as_deref().or(msg.selectors.namespace()));
+                    let filter = WatchFilter { prefix, selectors: msg.selectors.clone() };
+                    match replay(&node, kind, &filter, after, oldest).await {
+                        Ok(events) => replayed = events,
+                        Err(e) => {
+                            let (_, rest) = mpsc::channel(0);
+                            return Ok(WatchStart { initial: vec![WatchEvent::error(&e)], rest });
+                        }
+                    }
+                    msg.resource_version = Some(oldest);
+                }
+            }
+            let mut start =
+                me.send(StartWatch(msg)).await.map_err(|_| unavailable("the kind actor is not running"))??;
+            replayed.append(&mut start.initial);
+            start.initial = replayed;
+            Ok(start)
         })
+    }
+}
+
+/// The watch events of `filter` in the store's history after revision `after` up to and
+/// including `until`; 410 Expired if that history was compacted.
+async fn replay(
+    node: &StoreNode,
+    kind: &'static ResourceKind,
+    filter: &WatchFilter,
+    after: Revision,
+    until: Revision,
+) -> ApiResult<Vec<WatchEvent>> {
+    let req = WatchRequest {
+        keys: KeySet::Prefix(kind.storage_prefix().into_bytes()),
+        start_revision: after + 1,
+        progress_notify: true,
+    };
+    let mut history = Box::pin(node.watch(req));
+    let mut events = Vec::new();
+    loop {
+        let batch = match actix_rt::time::timeout(LIST_WAIT, history.next()).await {
+            Ok(Some(Ok(batch))) => batch,
+            Ok(Some(Err(StoreError::Compacted { .. }))) => return Err(too_old(after, until)),
+            Ok(Some(Err(e))) => return Err(e.into()),
+            Ok(None) | Err(_) => {
+                return Err(ApiError::ServiceUnavailable(format!("{} watch: replaying history", kind.resource)))
+            }
+        };
+        if batch.revision > until {
+            return Ok(events);
+        }
+        for event in &batch.events {
+            let change = CachedEvent::from_store(batch.revision, event);
+            let (object, prev) = candidates(&change);
+            events.extend(filter.event_of(kind, &change, &object, prev.as_ref())?);
+        }
+        if batch.revision == until {
+            return Ok(events);
+        }
     }
 }
 

@@ -20,6 +20,23 @@ pub struct CachedEvent {
     pub prev: Option<Arc<KeyValue>>,
 }
 
+impl CachedEvent {
+    /// The cached form of a store event at `revision` that the cache does not hold (a
+    /// replay from the store's history): the previous object comes from the event.
+    pub fn from_store(revision: Revision, event: &raft_store::Event) -> CachedEvent {
+        let prev = event.prev_kv.clone().map(Arc::new);
+        let object = match event.kind {
+            EventKind::Put => Arc::new(event.kv.clone()),
+            EventKind::Delete => {
+                let mut gone = event.prev_kv.clone().unwrap_or_else(|| event.kv.clone());
+                gone.mod_revision = revision;
+                Arc::new(gone)
+            }
+        };
+        CachedEvent { revision, kind: event.kind, object, prev }
+    }
+}
+
 /// Why the cache cannot serve a request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CacheError {
@@ -63,6 +80,11 @@ impl WatchCache {
 
     pub fn revision(&self) -> Revision {
         self.revision
+    }
+
+    /// Every event after this revision is in the ring.
+    pub fn oldest(&self) -> Revision {
+        self.oldest
     }
 
     pub fn len(&self) -> usize {
