@@ -1,8 +1,9 @@
-//! End-to-end: real kubectl reads Flotilla's OpenAPI v3 documents: `explain` of kinds and
-//! of nested fields; create with kubectl's default `--validate=strict`, which hands field
-//! validation to the server (`?fieldValidation=Strict`) because the documents list that
-//! parameter; client-side `apply` building its strategic merge patch from the documents'
-//! merge keys. Anonymous clients get no documents.
+//! End-to-end: real kubectl reads Flotilla's OpenAPI documents: `explain` of kinds and of
+//! nested fields (v3, and v2 as protobuf with `--output plaintext-openapiv2`); create with
+//! kubectl's default `--validate=strict`, which hands field validation to the server
+//! (`?fieldValidation=Strict`) because the v3 documents list that parameter, and validates
+//! `kind: List` files on its side against the v2 document; client-side `apply` building its
+//! strategic merge patch from the documents' merge keys. Anonymous clients get no documents.
 
 #![allow(clippy::unwrap_used)]
 
@@ -11,6 +12,12 @@ mod common;
 use common::Up;
 
 const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo\ndata:\n  color: blue\n";
+const LIST: &str = "apiVersion: v1
+kind: List
+items:
+- {apiVersion: v1, kind: ConfigMap, metadata: {name: one}, data: {a: b}}
+- {apiVersion: v1, kind: ConfigMap, metadata: {name: two}}
+";
 const DEPLOY: &str = "apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -58,6 +65,8 @@ fn kubectl_explains_kinds_and_fields_and_validates_on_the_server() {
     assert!(crd.contains("GROUP:      apiextensions.k8s.io"), "{crd}");
     let (ok, _, stderr) = up.try_kubectl(&["explain", "deployment.spec.nope"]);
     assert!(!ok && stderr.contains("field \"nope\" does not exist"), "{stderr}");
+    let v2 = up.kubectl(&["explain", "deployment.spec.strategy", "--output", "plaintext-openapiv2"]);
+    assert!(v2.contains("RESOURCE: strategy <Object>") && v2.contains("rollingUpdate\t<Object>"), "{v2}");
 
     // Default validation: kubectl finds fieldValidation in the document and asks the server.
     up.kubectl_eventually(&["get", "ns", "default"]);
@@ -67,6 +76,13 @@ fn kubectl_explains_kinds_and_fields_and_validates_on_the_server() {
     let post = "POST https://127.0.0.1";
     let strict = "/api/v1/namespaces/default/configmaps?fieldManager=kubectl-create&fieldValidation=Strict";
     assert!(stderr.lines().any(|l| l.contains(post) && l.contains(strict)), "{stderr}");
+
+    // kubectl validates List files on its side, against the v2 document.
+    let list = file("list.yaml", LIST);
+    assert_eq!(up.kubectl(&["create", "-f", &list]), "configmap/one created\nconfigmap/two created\n");
+    let bad = file("bad.yaml", &LIST.replace("data: {a: b}", "data: {a: b}, bogus: 1").replace("one", "three"));
+    let (ok, _, stderr) = up.try_kubectl(&["create", "-f", &bad]);
+    assert!(!ok && stderr.contains(r#"unknown field "bogus" in io.k8s.api.core.v1.ConfigMap"#), "{stderr}");
 
     // Client-side apply merges the containers list by name, as the document's merge keys say:
     // a replaced list would carry no $setElementOrder, and a failed v3 lookup would warn.

@@ -142,8 +142,8 @@ fn kubectl_lists_and_watches_with_label_and_field_selectors() {
         path.display().to_string()
     };
     let namespace = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NS}\n");
-    up.kubectl(&["create", "--validate=false", "-f", &file("ns.yaml", &namespace)]);
-    up.kubectl(&["create", "--validate=false", "-n", NS, "-f", &file("cms.yaml", CONFIGMAPS)]);
+    up.kubectl(&["create", "-f", &file("ns.yaml", &namespace)]);
+    up.kubectl(&["create", "-n", NS, "-f", &file("cms.yaml", CONFIGMAPS)]);
     let get = |args: &[&str]| names(&up.kubectl(&[&["get", "cm", "-n", NS, "-o", "name"], args].concat()));
 
     assert_eq!(get(&["-l", "app=web"]), ["web-a", "web-b"]);
@@ -166,7 +166,7 @@ fn kubectl_lists_and_watches_with_label_and_field_selectors() {
     assert!(!ok && stderr.contains("unable to parse requirement"), "{stderr}");
 
     // Pods select on spec.nodeName; an unknown pod field is named in the error.
-    up.kubectl(&["create", "--validate=false", "-n", NS, "-f", &file("pods.yaml", PODS)]);
+    up.kubectl(&["create", "-n", NS, "-f", &file("pods.yaml", PODS)]);
     let pods = |args: &[&str]| names(&up.kubectl(&[&["get", "pods", "-n", NS, "-o", "name"], args].concat()));
     assert_eq!(pods(&["--field-selector", "spec.nodeName=n1"]), ["on-n1"]);
     assert_eq!(pods(&["--field-selector", "spec.nodeName="]), ["unbound"]);
@@ -183,7 +183,7 @@ fn kubectl_lists_and_watches_with_label_and_field_selectors() {
         let mut obj: Value = serde_json::from_str(&up.kubectl(&["get", "cm", "-n", NS, name, "-o", "json"])).unwrap();
         obj["metadata"]["labels"]["app"] = app.into();
         let path = file(&format!("{name}-{app}.json"), &obj.to_string());
-        up.kubectl(&["replace", "--validate=false", "-f", &path]);
+        up.kubectl(&["replace", "-f", &path]);
     };
     relabel("plain", "web");
     watch.until(row("ADDED", "plain"));
@@ -215,7 +215,7 @@ fn python_pages(up: &Up, file: &dyn Fn(&str, &str) -> String) {
             format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: p{i}, labels: {labels}}}\n")
         })
         .collect();
-    up.kubectl(&["create", "--validate=false", "-n", NS, "-f", &file("pages.yaml", &docs.join("---\n"))]);
+    up.kubectl(&["create", "-n", NS, "-f", &file("pages.yaml", &docs.join("---\n"))]);
     let available = Command::new("python3").args(["-c", "import kubernetes"]).output();
     if !available.is_ok_and(|o| o.status.success()) {
         eprintln!("SKIPPED the Python paging: the `kubernetes` module cannot be imported (pip install kubernetes)");

@@ -2,8 +2,6 @@
 //! server-side Tables it asks for: configmaps, secrets, deployments (`-o wide` too),
 //! services, namespaces, and a kind with no printer of its own (roles: `NAME`, `CREATED AT`).
 //! JSON requests still get the plain objects.
-//!
-//! kubectl runs with `--validate=false` on create: Flotilla serves no OpenAPI documents yet.
 
 #![allow(clippy::unwrap_used)]
 
@@ -74,7 +72,7 @@ fn kubectl_get_prints_server_side_tables() {
     for (file, text) in [("cm.yaml", CM), ("secret.yaml", SECRET), ("deploy.yaml", DEPLOY), ("svc.yaml", SVC)] {
         let path = dir.path().join(file);
         std::fs::write(&path, text).unwrap();
-        up.kubectl(&["create", "--validate=false", "-f", &path.display().to_string()]);
+        up.kubectl(&["create", "-f", &path.display().to_string()]);
     }
 
     let cm = up.kubectl(&["get", "cm"]);
@@ -116,7 +114,7 @@ fn kubectl_get_prints_server_side_tables() {
     // A kind without a printer of its own: kube-apiserver's default table.
     let role = dir.path().join("role.yaml");
     std::fs::write(&role, ROLE).unwrap();
-    up.kubectl(&["create", "--validate=false", "-f", &role.display().to_string()]);
+    up.kubectl(&["create", "-f", &role.display().to_string()]);
     let roles = rows(&up.kubectl(&["get", "roles"]));
     assert_eq!(roles[0], ["NAME", "CREATED", "AT"]);
     assert_eq!(roles[1][0], "reader");

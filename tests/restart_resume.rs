@@ -28,13 +28,13 @@ fn objects_survive_a_restart_and_a_resumed_watch_gets_exactly_the_missed_events(
     };
     std::fs::write(&manifest, format!(r#"{{"apiVersion":"v1","kind":"List","items":[{},{}]}}"#, cm("a"), cm("b")))
         .unwrap();
-    up.kubectl_eventually(&["create", "--validate=false", "-f", &manifest.display().to_string()]);
+    up.kubectl_eventually(&["create", "-f", &manifest.display().to_string()]);
     let before = json(&up.kubectl(&["get", "--raw", "/api/v1/namespaces/default/configmaps"]));
     let seen = rv(&before);
     let a_before = json(&up.kubectl(&["get", "cm", "a", "-o", "json"]));
     // A write to another kind: after the restart the configmaps' cache starts later than
     // `seen`, so the resumed watch must replay the store's history up to the cache.
-    up.kubectl(&["create", "--validate=false", "-f", &{
+    up.kubectl(&["create", "-f", &{
         let path = dir.path().join("secret.json");
         std::fs::write(&path, r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"s"}}"#).unwrap();
         path.display().to_string()
@@ -43,7 +43,7 @@ fn objects_survive_a_restart_and_a_resumed_watch_gets_exactly_the_missed_events(
     let up = up.restart();
     let a_after = json(&up.kubectl(&["get", "cm", "a", "-o", "json"]));
     assert_eq!(a_after, a_before, "an object is unchanged by a restart, resourceVersion included");
-    up.kubectl(&["create", "--validate=false", "-f", &{
+    up.kubectl(&["create", "-f", &{
         let path = dir.path().join("c.json");
         std::fs::write(&path, cm("c")).unwrap();
         path.display().to_string()

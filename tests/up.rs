@@ -65,8 +65,20 @@ async fn flotilla_up_serves_kubectl_over_https_and_keeps_data_and_certificates_a
     for i in 0..20 {
         last = client.put(format!("/e2e/{i}"), format!("v{i}")).await.unwrap();
     }
+    up.kubectl(&["get", "namespaces"]);
+    up.kubectl(&["get", "deployments", "-A"]);
     let metrics = up.kubectl(&["get", "--raw", "/metrics"]);
     assert!(metrics.contains("flotilla_store_applied_entries_total"), "{metrics}");
+    // Requests are counted and timed by verb and resource, as kube-apiserver does.
+    let counted = |verb: &str, resource: &str| {
+        metrics.lines().any(|l| {
+            l.starts_with("apiserver_request_total{")
+                && l.contains(&format!("verb=\"{verb}\""))
+                && l.contains(&format!("resource=\"{resource}\""))
+        })
+    };
+    assert!(counted("list", "namespaces") && counted("list", "deployments.apps"), "{metrics}");
+    assert!(metrics.contains("apiserver_request_duration_seconds_bucket{"), "{metrics}");
     let ca = std::fs::read_to_string(dir.path().join("pki/ca.crt")).unwrap();
     let kubeconfig = kubeconfig_json(&dir.path().join("kubeconfig"));
     up.stop();

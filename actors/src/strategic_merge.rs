@@ -179,7 +179,8 @@ fn merge_list(
     let replace_marker = |v: &Value| v.get(PATCH).and_then(Value::as_str) == Some("replace");
     if strategy == ListStrategy::Replace || patch.iter().any(replace_marker) {
         let mut fresh = Vec::with_capacity(patch.len());
-        for value in patch.iter().filter(|v| !replace_marker(v)) {
+        let delete_marker = |v: &Value| v.get(PATCH).and_then(Value::as_str) == Some("delete");
+        for value in patch.iter().filter(|v| !replace_marker(v) && !delete_marker(v)) {
             fresh.push(without_directives(value, items)?);
         }
         *original = fresh;
@@ -406,5 +407,9 @@ mod tests {
         let defs = Map::new();
         let out = apply(&deployment(), &json!({"metadata": {"finalizers": ["b"]}}), Cursor::unknown(&defs)).unwrap();
         assert_eq!(out["metadata"]["finalizers"], json!(["b"]));
+        let p =
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a"}, {"name": "b", "$patch": "delete"}]}}}});
+        let out = apply(&deployment(), &p, Cursor::unknown(&defs)).unwrap();
+        assert_eq!(containers(&out), &json!([{"name": "a"}]), "a deleted element of a replaced list is left out");
     }
 }

@@ -26,7 +26,9 @@ pub enum MetricsError {
 /// Also starts a small thread that runs the recorder's upkeep, so histogram samples do not
 /// pile up between scrapes (`install_recorder` leaves that to the caller).
 pub fn install_prometheus() -> Result<PrometheusHandle, MetricsError> {
-    let handle = PrometheusBuilder::new().install_recorder()?;
+    // Buckets (seconds) for request latencies, as kube-apiserver's histograms have them.
+    let buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
+    let handle = PrometheusBuilder::new().set_buckets(&buckets)?.install_recorder()?;
     let upkeep = handle.clone();
     std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || loop {
         std::thread::sleep(UPKEEP_PERIOD);

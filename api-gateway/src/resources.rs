@@ -110,7 +110,49 @@ enum Reply {
 }
 
 async fn handle(req: HttpRequest, body: web::Payload, actors: web::Data<KindActors>) -> HttpResponse {
-    match serve(&req, body, &actors).await {
+    let started = std::time::Instant::now();
+    let (verb, resource) = request_labels(&req);
+    let in_flight = metrics::gauge!("flotilla_kind_requests_in_flight", "resource" => resource.clone());
+    in_flight.increment(1.0);
+    let response = respond(&req, body, &actors).await;
+    in_flight.decrement(1.0);
+    let code = response.status().as_u16().to_string();
+    metrics::counter!("apiserver_request_total", "verb" => verb, "resource" => resource.clone(), "code" => code)
+        .increment(1);
+    metrics::histogram!("apiserver_request_duration_seconds", "verb" => verb, "resource" => resource)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The verb and resource a request is counted under, as kube-apiserver names them
+/// (`list`, `watch`, `deletecollection`; `deployments.apps`, `deployments.apps/scale`).
+fn request_labels(req: &HttpRequest) -> (&'static str, String) {
+    let Some(target) = parse_path(req.path()) else { return ("unknown", "unknown".into()) };
+    let watch = req.query_string().split('&').any(|p| p == "watch=true" || p == "watch=1");
+    let verb = match (req.method().as_str(), target.name.is_some()) {
+        ("GET", true) => "get",
+        ("GET", false) if watch => "watch",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => "unknown",
+    };
+    let mut resource = match target.group.as_str() {
+        "" => target.resource,
+        group => format!("{}.{group}", target.resource),
+    };
+    if let Some(sub) = target.subresource {
+        resource = format!("{resource}/{sub}");
+    }
+    (verb, resource)
+}
+
+async fn respond(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> HttpResponse {
+    let req = req.clone();
+    match serve(&req, body, actors).await {
         // A GET's reply is a Table when the client asks for one (kubectl get does).
         Ok(Reply::Json(code, body)) => match crate::tables::render_get(&req, body) {
             Ok(body) => HttpResponse::build(code).content_type("application/json").body(body.to_string()),
@@ -166,7 +208,8 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
                 .into_inner();
             let selectors = params.selectors(kind)?;
             if is_true(&params.watch) {
-                return watch(actor, ns, selectors, params).await.map(Reply::Watch);
+                let resource = request_labels(req).1;
+                return watch((actor, resource), ns, selectors, params).await.map(Reply::Watch);
             }
             let limit = params.limit.unwrap_or(0);
             let list = List { namespace: ns, limit, continue_token: params.continue_token, selectors };
@@ -211,7 +254,7 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
 /// Starts a watch and streams it: the first events, then the changes, one JSON object per
 /// line, until the actor drops the watcher or `timeoutSeconds` (default 30 min) pass.
 async fn watch(
-    actor: &actix::Addr<actors::KindActor>,
+    (actor, resource): (&actix::Addr<actors::KindActor>, String),
     namespace: Option<String>,
     selectors: Selectors,
     params: ListParams,
@@ -225,9 +268,31 @@ async fn watch(
     let msg = Watch { namespace, selectors, resource_version, bookmarks };
     let start = actor.send(msg).await.map_err(|e| ApiError::ServiceUnavailable(format!("watch: {e}")))??;
     let events = stream::iter(start.initial).chain(start.rest);
-    let lines = events.map(|e: WatchEvent| Ok::<_, actix_web::Error>(watch_line(&e)));
+    let open = OpenWatch::new(resource);
+    let lines = events.map(move |e: WatchEvent| {
+        let _counted = &open;
+        Ok::<_, actix_web::Error>(watch_line(&e))
+    });
     let body = lines.take_until(actix_web::rt::time::sleep(timeout));
     Ok(HttpResponse::Ok().content_type("application/json").streaming(body))
+}
+
+/// Counts an open watch in `apiserver_longrunning_requests{verb="watch"}` while it lives
+/// (it goes with the response stream).
+struct OpenWatch(metrics::Gauge);
+
+impl OpenWatch {
+    fn new(resource: String) -> OpenWatch {
+        let gauge = metrics::gauge!("apiserver_longrunning_requests", "verb" => "watch", "resource" => resource);
+        gauge.increment(1.0);
+        OpenWatch(gauge)
+    }
+}
+
+impl Drop for OpenWatch {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
 
 /// One event as a line of a watch response.
