@@ -336,7 +336,7 @@ impl KindActor {
     fn page(&self, prefix: &str, limit: usize, selectors: &Selectors) -> ApiResult<ListPage> {
         let keep = |kv: &KeyValue| selectors.matches(&Candidate::new(kv));
         let (kvs, more) = self.cache.list_matching(prefix.as_bytes(), None, limit, keep);
-        page_of(&kvs.iter().map(|kv| kv.as_ref()).collect::<Vec<_>>(), self.cache.revision(), more)
+        Ok(page_of(kvs, self.cache.revision(), more))
     }
 }
 

@@ -4,6 +4,8 @@
 //! Plain async functions over a [`StoreNode`]; the kind actor calls them, and so does
 //! `flotilla up` when it makes the initial namespaces.
 
+use std::sync::Arc;
+
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use raft_store::{Compare, KeyValue, Op, OpResponse, RangeRequest, Revision, StoreError, StoreNode, Txn};
@@ -13,19 +15,43 @@ use crate::api_error::{ApiError, ApiResult, Subject};
 use crate::apply::{track_update, Writer};
 use crate::kinds::ResourceKind;
 use crate::objects::{
+    splice_resource_version,
     check_update, prepare_create, prepare_update, scale_of, storage_key, timestamp, with_resource_version,
 };
 use crate::patch::{apply_patch, schema_cursor, PatchKind};
 use crate::selectors::{Candidate, Selectors};
 
-/// One page of a list.
+/// One page of a list: the objects as stored, rendered only when sent (a list of 10,000
+/// pods goes out without parsing any of them, see [`ListPage::write_items`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListPage {
-    pub items: Vec<Value>,
+    pub objects: Vec<Arc<KeyValue>>,
     /// The revision the list is consistent at.
     pub resource_version: Revision,
     /// Where the next page starts, if there is one.
     pub continue_token: Option<String>,
+}
+
+impl ListPage {
+    /// The objects as clients see them (resourceVersion set).
+    pub fn items(&self) -> ApiResult<Vec<Value>> {
+        self.objects.iter().map(|kv| with_resource_version(&kv.value, kv.mod_revision)).collect()
+    }
+
+    /// Writes the objects as clients see them, comma-separated (the inside of a JSON
+    /// array), splicing each resourceVersion into the stored JSON.
+    pub fn write_items(&self, out: &mut Vec<u8>) -> ApiResult<()> {
+        for (i, kv) in self.objects.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            if !splice_resource_version(&kv.value, kv.mod_revision, out) {
+                let obj = with_resource_version(&kv.value, kv.mod_revision)?;
+                serde_json::to_writer(&mut *out, &obj).map_err(|e| ApiError::InternalError(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Which part of an object a write changes: the object (its status kept as it was, for
@@ -85,11 +111,8 @@ impl Part {
                     return Err(ApiError::BadRequest("the Scale has no integer spec.replicas".into()));
                 };
                 if replicas < 0 {
-                    let cause = crate::api_error::FieldCause {
-                        field: "spec.replicas".into(),
-                        value: replicas.to_string(),
-                        detail: "must be greater than or equal to 0".into(),
-                    };
+                    let detail = "must be greater than or equal to 0";
+                    let cause = crate::api_error::FieldCause::invalid_shown("spec.replicas", replicas.to_string(), detail);
                     let name = current.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
                     return Err(ApiError::Invalid { subject: Subject::of(kind, name), causes: vec![cause] });
                 }
@@ -344,13 +367,12 @@ pub fn parse_continue(token: &str) -> ApiResult<(Revision, String)> {
 }
 
 /// Turns a page of key-values into a [`ListPage`] at `revision`.
-pub fn page_of(kvs: &[&KeyValue], revision: Revision, more: bool) -> ApiResult<ListPage> {
-    let items = kvs.iter().map(|kv| with_resource_version(&kv.value, kv.mod_revision)).collect::<ApiResult<_>>()?;
-    let continue_token = match kvs.last() {
+pub fn page_of(objects: Vec<Arc<KeyValue>>, revision: Revision, more: bool) -> ListPage {
+    let continue_token = match objects.last() {
         Some(last) if more => Some(continue_token(revision, &last.key)),
         _ => None,
     };
-    Ok(ListPage { items, resource_version: revision, continue_token })
+    ListPage { objects, resource_version: revision, continue_token }
 }
 
 /// Most keys one store read of a selector list asks for (kube-apiserver's `maxLimit`).
@@ -398,7 +420,7 @@ pub async fn page_at(
         }
         batch = (batch.saturating_mul(2)).clamp(1, MAX_BATCH);
     };
-    page_of(&found.iter().collect::<Vec<_>>(), revision, more)
+    Ok(page_of(found.into_iter().map(Arc::new).collect(), revision, more))
 }
 
 #[cfg(test)]

@@ -112,7 +112,7 @@ pub fn name_problem(kind: &ResourceKind, name: &str) -> Option<&'static str> {
 }
 
 fn invalid_name(kind: &ResourceKind, name: &str, detail: &str) -> ApiError {
-    let cause = FieldCause { field: "metadata.name".into(), value: name.into(), detail: detail.into() };
+    let cause = FieldCause::invalid("metadata.name", name, detail);
     ApiError::Invalid { subject: Subject::of(kind, name), causes: vec![cause] }
 }
 
@@ -142,11 +142,7 @@ pub fn prepare_create(
         None => match metadata.get("generateName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
             Some(base) => format!("{base}{}", random_suffix()),
             None => {
-                let cause = FieldCause {
-                    field: "metadata.name".into(),
-                    value: String::new(),
-                    detail: "name or generateName is required".into(),
-                };
+                let cause = FieldCause::required("metadata.name", "name or generateName is required");
                 return Err(ApiError::Invalid { subject: Subject::of(kind, ""), causes: vec![cause] });
             }
         },
@@ -269,6 +265,65 @@ pub fn selector_string(selector: &Value) -> String {
         }
     }
     parts.join(",")
+}
+
+/// Writes the stored object `raw` to `out` as [`with_resource_version`] would render it,
+/// without parsing it: `"resourceVersion":"N"` goes first into its top-level `metadata`
+/// (stored objects never carry one). False, with nothing written, if `raw` has no
+/// top-level `metadata` object.
+pub fn splice_resource_version(raw: &[u8], mod_revision: i64, out: &mut Vec<u8>) -> bool {
+    let Some(at) = metadata_body_start(raw) else { return false };
+    out.extend_from_slice(&raw[..at]);
+    out.extend_from_slice(format!("\"resourceVersion\":\"{mod_revision}\"").as_bytes());
+    let rest = &raw[at..];
+    if rest.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'}') {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest);
+    true
+}
+
+/// Where the members of the top-level `"metadata": {` object of `raw` begin.
+fn metadata_body_start(raw: &[u8]) -> Option<usize> {
+    let (mut depth, mut in_string, mut escaped, mut string_start) = (0usize, false, false, 0usize);
+    for (i, &c) in raw.iter().enumerate() {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => {
+                    in_string = false;
+                    // A key (not a value: keys are followed by ':') named metadata, at the top.
+                    if depth == 1 && &raw[string_start..i] == b"metadata" {
+                        let mut j = i + 1;
+                        while raw.get(j).is_some_and(u8::is_ascii_whitespace) {
+                            j += 1;
+                        }
+                        if raw.get(j) != Some(&b':') {
+                            continue;
+                        }
+                        j += 1;
+                        while raw.get(j).is_some_and(u8::is_ascii_whitespace) {
+                            j += 1;
+                        }
+                        return (raw.get(j) == Some(&b'{')).then_some(j + 1);
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            b'"' => {
+                in_string = true;
+                string_start = i + 1;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// A stored object as clients see it: with `metadata.resourceVersion` = `mod_revision`.
@@ -425,6 +480,26 @@ mod tests {
         assert_eq!(scale["spec"], json!({"replicas": 3}));
         assert_eq!(scale["status"], json!({"replicas": 2, "selector": "app=web,tier in (a,b)"}));
         assert_eq!(scale_of(&json!({"metadata": {}}))["spec"]["replicas"], 1);
+    }
+
+    #[test]
+    fn resource_versions_splice_into_stored_json_as_parsing_would_set_them() {
+        let cases = [
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"metadata": "{"}}),
+            json!({"data": {"a\"metadata": "\\"}, "metadata": {}, "zz": [1, {"metadata": 2}]}),
+            json!({"metadata": {"labels": {"metadata": "x"}, "name": "y"}}),
+        ];
+        for case in cases {
+            let raw = serde_json::to_vec(&case).unwrap();
+            let mut out = Vec::new();
+            assert!(splice_resource_version(&raw, 42, &mut out), "{case}");
+            let spliced: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(spliced, with_resource_version(&raw, 42).unwrap(), "{case}");
+        }
+        let mut out = Vec::new();
+        assert!(!splice_resource_version(br#"{"data": {"metadata": {}}}"#, 1, &mut out));
+        assert!(!splice_resource_version(br#"{"metadata": "x"}"#, 1, &mut out));
+        assert!(out.is_empty());
     }
 
     #[test]

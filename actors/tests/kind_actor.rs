@@ -41,17 +41,17 @@ async fn the_configmap_actor_creates_gets_lists_updates_and_deletes() {
 
     // A list right after writes sees them all: it waits for the cache to catch up.
     let all = actor.send(List { namespace: None, ..Default::default() }).await.unwrap().unwrap();
-    assert_eq!(all.items.len(), 3);
+    assert_eq!(all.objects.len(), 3);
     assert!(all.resource_version > rv && all.continue_token.is_none());
     let first = actor.send(List { namespace: ns(), limit: 2, ..Default::default() }).await.unwrap().unwrap();
-    assert_eq!(first.items.iter().map(|o| o["metadata"]["name"].clone()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(first.items().unwrap().iter().map(|o| o["metadata"]["name"].clone()).collect::<Vec<_>>(), ["a", "b"]);
     create(&actor, cm("d", "1")).await.unwrap();
     let rest = actor
         .send(List { namespace: ns(), limit: 2, continue_token: first.continue_token, ..Default::default() })
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(rest.items.len(), 1, "later pages are at the first page's revision");
+    assert_eq!(rest.objects.len(), 1, "later pages are at the first page's revision");
     assert_eq!(rest.resource_version, first.resource_version);
 
     let mut changed = created.clone();
@@ -87,6 +87,6 @@ async fn the_configmap_actor_creates_gets_lists_updates_and_deletes() {
     assert_eq!(gone.to_string(), r#"configmaps "a" not found"#);
     assert_eq!(actor.send(Delete { namespace: ns(), name: "a".into() }).await.unwrap().unwrap_err().code(), 404);
     let left = actor.send(List { namespace: ns(), ..Default::default() }).await.unwrap().unwrap();
-    assert_eq!(left.items.len(), 3);
+    assert_eq!(left.objects.len(), 3);
     node.shutdown().await;
 }

@@ -51,7 +51,7 @@ async fn selector_lists_page_through_every_selected_object_once() {
     }
     let web = selectors("app=web", "");
     let all = actor.send(List { namespace: ns(), selectors: web.clone(), ..Default::default() }).await.unwrap();
-    assert_eq!(names(&all.unwrap().items), ["c00", "c03", "c06", "c09"]);
+    assert_eq!(names(&all.unwrap().items().unwrap()), ["c00", "c03", "c06", "c09"]);
 
     let mut seen = Vec::new();
     let mut token = None;
@@ -59,8 +59,8 @@ async fn selector_lists_page_through_every_selected_object_once() {
     loop {
         let list = List { namespace: ns(), limit: 3, continue_token: token, selectors: web.clone() };
         let page = actor.send(list).await.unwrap().unwrap();
-        assert!(page.items.len() <= 3);
-        seen.extend(names(&page.items));
+        assert!(page.objects.len() <= 3);
+        seen.extend(names(&page.items().unwrap()));
         pages += 1;
         token = page.continue_token;
         if token.is_none() {
@@ -72,11 +72,11 @@ async fn selector_lists_page_through_every_selected_object_once() {
 
     // A field selector on the name, and on a namespace: the latter reads just that prefix.
     let one = List { namespace: None, selectors: selectors("", "metadata.name=c04"), ..Default::default() };
-    assert_eq!(names(&actor.send(one).await.unwrap().unwrap().items), ["c04"]);
+    assert_eq!(names(&actor.send(one).await.unwrap().unwrap().items().unwrap()), ["c04"]);
     let in_default = List { selectors: selectors("app!=web", "metadata.namespace=default"), ..Default::default() };
-    assert_eq!(actor.send(in_default).await.unwrap().unwrap().items.len(), 8);
+    assert_eq!(actor.send(in_default).await.unwrap().unwrap().objects.len(), 8);
     let elsewhere = List { selectors: selectors("", "metadata.namespace=team"), ..Default::default() };
-    assert!(actor.send(elsewhere).await.unwrap().unwrap().items.is_empty());
+    assert!(actor.send(elsewhere).await.unwrap().unwrap().objects.is_empty());
     node.shutdown().await;
 }
 

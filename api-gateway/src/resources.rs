@@ -106,6 +106,8 @@ fn is_true(flag: &Option<String>) -> bool {
 /// What [`serve`] answers: one JSON body, or a watch stream.
 enum Reply {
     Json(StatusCode, Value),
+    /// A list page, rendered as JSON without parsing its objects unless a Table is wanted.
+    List(&'static ResourceKind, ListPage),
     Watch(HttpResponse),
 }
 
@@ -156,6 +158,10 @@ async fn respond(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> 
         // A GET's reply is a Table when the client asks for one (kubectl get does).
         Ok(Reply::Json(code, body)) => match crate::tables::render_get(&req, body) {
             Ok(body) => HttpResponse::build(code).content_type("application/json").body(body.to_string()),
+            Err(e) => error_response(&e),
+        },
+        Ok(Reply::List(kind, page)) => match list_response(&req, kind, page) {
+            Ok(response) => response,
             Err(e) => error_response(&e),
         },
         Ok(Reply::Watch(response)) => crate::tables::render_watch(&req, response),
@@ -214,7 +220,7 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
             let limit = params.limit.unwrap_or(0);
             let list = List { namespace: ns, limit, continue_token: params.continue_token, selectors };
             let page = actor.send(list).await.map_err(mailbox)??;
-            return Ok(Reply::Json(StatusCode::OK, list_body(kind, page)));
+            return Ok(Reply::List(kind, page));
         }
         ("POST", None) => {
             let obj = read_json(req, body).await?;
@@ -365,14 +371,35 @@ fn stamp(kind: &ResourceKind, mut obj: Value) -> Value {
     obj
 }
 
-/// `{"kind": "ConfigMapList", ...}` for a page of objects.
-fn list_body(kind: &ResourceKind, page: ListPage) -> Value {
+/// The response to a list: a Table when the client asks for one, else the `XList` JSON,
+/// written straight from the stored objects.
+fn list_response(req: &HttpRequest, kind: &ResourceKind, page: ListPage) -> ApiResult<HttpResponse> {
+    if crate::tables::TableOptions::of_request(req)?.is_some() {
+        let table = crate::tables::render_get(req, list_body(kind, &page)?)?;
+        return Ok(HttpResponse::Ok().content_type("application/json").body(table.to_string()));
+    }
     let mut metadata = json!({"resourceVersion": page.resource_version.to_string()});
-    if let Some(token) = page.continue_token {
+    if let Some(token) = &page.continue_token {
         metadata["continue"] = json!(token);
     }
-    let items: Vec<Value> = page.items.into_iter().map(|o| stamp(kind, o)).collect();
-    json!({"kind": format!("{}List", kind.kind), "apiVersion": kind.group_version(), "metadata": metadata, "items": items})
+    let head = json!({"kind": format!("{}List", kind.kind), "apiVersion": kind.group_version(), "metadata": metadata});
+    let mut out = head.to_string().into_bytes();
+    // Replace the closing brace with the items.
+    out.pop();
+    out.extend_from_slice(b",\"items\":[");
+    page.write_items(&mut out)?;
+    out.extend_from_slice(b"]}");
+    Ok(HttpResponse::Ok().content_type("application/json").body(out))
+}
+
+/// `{"kind": "ConfigMapList", ...}` for a page of objects.
+fn list_body(kind: &ResourceKind, page: &ListPage) -> ApiResult<Value> {
+    let mut metadata = json!({"resourceVersion": page.resource_version.to_string()});
+    if let Some(token) = &page.continue_token {
+        metadata["continue"] = json!(token);
+    }
+    let items: Vec<Value> = page.items()?.into_iter().map(|o| stamp(kind, o)).collect();
+    Ok(json!({"kind": format!("{}List", kind.kind), "apiVersion": kind.group_version(), "metadata": metadata, "items": items}))
 }
 
 #[cfg(test)]
@@ -438,19 +465,33 @@ mod tests {
     #[test]
     fn lists_are_kind_list_objects_with_stamped_items() {
         let cm = kinds::find("", "v1", "configmaps").unwrap();
-        let page = ListPage {
-            items: vec![json!({"metadata": {"name": "a"}})],
-            resource_version: 7,
-            continue_token: Some("t".into()),
+        let stored = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "v"}});
+        let kv = raft_store::KeyValue {
+            key: b"/registry/core/configmaps/default/a".to_vec(),
+            value: serde_json::to_vec(&stored).unwrap(),
+            create_revision: 5,
+            mod_revision: 6,
+            version: 2,
         };
-        let body = list_body(cm, page);
+        let page =
+            ListPage { objects: vec![std::sync::Arc::new(kv)], resource_version: 7, continue_token: Some("t".into()) };
+        let body = list_body(cm, &page).unwrap();
         assert_eq!(body["kind"], "ConfigMapList");
         assert_eq!(body["metadata"], json!({"resourceVersion": "7", "continue": "t"}));
         assert_eq!(
             (body["items"][0]["kind"].as_str(), body["items"][0]["apiVersion"].as_str()),
             (Some("ConfigMap"), Some("v1"))
         );
+        assert_eq!(body["items"][0]["metadata"]["resourceVersion"], "6");
+        // The JSON written without parsing the objects is the same list.
+        let req = actix_web::test::TestRequest::get().uri("/api/v1/configmaps").to_http_request();
+        let response = list_response(&req, cm, page).unwrap();
+        let bytes = actix_web::rt::System::new()
+            .block_on(actix_web::body::to_bytes(response.into_body()))
+            .unwrap_or_else(|_| panic!("body"));
+        assert_eq!(serde_json::from_slice::<Value>(&bytes).unwrap(), body);
     }
+
 
     #[test]
     fn list_parameters_parse_selectors_for_the_kind() {
