@@ -9,6 +9,7 @@
 //! when the cache relists: their streams end and clients watch again.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::{
@@ -600,21 +601,49 @@ impl Handler<Delete> for KindActor {
     }
 }
 
-/// The actors of every built-in kind, by (group, resource).
+/// Fault injection for tests: the actor panics while handling it.
+#[doc(hidden)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct InjectPanic;
+
+impl Handler<InjectPanic> for KindActor {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanic, _ctx: &mut Context<Self>) {
+        panic!("injected panic in the {} actor", self.kind.resource);
+    }
+}
+
+/// The actors of every built-in kind, by (group, resource). A panic ends an actor's task,
+/// its actix supervisor with it; [`KindActors::get`] then starts the kind's actor again.
 #[derive(Clone, Default)]
 pub struct KindActors {
-    actors: HashMap<(&'static str, &'static str), Addr<KindActor>>,
+    actors: Arc<Mutex<HashMap<(&'static str, &'static str), Addr<KindActor>>>>,
+    node: Option<StoreNode>,
 }
 
 impl KindActors {
     /// Starts one supervised [`KindActor`] per built-in kind on the current actix arbiter.
     pub fn start(node: &StoreNode) -> Self {
         let actors = BUILTIN.iter().map(|k| ((k.group, k.resource), KindActor::start_supervised(k, node.clone())));
-        KindActors { actors: actors.collect() }
+        KindActors { actors: Arc::new(Mutex::new(actors.collect())), node: Some(node.clone()) }
     }
 
-    /// The actor of `kind`, if one runs.
-    pub fn get(&self, kind: &ResourceKind) -> Option<&Addr<KindActor>> {
-        self.actors.get(&(kind.group, kind.resource))
+    /// The actor of `kind`, started again (on the current arbiter) if it died.
+    pub fn get(&self, kind: &ResourceKind) -> Option<Addr<KindActor>> {
+        let key = (kind.group, kind.resource);
+        let mut actors = self.actors.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let addr = actors.get(&key)?;
+        if addr.connected() {
+            return Some(addr.clone());
+        }
+        let (node, kind) = (self.node.clone()?, BUILTIN.iter().find(|k| (k.group, k.resource) == key)?);
+        let actor = format!("kind/{}", kind.resource);
+        metrics::counter!("flotilla_actor_restarts_total", "actor" => actor.clone()).increment(1);
+        tracing::warn!(actor, "actor died (panicked); starting it again");
+        let addr = KindActor::start_supervised(kind, node);
+        actors.insert(key, addr.clone());
+        Some(addr)
     }
 }

@@ -90,3 +90,24 @@ async fn the_configmap_actor_creates_gets_lists_updates_and_deletes() {
     assert_eq!(left.objects.len(), 3);
     node.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn a_kind_actor_that_panics_is_started_again_and_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = single_member(dir.path()).await;
+    let actors = actors::KindActors::start(&node);
+    let kind = find("", "v1", "configmaps").unwrap();
+    let first = actors.get(kind).unwrap();
+    assert!(first.send(actors::kind_actor::InjectPanic).await.is_err(), "the panic ends the actor");
+    // Its task is gone once the panic has unwound; the registry starts a new one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while first.connected() {
+        assert!(std::time::Instant::now() < deadline, "the panicked actor never went away");
+        actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let again = actors.get(kind).unwrap();
+    assert!(again.connected());
+    let list = again.send(List { namespace: ns(), ..Default::default() }).await.unwrap().unwrap();
+    assert!(list.objects.is_empty());
+    node.shutdown().await;
+}

@@ -191,7 +191,7 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
         sub => Part::of_subresource(sub).ok_or_else(|| not_found(req.path()))?,
     };
     let actor =
-        actors.get(kind).ok_or_else(|| ApiError::ServiceUnavailable(format!("no actor for {}", kind.resource)))?;
+        &actors.get(kind).ok_or_else(|| ApiError::ServiceUnavailable(format!("no actor for {}", kind.resource)))?;
     let ns = target.namespace.clone();
     let method = req.method().as_str();
     let unsupported = || {
@@ -399,7 +399,9 @@ fn list_body(kind: &ResourceKind, page: &ListPage) -> ApiResult<Value> {
         metadata["continue"] = json!(token);
     }
     let items: Vec<Value> = page.items()?.into_iter().map(|o| stamp(kind, o)).collect();
-    Ok(json!({"kind": format!("{}List", kind.kind), "apiVersion": kind.group_version(), "metadata": metadata, "items": items}))
+    Ok(
+        json!({"kind": format!("{}List", kind.kind), "apiVersion": kind.group_version(), "metadata": metadata, "items": items}),
+    )
 }
 
 #[cfg(test)]
@@ -491,7 +493,6 @@ mod tests {
             .unwrap_or_else(|_| panic!("body"));
         assert_eq!(serde_json::from_slice::<Value>(&bytes).unwrap(), body);
     }
-
 
     #[test]
     fn list_parameters_parse_selectors_for_the_kind() {
