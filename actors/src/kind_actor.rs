@@ -24,7 +24,10 @@ use raft_store::{
 use serde_json::Value;
 
 use crate::api_error::{ApiError, ApiResult};
+use crate::decode::FieldValidation;
+use crate::deletion::{self, DeleteOptions, Deleted};
 use crate::kinds::{ResourceKind, BUILTIN};
+use crate::object_store::Written;
 use crate::object_store::{self, page_of, ListPage, Part};
 use crate::objects::list_prefix;
 use crate::patch::PatchKind;
@@ -90,7 +93,7 @@ pub struct Update {
 /// Patches an object: JSON, merge or strategic merge patch, or server-side apply (which
 /// creates the object when it does not exist).
 #[derive(Debug, Message)]
-#[rtype(result = "ApiResult<Value>")]
+#[rtype(result = "ApiResult<Written>")]
 pub struct Patch {
     pub namespace: Option<String>,
     pub name: String,
@@ -102,14 +105,29 @@ pub struct Patch {
     pub force: bool,
     /// The object, its status or its scale (apply: the object only).
     pub part: Part,
+    /// What unknown fields the patched object may have (`fieldValidation`).
+    pub field_validation: FieldValidation,
 }
 
-/// Deletes an object and returns it as it last was.
-#[derive(Debug, Message)]
-#[rtype(result = "ApiResult<Value>")]
+/// Deletes an object as kube-apiserver does (see [`crate::deletion`]): at once, or, while
+/// finalizers or a pod's grace period hold it, marked with a `deletionTimestamp`.
+#[derive(Debug, Default, Message)]
+#[rtype(result = "ApiResult<Deleted>")]
 pub struct Delete {
     pub namespace: Option<String>,
     pub name: String,
+    pub options: DeleteOptions,
+}
+
+/// Deletes each object (of one namespace, or of a cluster-scoped kind) that `selectors`
+/// select, at most `limit` (0: all), as [`Delete`] does one; answers with them as listed.
+#[derive(Debug, Default, Message)]
+#[rtype(result = "ApiResult<ListPage>")]
+pub struct DeleteCollection {
+    pub namespace: Option<String>,
+    pub selectors: Selectors,
+    pub limit: usize,
+    pub options: DeleteOptions,
 }
 
 /// Watches the objects (of one namespace or all) that `selectors` select: from now
@@ -566,7 +584,7 @@ impl Handler<Update> for KindActor {
 }
 
 impl Handler<Patch> for KindActor {
-    type Result = ResponseFuture<ApiResult<Value>>;
+    type Result = ResponseFuture<ApiResult<Written>>;
 
     fn handle(&mut self, msg: Patch, _ctx: &mut Context<Self>) -> Self::Result {
         let (node, kind) = (self.node.clone(), self.kind);
@@ -581,11 +599,14 @@ impl Handler<Patch> for KindActor {
                     Err(ApiError::BadRequest("PATCH: fieldManager is required for apply requests".into()))
                 }
                 (PatchKind::Apply, Some(manager)) => {
-                    object_store::apply(&node, kind, ns, &msg.name, &msg.body, manager, msg.force).await
+                    let obj = object_store::apply(&node, kind, ns, &msg.name, &msg.body, manager, msg.force).await?;
+                    Ok(Written { obj, warnings: Vec::new() })
                 }
                 (patch_kind, manager) => {
                     let manager = manager.unwrap_or(UNKNOWN_MANAGER);
-                    object_store::patch(&node, kind, (ns, &msg.name, msg.part), (patch_kind, &msg.body), manager).await
+                    let target = (ns, msg.name.as_str(), msg.part);
+                    object_store::patch(&node, kind, target, (patch_kind, &msg.body), manager, msg.field_validation)
+                        .await
                 }
             }
         })
@@ -593,11 +614,23 @@ impl Handler<Patch> for KindActor {
 }
 
 impl Handler<Delete> for KindActor {
-    type Result = ResponseFuture<ApiResult<Value>>;
+    type Result = ResponseFuture<ApiResult<Deleted>>;
 
     fn handle(&mut self, msg: Delete, _ctx: &mut Context<Self>) -> Self::Result {
         let (node, kind) = (self.node.clone(), self.kind);
-        Box::pin(async move { object_store::delete(&node, kind, msg.namespace.as_deref(), &msg.name).await })
+        Box::pin(async move { deletion::delete(&node, kind, msg.namespace.as_deref(), &msg.name, &msg.options).await })
+    }
+}
+
+impl Handler<DeleteCollection> for KindActor {
+    type Result = ResponseFuture<ApiResult<ListPage>>;
+
+    fn handle(&mut self, msg: DeleteCollection, _ctx: &mut Context<Self>) -> Self::Result {
+        let (node, kind) = (self.node.clone(), self.kind);
+        Box::pin(async move {
+            let DeleteCollection { namespace, selectors, limit, options } = msg;
+            deletion::delete_collection(&node, kind, namespace.as_deref(), &selectors, limit, &options).await
+        })
     }
 }
 
@@ -615,11 +648,14 @@ impl Handler<InjectPanic> for KindActor {
     }
 }
 
+/// The kind actors by (group, resource).
+type ActorsByKind = HashMap<(&'static str, &'static str), Addr<KindActor>>;
+
 /// The actors of every built-in kind, by (group, resource). A panic ends an actor's task,
 /// its actix supervisor with it; [`KindActors::get`] then starts the kind's actor again.
 #[derive(Clone, Default)]
 pub struct KindActors {
-    actors: Arc<Mutex<HashMap<(&'static str, &'static str), Addr<KindActor>>>>,
+    actors: Arc<Mutex<ActorsByKind>>,
     node: Option<StoreNode>,
 }
 

@@ -217,31 +217,46 @@ pub static BUILTIN: &[ResourceKind] = &[
     kind("discovery.k8s.io", "endpointslices", "endpointslice", "EndpointSlice", NS, NONE, NONE, NO_SUB),
 ];
 
-/// The resource `resource` of `group`/`version`, if built in.
+/// The resource `resource` of `group`/`version`: built in, or served by a custom resource
+/// definition (see [`crate::custom_kinds`]).
 pub fn find(group: &str, version: &str, resource: &str) -> Option<&'static ResourceKind> {
-    BUILTIN.iter().find(|k| k.group == group && k.version == version && k.resource == resource)
+    BUILTIN.iter().find(|k| k.group == group && k.version == version && k.resource == resource).or_else(|| {
+        let custom = crate::custom_kinds::get(group, resource)?;
+        custom.version(version).map(|v| v.kind)
+    })
+}
+
+/// Every served kind: the built-in ones, then the custom ones (every served version).
+pub fn all() -> Vec<&'static ResourceKind> {
+    BUILTIN.iter().chain(crate::custom_kinds::served_kinds()).collect()
 }
 
 /// The resource with short name `short`. Where two groups share one (`ev`: core and
 /// `events.k8s.io` events), the first in discovery order wins, as in kubectl: the core one.
 pub fn by_short_name(short: &str) -> Option<&'static ResourceKind> {
-    BUILTIN.iter().find(|k| k.short_names.contains(&short))
+    all().into_iter().find(|k| k.short_names.contains(&short))
 }
 
 /// The resources of one group/version, in discovery order (empty if not served).
 pub fn resources_of<'a>(group: &'a str, version: &'a str) -> impl Iterator<Item = &'static ResourceKind> + 'a {
-    BUILTIN.iter().filter(move |k| k.group == group && k.version == version)
+    all().into_iter().filter(move |k| k.group == group && k.version == version)
 }
 
 /// The served (group, version) pairs, each once, in discovery order; core (`""`) first.
+/// A custom group's versions come preferred first.
 pub fn group_versions() -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&'static str, &'static str)> = Vec::new();
-    for k in BUILTIN {
+    for k in all() {
         if !out.contains(&(k.group, k.version)) {
             out.push((k.group, k.version));
         }
     }
     out
+}
+
+/// The preferred version of `group`: the first one served.
+pub fn preferred_version(group: &str) -> Option<&'static str> {
+    group_versions().into_iter().find(|(g, _)| *g == group).map(|(_, v)| v)
 }
 
 #[cfg(test)]

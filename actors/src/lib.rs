@@ -8,7 +8,7 @@
 //!   answers [`GetHealth`]; it runs under an actix `Supervisor`.
 //! - [`kinds`]: the built-in resource kinds as plain data ([`kinds::BUILTIN`]): group,
 //!   version, names, scope, verbs, short names, categories, subresources, store key prefix;
-//!   discovery is served from it.
+//!   discovery is served from it. [`custom_kinds`]: the kinds CustomResourceDefinitions add.
 //! - [`watch_cache`]: [`WatchCache`], the plain struct a resource-kind actor will own: the
 //!   kind's current objects and recent events at a known store revision.
 //!
@@ -16,10 +16,16 @@
 //!   and fields of create and update, resourceVersion on read; [`api_error`]: [`ApiError`],
 //!   one variant per Kubernetes `Status` reason.
 //! - [`object_store`]: get, create, update, delete and list pages as store transactions.
+//! - [`deletion`]: Kubernetes deletion: `DeleteOptions`, preconditions, finalizers, graceful
+//!   deletion of pods, terminating namespaces, deletecollection.
 //! - [`kind_actor`]: [`KindActor`], one supervised actor per kind owning its watch cache;
 //!   [`KindActors`] starts them all; it also keeps the kind's watchers ([`Watch`]).
 //! - [`schemas`]: the OpenAPI 3 JSON schemas of the built-in kinds (from k8s-openapi), for
 //!   the OpenAPI documents and validation.
+//! - [`decode`]: written objects decoded against those schemas as kube-apiserver's JSON
+//!   decoder does (type errors, unknown and duplicate fields under `fieldValidation`);
+//!   [`defaults`]: kube's `SetDefaults_*`; [`validation`]: kube's validation (422 `Invalid`
+//!   with field causes), immutable fields on update.
 //! - [`watch`]: watch events (`ADDED`, `MODIFIED`, ...) from cached changes, and filters.
 //! - [`selectors`]: label and field selectors of lists and watches, as kube-apiserver parses
 //!   and matches them.
@@ -29,6 +35,10 @@
 
 pub mod api_error;
 pub mod apply;
+pub mod custom_kinds;
+pub mod decode;
+pub mod defaults;
+pub mod deletion;
 pub mod field_sets;
 pub mod health;
 pub mod health_actor;
@@ -40,15 +50,20 @@ pub mod patch;
 pub mod schemas;
 pub mod selectors;
 pub mod strategic_merge;
+pub mod validation;
 pub mod watch;
 pub mod watch_cache;
 
-pub use api_error::{ApiError, ApiResult, ApplyConflict, FieldCause, Subject};
+pub use api_error::{ApiError, ApiResult, ApplyConflict, CauseType, FieldCause, Subject};
+pub use decode::FieldValidation;
+pub use deletion::{DeleteOptions, Deleted};
 pub use health::{assess, Health};
 pub use health_actor::{GetHealth, HealthActor};
-pub use kind_actor::{Create, Delete, Get, KindActor, KindActors, List, Patch, Update, Watch, WatchStart};
+pub use kind_actor::{
+    Create, Delete, DeleteCollection, Get, KindActor, KindActors, List, Patch, Update, Watch, WatchStart,
+};
 pub use kinds::{ResourceKind, Subresource, BUILTIN};
-pub use object_store::{ListPage, Part};
+pub use object_store::{ListPage, Part, Written};
 pub use patch::PatchKind;
 pub use selectors::{SelectorError, Selectors};
 pub use watch::{WatchEvent, WatchFilter};

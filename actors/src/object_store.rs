@@ -8,15 +8,16 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use raft_store::{Compare, KeyValue, Op, OpResponse, RangeRequest, Revision, StoreError, StoreNode, Txn};
+use raft_store::{Compare, KeyValue, Op, RangeRequest, Revision, StoreError, StoreNode, Txn};
 use serde_json::{json, Value};
 
 use crate::api_error::{ApiError, ApiResult, Subject};
 use crate::apply::{track_update, Writer};
+use crate::decode::FieldValidation;
 use crate::kinds::ResourceKind;
 use crate::objects::{
-    splice_resource_version,
-    check_update, prepare_create, prepare_update, scale_of, storage_key, timestamp, with_resource_version,
+    check_update, prepare_create, prepare_update, scale_of, splice_resource_version, storage_key, timestamp,
+    with_resource_version,
 };
 use crate::patch::{apply_patch, schema_cursor, PatchKind};
 use crate::selectors::{Candidate, Selectors};
@@ -112,9 +113,13 @@ impl Part {
                 };
                 if replicas < 0 {
                     let detail = "must be greater than or equal to 0";
-                    let cause = crate::api_error::FieldCause::invalid_shown("spec.replicas", replicas.to_string(), detail);
+                    let cause =
+                        crate::api_error::FieldCause::invalid_shown("spec.replicas", replicas.to_string(), detail);
                     let name = current.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-                    return Err(ApiError::Invalid { subject: Subject::of(kind, name), causes: vec![cause] });
+                    // kube-apiserver validates the Scale itself: `Scale.autoscaling "web" is invalid`.
+                    let subject =
+                        Subject { group: "autoscaling", resource: kind.resource, kind: "Scale", name: name.into() };
+                    return Err(ApiError::Invalid { subject, causes: vec![cause] });
                 }
                 let mut new = current.clone();
                 if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
@@ -192,16 +197,17 @@ pub async fn create(
             (None, _) => None,
         };
     }
+    // Defaulted and validated as kube-apiserver's decoding and create strategy do.
+    crate::defaults::for_create(kind, &mut obj);
+    crate::validation::check(kind, &obj, None)?;
     if let Some(manager) = manager {
         let now = timestamp(now);
         track_update(None, &mut obj, Writer { manager, kind, now: &now }, schema_cursor(kind));
     }
     if let Some(ns) = ns {
-        let key = format!("/registry/core/namespaces/{ns}");
-        if node.range(RangeRequest::key(key), true).await?.kvs.is_empty() {
-            let subject = Subject { group: "", resource: "namespaces", kind: "Namespace", name: ns.into() };
-            return Err(ApiError::NotFound(subject));
-        }
+        // 404 if the namespace is missing, 403 if it is being terminated.
+        let name = crate::objects::name_of(&obj).unwrap_or_default();
+        crate::deletion::check_namespace_open(node, kind, ns, name).await?;
     }
     let name = crate::objects::name_of(&obj).unwrap_or_default().to_string();
     let key = storage_key(kind, ns, &name);
@@ -231,19 +237,38 @@ pub async fn update(
     update_with(node, kind, ns, name, Some(manager), change).await.map(|o| part.view(o))
 }
 
+/// What a write returns: the object, and the warnings for the client (`Warning` headers:
+/// the unknown fields `fieldValidation=Warn` dropped).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    pub obj: Value,
+    pub warnings: Vec<String>,
+}
+
 /// Applies a JSON, merge or strategic merge patch to the object `name`, as `manager`. A
-/// resourceVersion the patch sets is a precondition, as in [`update`].
+/// resourceVersion the patch sets is a precondition, as in [`update`]. The patched object is
+/// decoded as kube-apiserver does (see [`crate::decode::check_patched`]): its unknown fields
+/// fail the patch or become warnings, as `validation` says.
 pub async fn patch(
     node: &StoreNode,
     kind: &ResourceKind,
     (ns, name, part): (Option<&str>, &str, Part),
     (patch_kind, body): (PatchKind, &[u8]),
     manager: &str,
-) -> ApiResult<Value> {
+    validation: FieldValidation,
+) -> ApiResult<Written> {
     // A Scale has no lists: its patches need no schema.
     let schema = if part == Part::Scale { None } else { crate::patch::kind_schema(kind) };
-    let change = part.whole(kind, |current| apply_patch(patch_kind, current, body, schema));
-    update_with(node, kind, ns, name, Some(manager), change).await.map(|o| part.view(o))
+    let mut warnings = Vec::new();
+    let change = part.whole(kind, |current| {
+        let patched = apply_patch(patch_kind, current, body, schema)?;
+        let scale = part == Part::Scale;
+        let (patched, found) = crate::decode::check_patched(kind, scale, patched, (patch_kind, body), validation)?;
+        warnings = found;
+        Ok(patched)
+    });
+    let obj = update_with(node, kind, ns, name, Some(manager), change).await.map(|o| part.view(o))?;
+    Ok(Written { obj, warnings })
 }
 
 /// Server-side apply of the configuration in `body` by `manager` (see [`crate::apply`]):
@@ -259,6 +284,8 @@ pub async fn apply(
 ) -> ApiResult<Value> {
     let mut config = crate::apply::parse_config(body)?;
     crate::apply::check_config(name, &mut config)?;
+    // Unknown fields and wrong types fail an apply whatever fieldValidation says.
+    crate::decode::check_apply_config(kind, &config)?;
     let cursor = schema_cursor(kind);
     for _ in 0..UPDATE_ATTEMPTS {
         let now = timestamp(time::OffsetDateTime::now_utc());
@@ -311,10 +338,20 @@ where
         }
         let stored: Value = serde_json::from_slice(&current.value)
             .map_err(|e| ApiError::InternalError(format!("stored object is not JSON: {e}")))?;
+        // Defaulted and validated (immutable fields too) before anything compares it.
+        crate::defaults::apply(kind, &mut new);
+        crate::validation::check(kind, &new, Some(&stored))?;
         let mut new = prepare_update(kind, &stored, new);
         if let Some(manager) = manager {
             let now = timestamp(time::OffsetDateTime::now_utc());
             track_update(Some(&stored), &mut new, Writer { manager, kind, now: &now }, schema_cursor(kind));
+        }
+        // An update that empties the finalizers of an object being deleted deletes it.
+        if crate::deletion::check_update(kind, &stored, &mut new)? {
+            if crate::deletion::remove_if_unchanged(node, &key, current.mod_revision).await?.is_some() {
+                return with_resource_version(&encode(&new)?, current.mod_revision);
+            }
+            continue;
         }
         if new == stored {
             return Ok(old);
@@ -333,17 +370,16 @@ where
     Err(ApiError::Conflict(Subject::of(kind, name)))
 }
 
-/// Deletes the object `name` and returns it as it last was; 404 if absent.
-pub async fn delete(node: &StoreNode, kind: &ResourceKind, ns: Option<&str>, name: &str) -> ApiResult<Value> {
-    let key = storage_key(kind, ns, name);
-    let txn = Txn { compare: vec![Compare::exists(key.clone())], success: vec![Op::delete(key)], failure: vec![] };
-    let response = node.txn(txn).await?;
-    let deleted = match response.responses.into_iter().next() {
-        Some(OpResponse::Delete { mut deleted }) if response.succeeded => deleted.pop(),
-        _ => None,
-    };
-    let last = deleted.ok_or_else(|| ApiError::NotFound(Subject::of(kind, name)))?;
-    with_resource_version(&last.value, last.mod_revision)
+/// Deletes the object `name` as kube-apiserver does: at once, or marked while finalizers or
+/// a pod's grace period hold it (see [`crate::deletion`]); 404 if absent.
+pub async fn delete(
+    node: &StoreNode,
+    kind: &ResourceKind,
+    ns: Option<&str>,
+    name: &str,
+    options: &crate::deletion::DeleteOptions,
+) -> ApiResult<crate::deletion::Deleted> {
+    crate::deletion::delete(node, kind, ns, name, options).await
 }
 
 fn encode(obj: &Value) -> ApiResult<Vec<u8>> {

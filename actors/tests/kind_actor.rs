@@ -81,11 +81,14 @@ async fn the_configmap_actor_creates_gets_lists_updates_and_deletes() {
         .unwrap();
     assert_eq!(absent.unwrap_err().code(), 404);
 
-    let deleted = actor.send(Delete { namespace: ns(), name: "a".into() }).await.unwrap().unwrap();
-    assert_eq!(deleted["data"]["k"], "3");
+    let deleted =
+        actor.send(Delete { namespace: ns(), name: "a".into(), ..Default::default() }).await.unwrap().unwrap();
+    assert!(deleted.gone);
+    assert_eq!(deleted.object["data"]["k"], "3");
     let gone = actor.send(Get { namespace: ns(), name: "a".into() }).await.unwrap().unwrap_err();
     assert_eq!(gone.to_string(), r#"configmaps "a" not found"#);
-    assert_eq!(actor.send(Delete { namespace: ns(), name: "a".into() }).await.unwrap().unwrap_err().code(), 404);
+    let again = actor.send(Delete { namespace: ns(), name: "a".into(), ..Default::default() }).await.unwrap();
+    assert_eq!(again.unwrap_err().code(), 404);
     let left = actor.send(List { namespace: ns(), ..Default::default() }).await.unwrap().unwrap();
     assert_eq!(left.objects.len(), 3);
     node.shutdown().await;

@@ -57,7 +57,8 @@ async fn watches_see_later_changes_in_order_and_too_old_revisions_expire() {
         .unwrap()
         .unwrap();
     let b = actor.send(Create { namespace: ns(), obj: cm("b", "1"), field_manager: None }).await.unwrap().unwrap();
-    let deleted = actor.send(Delete { namespace: ns(), name: "a".into() }).await.unwrap().unwrap();
+    let deleted =
+        actor.send(Delete { namespace: ns(), name: "a".into(), ..Default::default() }).await.unwrap().unwrap();
     let mut seen = Vec::new();
     for _ in 0..3 {
         seen.push(summary(&next(&mut after_a).await.unwrap()));
@@ -66,7 +67,7 @@ async fn watches_see_later_changes_in_order_and_too_old_revisions_expire() {
     assert_eq!(seen[..2], [("MODIFIED", "a".into(), rv(&updated)), ("ADDED", "b".into(), rv(&b))]);
     assert_eq!((seen[2].0, seen[2].1.as_str()), ("DELETED", "a"));
     assert!(seen[2].2 > rv(&b), "a delete carries the deleting revision: {seen:?}");
-    assert_eq!(deleted["data"]["k"], "2");
+    assert_eq!(deleted.object["data"]["k"], "2");
 
     // A watcher of another name hears only bookmarks, at or past the last change.
     let bookmark = next(&mut quiet).await.unwrap();

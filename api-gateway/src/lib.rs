@@ -18,6 +18,7 @@
 //!   and server-side field validation read them.
 //! - [`resources`]: the object verbs (get, list, create, update, delete) under `/api/v1` and
 //!   `/apis/{group}/{version}`, sent to the `actors::KindActors`.
+//! - [`protobuf`]: protobuf request bodies (kubectl's imperative commands) decoded into JSON.
 //! - [`tables`]: server-side `Table` responses (kubectl's columns) for gets, lists and watches.
 //! - [`metrics_recorder`]: installs the process-wide Prometheus recorder behind `/metrics`.
 //!
@@ -30,6 +31,7 @@ pub mod kubeconfig;
 pub mod metrics_recorder;
 pub mod openapi;
 pub mod pki;
+pub mod protobuf;
 pub mod resources;
 pub mod server;
 pub mod status;

@@ -1,15 +1,20 @@
 //! The Kubernetes REST verbs on objects: `GET` (get or list), `POST` (create), `PUT`
 //! (update) and `DELETE` under `/api/v1/...` and `/apis/{group}/{version}/...`, answered by
 //! the kind actors. Every failure is a `Status` body. A `GET` of a collection with
-//! `watch=true` streams watch events, one JSON object per line.
+//! `watch=true` streams watch events, one JSON object per line. A `DELETE` takes
+//! `DeleteOptions` (body or query) and answers as kube-apiserver does: the object while it is
+//! being deleted (finalizers, a pod's grace period), else the deleted object or a `Success`
+//! `Status` depending on the kind; a `DELETE` of a collection (deletecollection) answers with
+//! the list of what it deleted.
 
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
+use actors::deletion::{self, DeleteOptions};
 use actors::kinds::{self, ResourceKind};
 use actors::{
-    ApiError, ApiResult, Create, Delete, Get, KindActors, List, ListPage, Part, Patch, PatchKind, Selectors, Update,
-    Watch, WatchEvent,
+    ApiError, ApiResult, Create, Delete, DeleteCollection, Get, KindActors, List, ListPage, Part, Patch, PatchKind,
+    Selectors, Update, Watch, WatchEvent,
 };
 use futures::{stream, StreamExt};
 use serde_json::{json, Value};
@@ -106,6 +111,8 @@ fn is_true(flag: &Option<String>) -> bool {
 /// What [`serve`] answers: one JSON body, or a watch stream.
 enum Reply {
     Json(StatusCode, Value),
+    /// A write's object, with the warnings for the client (`Warning` headers).
+    Written(StatusCode, Value, Vec<String>),
     /// A list page, rendered as JSON without parsing its objects unless a Table is wanted.
     List(&'static ResourceKind, ListPage),
     Watch(HttpResponse),
@@ -160,6 +167,16 @@ async fn respond(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> 
             Ok(body) => HttpResponse::build(code).content_type("application/json").body(body.to_string()),
             Err(e) => error_response(&e),
         },
+        Ok(Reply::Written(code, body, warnings)) => match crate::tables::render_get(&req, body) {
+            Ok(body) => {
+                let mut response = HttpResponse::build(code);
+                for warning in dedup(warnings) {
+                    response.append_header(("Warning", warning_header(&warning)));
+                }
+                response.content_type("application/json").body(body.to_string())
+            }
+            Err(e) => error_response(&e),
+        },
         Ok(Reply::List(kind, page)) => match list_response(&req, kind, page) {
             Ok(response) => response,
             Err(e) => error_response(&e),
@@ -205,6 +222,8 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
     if kind.namespaced && ns.is_none() && !(method == "GET" && target.name.is_none()) {
         return Err(unsupported());
     }
+    // What the write warns the client of (unknown fields, under fieldValidation=Warn).
+    let mut warnings = Vec::new();
     let result = match (method, target.name) {
         ("GET", Some(name)) => actor.send(Get { namespace: ns, name }).await.map_err(mailbox)?.map(|o| part.view(o)),
         (_, None) if part != Part::Main => return Err(unsupported()),
@@ -223,14 +242,19 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
             return Ok(Reply::List(kind, page));
         }
         ("POST", None) => {
-            let obj = read_json(req, body).await?;
+            let validation = field_validation(req, "CreateOptions")?;
             let field_manager = Some(field_manager(req)?);
+            let bytes = read_json_body(req, body).await?;
+            let (obj, warnings) = actors::decode::decode_body(kind, false, &bytes, validation)?;
             let created = actor.send(Create { namespace: ns, obj, field_manager }).await.map_err(mailbox)??;
-            return Ok(Reply::Json(StatusCode::CREATED, stamp(kind, created)));
+            return Ok(Reply::Written(StatusCode::CREATED, stamp(kind, created), warnings));
         }
         ("PUT", Some(name)) => {
-            let obj = read_json(req, body).await?;
+            let validation = field_validation(req, "UpdateOptions")?;
             let field_manager = Some(field_manager(req)?);
+            let bytes = read_json_body(req, body).await?;
+            let (obj, found) = actors::decode::decode_body(kind, part == Part::Scale, &bytes, validation)?;
+            warnings = found;
             actor.send(Update { namespace: ns, name, obj, field_manager, part }).await.map_err(mailbox)?
         }
         ("PATCH", Some(name)) => {
@@ -245,16 +269,45 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
                 _ => Some(field_manager(req)?),
             };
             let force = is_true(&params.force);
-            let msg = Patch { namespace: ns, name, patch_kind, body, field_manager, force, part };
-            actor.send(msg).await.map_err(mailbox)?
+            let field_validation = field_validation(req, "PatchOptions")?;
+            let msg = Patch { namespace: ns, name, patch_kind, body, field_manager, force, part, field_validation };
+            actor.send(msg).await.map_err(mailbox)?.map(|written| {
+                warnings = written.warnings;
+                written.obj
+            })
         }
         ("DELETE", Some(_)) if part != Part::Main => return Err(unsupported()),
-        ("DELETE", Some(name)) => actor.send(Delete { namespace: ns, name }).await.map_err(mailbox)?,
+        ("DELETE", Some(name)) => {
+            let options = delete_options(req, body).await?;
+            // kube-apiserver's 202: not deleted yet, and the client asked to cascade.
+            let accepted = options.orphan_dependents == Some(false);
+            let deleted = actor.send(Delete { namespace: ns, name, options }).await.map_err(mailbox)??;
+            let code = if accepted && !deleted.gone { StatusCode::ACCEPTED } else { StatusCode::OK };
+            let body = if deleted.gone && !deletion::returns_deleted_object(kind) {
+                deletion::success_status(kind, &deleted.object)
+            } else {
+                stamp(kind, deleted.object)
+            };
+            return Ok(Reply::Json(code, body));
+        }
+        ("DELETE", None) if !kind.verbs.contains(&"deletecollection") => return Err(unsupported()),
+        ("DELETE", None) => {
+            let params = web::Query::<ListParams>::from_query(req.query_string())
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?
+                .into_inner();
+            let selectors = params.selectors(kind)?;
+            let options = delete_options(req, body).await?;
+            let limit = params.limit.unwrap_or(0);
+            let msg = DeleteCollection { namespace: ns, selectors, limit, options };
+            let page = actor.send(msg).await.map_err(mailbox)??;
+            return Ok(Reply::List(kind, page));
+        }
         _ => return Err(unsupported()),
     };
     // A Scale carries its own kind and apiVersion.
     let result = result?;
-    Ok(Reply::Json(StatusCode::OK, if part == Part::Scale { result } else { stamp(kind, result) }))
+    let body = if part == Part::Scale { result } else { stamp(kind, result) };
+    Ok(Reply::Written(StatusCode::OK, body, warnings))
 }
 
 /// Starts a watch and streams it: the first events, then the changes, one JSON object per
@@ -314,6 +367,8 @@ struct WriteParams {
     #[serde(rename = "fieldManager")]
     field_manager: Option<String>,
     force: Option<String>,
+    #[serde(rename = "fieldValidation")]
+    field_validation: Option<String>,
 }
 
 /// The manager of a write: the `fieldManager` parameter, else the user agent's product name
@@ -338,15 +393,74 @@ fn content_type(req: &HttpRequest) -> &str {
     req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
-/// Reads a JSON body of at most [`MAX_BODY`] bytes (413 beyond, 400 if not JSON, 415 for
-/// protobuf, which is not served yet).
-async fn read_json(req: &HttpRequest, body: web::Payload) -> ApiResult<Value> {
+/// Reads a JSON body of at most [`MAX_BODY`] bytes (413 beyond); decoding it is
+/// [`actors::decode::decode_body`]'s. A protobuf body (kubectl's imperative commands, client-go's
+/// typed clients) is decoded by [`crate::protobuf`] into the JSON a JSON client would have sent;
+/// other protobuf media types are 415.
+async fn read_json_body(req: &HttpRequest, body: web::Payload) -> ApiResult<web::BytesMut> {
     let content_type = content_type(req);
+    if crate::protobuf::is_protobuf(content_type) {
+        let obj = crate::protobuf::decode(&read_body(body).await?)?;
+        let json = serde_json::to_vec(&obj).map_err(|e| ApiError::InternalError(format!("encoding the body: {e}")))?;
+        return Ok(web::BytesMut::from(&json[..]));
+    }
     if content_type.contains("protobuf") {
         return Err(ApiError::UnsupportedMediaType(format!("the body type {content_type:?} is not served; send JSON")));
     }
+    read_body(body).await
+}
+
+/// The `fieldValidation` parameter of a write whose options are `options_kind` (422 for a
+/// value kube-apiserver does not know).
+fn field_validation(req: &HttpRequest, options_kind: &'static str) -> ApiResult<actors::FieldValidation> {
+    let params = web::Query::<WriteParams>::from_query(req.query_string())
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?
+        .into_inner();
+    actors::FieldValidation::parse(params.field_validation.as_deref(), options_kind)
+}
+
+/// A `Warning` header's value, as kube-apiserver writes it: `299 - "text"`, with `"` and `\`
+/// escaped.
+fn warning_header(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    format!("299 - \"{quoted}\"")
+}
+
+/// The warnings in order, each once.
+fn dedup(warnings: Vec<String>) -> Vec<String> {
+    let mut seen = Vec::new();
+    for warning in warnings {
+        if !seen.contains(&warning) {
+            seen.push(warning);
+        }
+    }
+    seen
+}
+
+/// The `DeleteOptions` of a DELETE: its body's (JSON from kubectl, protobuf from client-go's
+/// typed clients; 400 if it is not one), with its query parameters' where the body says
+/// nothing; 422 for values kube-apiserver refuses.
+async fn delete_options(req: &HttpRequest, body: web::Payload) -> ApiResult<DeleteOptions> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?
+        .into_inner();
+    let query = DeleteOptions::from_query(&pairs)?;
     let bytes = read_body(body).await?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))
+    let options = if bytes.iter().all(u8::is_ascii_whitespace) {
+        query
+    } else if content_type(req).contains("protobuf") {
+        DeleteOptions::from_protobuf(&bytes)?.or(query)
+    } else {
+        DeleteOptions::from_body(&bytes)?.or(query)
+    };
+    options.validate()?;
+    Ok(options)
 }
 
 /// Reads a body of at most [`MAX_BODY`] bytes (413 beyond).
@@ -509,6 +623,13 @@ mod tests {
             e.to_string(),
             r#""status.phase" is not a known field selector: only "metadata.name", "metadata.namespace""#
         );
+    }
+
+    #[test]
+    fn warnings_are_quoted_as_kube_apiserver_writes_them() {
+        assert_eq!(warning_header(r#"unknown field "spec.foo""#), r#"299 - "unknown field \"spec.foo\"""#);
+        assert_eq!(warning_header(r"a\b"), r#"299 - "a\\b""#);
+        assert_eq!(dedup(vec!["a".into(), "b".into(), "a".into()]), ["a", "b"]);
     }
 
     #[test]
