@@ -90,6 +90,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let api = crate::gateway::start(node.clone(), prometheus, move |health, prometheus| {
         // Runs inside the gateway's actix system: the kind actors live there.
         let kinds = actors::KindActors::start(&store);
+        actors::CrdController::start_supervised(store.clone(), kinds.clone());
         api_gateway::serve(bind, &serving, tokens, health, kinds, prometheus)
     })?;
     let kubeconfig = args.data_dir.join("kubeconfig");

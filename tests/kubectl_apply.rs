@@ -83,6 +83,24 @@ fn kubectl_applies_patches_scales_and_edits_objects() {
         assert!(up.kubectl(&["apply", "-f", &path]).trim().ends_with(again), "{file}");
     }
 
+    // describe reads each kind (and the events about it, by field selector).
+    let described = up.kubectl(&["describe", "deployment", "web"]);
+    for line in [
+        "Name:                   web",
+        "Namespace:              default",
+        "Image:      nginx:1.28",
+        "Events:            <none>",
+    ] {
+        assert!(described.contains(line), "describe deployment lacks {line:?}:\n{described}");
+    }
+    assert!(described.contains("Replicas:") && described.contains("2 desired"), "{described}");
+    let described = up.kubectl(&["describe", "service", "web"]);
+    assert!(described.contains("http  80/TCP") && described.contains("8080/TCP"), "{described}");
+    let described = up.kubectl(&["describe", "secret", "creds"]);
+    assert!(described.contains("password:  7 bytes"), "{described}");
+    let described = up.kubectl(&["describe", "cm", "demo"]);
+    assert!(described.contains("color:\n----\nblue"), "{described}");
+
     // Strategic merge patches merge containers by name; JSON and merge patches too.
     let patch = r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","env":[{"name":"B","value":"2"}]}]}}}}"#;
     assert_eq!(up.kubectl(&["patch", "deployment", "web", "-p", patch]).trim(), "deployment.apps/web patched");

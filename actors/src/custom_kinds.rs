@@ -62,6 +62,8 @@ pub struct CustomKind {
     pub conversion: Conversion,
     /// `spec.preserveUnknownFields` (v1 CRDs: false unless set).
     pub preserve_unknown_fields: bool,
+    /// The CRD is being deleted: its objects are read and deleted, no longer created.
+    pub terminating: bool,
 }
 
 impl CustomKind {
@@ -117,6 +119,16 @@ pub fn get(group: &str, resource: &str) -> Option<Arc<CustomKind>> {
 /// The custom kind serving `kind` (any of its versions), if `kind` is custom.
 pub fn of(kind: &ResourceKind) -> Option<Arc<CustomKind>> {
     get(kind.group, kind.resource)
+}
+
+/// The scale paths of `kind`'s version, if it is a custom kind with a `scale` subresource.
+pub fn scale_paths(kind: &ResourceKind) -> Option<ScalePaths> {
+    of(kind)?.version(kind.version)?.scale.clone()
+}
+
+/// The schema of `kind`'s version, if it is a custom kind with one.
+pub fn schema(kind: &ResourceKind) -> Option<Value> {
+    of(kind)?.version(kind.version)?.schema.clone()
 }
 
 /// Every registered custom kind, by (group, resource).
@@ -181,7 +193,14 @@ pub struct Names {
 }
 
 /// The interned kind of one version of a custom resource.
-pub fn kind_for(group: &str, version: &str, names: &Names, namespaced: bool, status: bool, scale: bool) -> &'static ResourceKind {
+pub fn kind_for(
+    group: &str,
+    version: &str,
+    names: &Names,
+    namespaced: bool,
+    status: bool,
+    scale: bool,
+) -> &'static ResourceKind {
     const ST: &[Subresource] = &[STATUS];
     const SC: &[Subresource] = &[SCALE];
     const SCALE_ST: &[Subresource] = &[SCALE, STATUS];

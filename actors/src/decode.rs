@@ -578,6 +578,19 @@ pub struct Decoded {
     pub error: Option<String>,
 }
 
+/// Prunes a custom object's fields its CRD's schema does not know (unless the CRD keeps
+/// unknown fields); returns them as `unknown field "spec.foo"`.
+fn prune_custom(kind: &ResourceKind, value: &mut Value) -> Vec<String> {
+    let Some(custom) = crate::custom_kinds::of(kind) else { return Vec::new() };
+    let schema = custom.version(kind.version).and_then(|v| v.schema.as_ref());
+    match schema {
+        Some(schema) if !custom.preserve_unknown_fields => {
+            crate::crd_schema::prune(value, schema).into_iter().map(|p| format!("unknown field {p:?}")).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// Decodes `node` as the definition `definition` (`io.k8s.api.apps.v1.Deployment`).
 pub fn decode(definition: &str, node: Node) -> Decoded {
     let Some((name, schema)) = schemas::definitions().get_key_value(definition) else {
@@ -613,6 +626,25 @@ pub fn decode_body(
     validation: FieldValidation,
 ) -> ApiResult<(Value, Vec<String>)> {
     let node = Node::parse(body).map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
+    if !scale && crate::custom_kinds::of(kind).is_some() {
+        let mut value = node.into_value();
+        let unknown = prune_custom(kind, &mut value);
+        let version = value.get("apiVersion").and_then(Value::as_str).unwrap_or(kind.version);
+        let version = version.rsplit('/').next().unwrap_or_default().to_string();
+        let refuse = |why: &str| {
+            ApiError::BadRequest(format!(
+                "{} in version {version:?} cannot be handled as a {}: {why}",
+                kind.kind, kind.kind
+            ))
+        };
+        return match validation {
+            FieldValidation::Strict if !unknown.is_empty() => {
+                Err(refuse(&format!("strict decoding error: {}", unknown.join(", "))))
+            }
+            FieldValidation::Strict | FieldValidation::Ignore => Ok((value, Vec::new())),
+            FieldValidation::Warn => Ok((value, unknown)),
+        };
+    }
     let Some((definition, target_kind)) = target(kind, scale) else {
         return Ok((node.into_value(), Vec::new()));
     };
@@ -656,11 +688,25 @@ pub fn check_patched(
     (patch_kind, patch): (PatchKind, &[u8]),
     validation: FieldValidation,
 ) -> ApiResult<(Value, Vec<String>)> {
-    let Some((definition, _)) = target(kind, scale) else { return Ok((patched, Vec::new())) };
     let mut strict = match validation {
         FieldValidation::Ignore => Vec::new(),
         _ => patch_strict_errors(patch_kind, patch),
     };
+    if !scale && crate::custom_kinds::of(kind).is_some() {
+        let mut value = patched;
+        strict.extend(prune_custom(kind, &mut value));
+        return match validation {
+            FieldValidation::Strict if !strict.is_empty() => {
+                let subject = Subject { group: "", resource: "", kind: "", name: String::new() };
+                let why = format!("strict decoding error: {}", strict.join(", "));
+                let cause = FieldCause::invalid("patch", &value.to_string(), why);
+                Err(ApiError::Invalid { subject, causes: vec![cause] })
+            }
+            FieldValidation::Strict | FieldValidation::Ignore => Ok((value, Vec::new())),
+            FieldValidation::Warn => Ok((value, strict)),
+        };
+    }
+    let Some((definition, _)) = target(kind, scale) else { return Ok((patched, Vec::new())) };
     // What the message shows: the patched object's JSON, or a strategic patch as Go prints it.
     let shown = |patched: &Value| match patch_kind {
         PatchKind::Strategic => serde_json::from_slice::<Value>(patch).map(|p| go_value(&p)).unwrap_or_default(),
@@ -747,6 +793,25 @@ fn duplicates(walk: &mut Walk, node: Node) {
 /// apply, whatever `fieldValidation` says (500, `failed to create typed patch object
 /// (default/web; apps/v1, Kind=Deployment): .spec.foo: field not declared in schema`).
 pub fn check_apply_config(kind: &ResourceKind, config: &Value) -> ApiResult<()> {
+    if crate::custom_kinds::of(kind).is_some() {
+        let unknown = prune_custom(kind, &mut config.clone());
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let name = config.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+        let errors: Vec<String> = unknown
+            .iter()
+            .map(|u| {
+                format!(".{}: field not declared in schema", u.trim_start_matches("unknown field ").trim_matches('"'))
+            })
+            .collect();
+        return Err(ApiError::InternalError(format!(
+            "failed to create typed patch object ({name}; {}, Kind={}): {}",
+            kind.group_version(),
+            kind.kind,
+            errors.join(", ")
+        )));
+    }
     let Some(definition) = schemas::definition_of(kind) else { return Ok(()) };
     let Some(schema) = schemas::definition(definition) else { return Ok(()) };
     let mut errors = Vec::new();

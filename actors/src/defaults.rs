@@ -23,6 +23,15 @@ const DEFAULT_MODE: i64 = 420;
 
 /// Fills in the defaults of a write of `kind`.
 pub fn apply(kind: &ResourceKind, obj: &mut Value) {
+    if let Some(schema) = crate::custom_kinds::schema(kind) {
+        // A custom object: its CRD's structural schema says.
+        crate::crd_schema::apply_defaults(obj, &schema);
+        return;
+    }
+    if (kind.group, kind.kind) == ("apiextensions.k8s.io", "CustomResourceDefinition") {
+        crate::crd::apply_defaults(obj);
+        return;
+    }
     let Some(root) = obj.as_object_mut() else { return };
     match (kind.group, kind.kind) {
         ("", "Pod") => pod(root),

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::{
-    Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, MessageResult, ResponseFuture, SpawnHandle,
-    StreamHandler, Supervised, Supervisor, WrapFuture,
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, MessageResult, ResponseFuture,
+    SpawnHandle, StreamHandler, Supervised, Supervisor, WrapFuture,
 };
 use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
@@ -368,8 +368,29 @@ impl Actor for KindActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // A custom kind's actor restarted (by a request holding its address) after its CRD
+        // went, or after a newer definition replaced it, stays stopped.
+        let builtin = BUILTIN.iter().any(|k| std::ptr::eq(k, self.kind));
+        let current = crate::custom_kinds::of(self.kind).is_some_and(|c| std::ptr::eq(c.storage_kind(), self.kind));
+        if !builtin && !current {
+            ctx.stop();
+            return;
+        }
+        metrics::gauge!("flotilla_kind_actors", "resource" => actor_label(self.kind)).set(1.0);
         ctx.run_interval(BOOKMARK_EVERY, |actor, _| actor.send_bookmarks());
         self.relist(ctx);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        metrics::gauge!("flotilla_kind_actors", "resource" => actor_label(self.kind)).set(0.0);
+    }
+}
+
+/// `configmaps`, `deployments.apps`, `loadtests.beta.kuar.com`: how metrics name a kind.
+fn actor_label(kind: &ResourceKind) -> String {
+    match kind.group {
+        "" => kind.resource.to_string(),
+        group => format!("{}.{group}", kind.resource),
     }
 }
 
@@ -380,6 +401,20 @@ impl Supervised for KindActor {
         tracing::warn!(actor, "actor restarting");
         self.synced = false;
         self.watch = None;
+    }
+}
+
+/// Stops a kind actor for good (its CRD is gone): its watchers' streams end.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl Handler<Stop> for KindActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        self.watchers.clear();
+        ctx.stop();
     }
 }
 
@@ -648,11 +683,13 @@ impl Handler<InjectPanic> for KindActor {
     }
 }
 
-/// The kind actors by (group, resource).
-type ActorsByKind = HashMap<(&'static str, &'static str), Addr<KindActor>>;
+/// The kind actors by (group, resource), with the kind each serves.
+type ActorsByKind = HashMap<(&'static str, &'static str), (&'static ResourceKind, Addr<KindActor>)>;
 
-/// The actors of every built-in kind, by (group, resource). A panic ends an actor's task,
-/// its actix supervisor with it; [`KindActors::get`] then starts the kind's actor again.
+/// The actors of every served kind, by (group, resource): the built-in kinds from the start,
+/// custom kinds as the CRD controller adds them ([`KindActors::ensure`], [`KindActors::stop`]).
+/// A panic ends an actor's task, its actix supervisor with it; [`KindActors::get`] then starts
+/// the kind's actor again.
 #[derive(Clone, Default)]
 pub struct KindActors {
     actors: Arc<Mutex<ActorsByKind>>,
@@ -662,24 +699,54 @@ pub struct KindActors {
 impl KindActors {
     /// Starts one supervised [`KindActor`] per built-in kind on the current actix arbiter.
     pub fn start(node: &StoreNode) -> Self {
-        let actors = BUILTIN.iter().map(|k| ((k.group, k.resource), KindActor::start_supervised(k, node.clone())));
+        let actors = BUILTIN.iter().map(|k| ((k.group, k.resource), (k, KindActor::start_supervised(k, node.clone()))));
         KindActors { actors: Arc::new(Mutex::new(actors.collect())), node: Some(node.clone()) }
     }
 
-    /// The actor of `kind`, started again (on the current arbiter) if it died.
+    fn lock(&self) -> std::sync::MutexGuard<'_, ActorsByKind> {
+        self.actors.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The actor of `kind` (any version of it), started again (on the current arbiter) if it died.
     pub fn get(&self, kind: &ResourceKind) -> Option<Addr<KindActor>> {
         let key = (kind.group, kind.resource);
-        let mut actors = self.actors.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let addr = actors.get(&key)?;
+        let mut actors = self.lock();
+        let (kind, addr) = actors.get(&key)?;
         if addr.connected() {
             return Some(addr.clone());
         }
-        let (node, kind) = (self.node.clone()?, BUILTIN.iter().find(|k| (k.group, k.resource) == key)?);
+        let (node, kind) = (self.node.clone()?, *kind);
         let actor = format!("kind/{}", kind.resource);
         metrics::counter!("flotilla_actor_restarts_total", "actor" => actor.clone()).increment(1);
         tracing::warn!(actor, "actor died (panicked); starting it again");
         let addr = KindActor::start_supervised(kind, node);
-        actors.insert(key, addr.clone());
+        actors.insert(key, (kind, addr.clone()));
         Some(addr)
+    }
+
+    /// Starts the actor of `kind` (a custom kind's storage version) unless it runs already;
+    /// an actor of an earlier definition of the same resource is replaced when the storage
+    /// version changed.
+    pub fn ensure(&self, kind: &'static ResourceKind) -> Option<Addr<KindActor>> {
+        let node = self.node.clone()?;
+        let mut actors = self.lock();
+        if let Some((running, addr)) = actors.get(&(kind.group, kind.resource)) {
+            if std::ptr::eq(*running, kind) && addr.connected() {
+                return Some(addr.clone());
+            }
+            addr.do_send(Stop);
+        }
+        let addr = KindActor::start_supervised(kind, node);
+        actors.insert((kind.group, kind.resource), (kind, addr.clone()));
+        Some(addr)
+    }
+
+    /// Stops and forgets the actor of (group, resource).
+    pub fn stop(&self, group: &str, resource: &str) {
+        let mut actors = self.lock();
+        let key = actors.keys().find(|(g, r)| *g == group && *r == resource).copied();
+        if let Some((_, addr)) = key.and_then(|key| actors.remove(&key)) {
+            addr.do_send(Stop);
+        }
     }
 }

@@ -76,7 +76,7 @@ impl ResourceKind {
                 | ("batch", "jobs" | "cronjobs")
                 | ("policy", "poddisruptionbudgets")
                 | ("apiextensions.k8s.io", "customresourcedefinitions")
-        )
+        ) || crate::custom_kinds::of(self).is_some()
     }
 }
 

@@ -29,12 +29,19 @@
 //! - [`watch`]: watch events (`ADDED`, `MODIFIED`, ...) from cached changes, and filters.
 //! - [`selectors`]: label and field selectors of lists and watches, as kube-apiserver parses
 //!   and matches them.
+//! - [`crd_schema`]: CRD structural schemas: structural checks, pruning, defaults, validation, CEL.
+//!
+//! - [`crd`]: CustomResourceDefinitions as plain data (defaults, validation, the kind and
+//!   status they define); [`crd_controller`]: [`CrdController`], the actor that serves them.
 //!
 //! New resource-kind actors and controllers go in their own modules, each beside the plain
 //! struct it wraps; restarts are counted in `flotilla_actor_restarts_total{actor=...}`.
 
 pub mod api_error;
 pub mod apply;
+pub mod crd;
+pub mod crd_controller;
+pub mod crd_schema;
 pub mod custom_kinds;
 pub mod decode;
 pub mod defaults;
@@ -55,6 +62,7 @@ pub mod watch;
 pub mod watch_cache;
 
 pub use api_error::{ApiError, ApiResult, ApplyConflict, CauseType, FieldCause, Subject};
+pub use crd_controller::CrdController;
 pub use decode::FieldValidation;
 pub use deletion::{DeleteOptions, Deleted};
 pub use health::{assess, Health};

@@ -78,9 +78,9 @@ impl Part {
     }
 
     /// What a write of this part returns: the object, or its `Scale`.
-    pub fn view(self, obj: Value) -> Value {
+    pub fn view(self, kind: &ResourceKind, obj: Value) -> Value {
         match self {
-            Part::Scale => scale_of(&obj),
+            Part::Scale => scale_of(kind, &obj),
             _ => obj,
         }
     }
@@ -107,7 +107,7 @@ impl Part {
                 Ok(new)
             }
             Part::Scale => {
-                let scale = change(&scale_of(current))?;
+                let scale = change(&scale_of(kind, current))?;
                 let Some(replicas) = scale.pointer("/spec/replicas").and_then(Value::as_i64) else {
                     return Err(ApiError::BadRequest("the Scale has no integer spec.replicas".into()));
                 };
@@ -122,9 +122,7 @@ impl Part {
                     return Err(ApiError::Invalid { subject, causes: vec![cause] });
                 }
                 let mut new = current.clone();
-                if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
-                    spec.insert("replicas".into(), json!(replicas));
-                }
+                crate::objects::set_replicas(kind, &mut new, replicas);
                 copy_resource_version(&scale, &mut new);
                 Ok(new)
             }
@@ -234,7 +232,7 @@ pub async fn update(
     manager: &str,
 ) -> ApiResult<Value> {
     let change = part.whole(kind, |_| Ok(obj.clone()));
-    update_with(node, kind, ns, name, Some(manager), change).await.map(|o| part.view(o))
+    update_with(node, kind, ns, name, Some(manager), change).await.map(|o| part.view(kind, o))
 }
 
 /// What a write returns: the object, and the warnings for the client (`Warning` headers:
@@ -267,7 +265,7 @@ pub async fn patch(
         warnings = found;
         Ok(patched)
     });
-    let obj = update_with(node, kind, ns, name, Some(manager), change).await.map(|o| part.view(o))?;
+    let obj = update_with(node, kind, ns, name, Some(manager), change).await.map(|o| part.view(kind, o))?;
     Ok(Written { obj, warnings })
 }
 

@@ -226,7 +226,10 @@ fn spec_part(obj: &Value) -> Map<String, Value> {
 
 /// The `autoscaling/v1` `Scale` of an object with a `scale` subresource: its desired
 /// replicas (`spec.replicas`, 1 if unset), observed replicas and label selector.
-pub fn scale_of(obj: &Value) -> Value {
+pub fn scale_of(kind: &ResourceKind, obj: &Value) -> Value {
+    if let Some(paths) = crate::custom_kinds::scale_paths(kind) {
+        return custom_scale_of(&paths, obj);
+    }
     let meta = &obj["metadata"];
     let mut metadata = Map::new();
     for field in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
@@ -245,6 +248,54 @@ pub fn scale_of(obj: &Value) -> Value {
         "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1)},
         "status": status,
     })
+}
+
+/// A JSON path of a CRD's scale subresource (`.spec.replicas`) as a JSON pointer.
+pub fn json_path_pointer(path: &str) -> String {
+    path.split('.').filter(|p| !p.is_empty()).fold(String::new(), |acc, p| format!("{acc}/{p}"))
+}
+
+/// The `Scale` of a custom object, read at its CRD's paths.
+fn custom_scale_of(paths: &crate::custom_kinds::ScalePaths, obj: &Value) -> Value {
+    let meta = &obj["metadata"];
+    let mut metadata = Map::new();
+    for field in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+        if let Some(v) = meta.get(field) {
+            metadata.insert(field.into(), v.clone());
+        }
+    }
+    let at = |path: &str| obj.pointer(&json_path_pointer(path)).and_then(Value::as_i64).unwrap_or(0);
+    let mut status = json!({"replicas": at(&paths.status_replicas)});
+    let selector = paths.label_selector.as_deref().and_then(|p| obj.pointer(&json_path_pointer(p)));
+    if let Some(selector) = selector.and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        status["selector"] = json!(selector);
+    }
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": metadata,
+        "spec": {"replicas": at(&paths.spec_replicas)},
+        "status": status,
+    })
+}
+
+/// Writes `replicas` into `obj` where `kind` keeps its desired replicas (`spec.replicas`, or
+/// a CRD's `specReplicasPath`), making the objects on the way.
+pub fn set_replicas(kind: &ResourceKind, obj: &mut Value, replicas: i64) {
+    let path = match crate::custom_kinds::scale_paths(kind) {
+        Some(paths) => paths.spec_replicas,
+        None => ".spec.replicas".to_string(),
+    };
+    let parts: Vec<&str> = path.split('.').filter(|p| !p.is_empty()).collect();
+    let Some((last, parents)) = parts.split_last() else { return };
+    let mut at = obj;
+    for part in parents {
+        let Some(map) = at.as_object_mut() else { return };
+        at = map.entry(part.to_string()).or_insert_with(|| json!({}));
+    }
+    if let Some(map) = at.as_object_mut() {
+        map.insert(last.to_string(), json!(replicas));
+    }
 }
 
 /// A `LabelSelector` object in the label selector syntax: `app=web,tier in (a,b)`.
@@ -474,12 +525,16 @@ mod tests {
                 "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]}},
             "status": {"replicas": 2}
         });
-        let scale = scale_of(&deploy);
+        let scale = scale_of(crate::kinds::find("apps", "v1", "deployments").unwrap(), &deploy);
         assert_eq!(scale["kind"], "Scale");
         assert_eq!(scale["metadata"], json!({"name": "web", "namespace": "default", "resourceVersion": "5"}));
         assert_eq!(scale["spec"], json!({"replicas": 3}));
         assert_eq!(scale["status"], json!({"replicas": 2, "selector": "app=web,tier in (a,b)"}));
-        assert_eq!(scale_of(&json!({"metadata": {}}))["spec"]["replicas"], 1);
+        assert_eq!(
+            scale_of(crate::kinds::find("apps", "v1", "deployments").unwrap(), &json!({"metadata": {}}))["spec"]
+                ["replicas"],
+            1
+        );
     }
 
     #[test]

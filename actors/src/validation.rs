@@ -73,7 +73,12 @@ pub fn causes(kind: &ResourceKind, obj: &Value, old: Option<&Value>) -> Vec<Fiel
     object_meta(obj.get("metadata").unwrap_or(&Value::Null), "metadata", &mut out);
     let spec = obj.get("spec").unwrap_or(&Value::Null);
     let old_spec = old.map(|o| o.get("spec").unwrap_or(&Value::Null));
+    if let Some(schema) = crate::custom_kinds::schema(kind) {
+        out.extend(crate::crd_schema::validate(obj, old, &schema));
+        return out;
+    }
     match (kind.group, kind.kind) {
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => out.extend(crate::crd::validate(obj, old)),
         ("", "ConfigMap") => config_map(obj, old, &mut out),
         ("", "Secret") => secret(obj, old, &mut out),
         ("", "Pod") => pod_spec(spec, "spec", &mut out),

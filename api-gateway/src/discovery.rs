@@ -1,16 +1,22 @@
-//! API discovery, as kube-apiserver serves it, from the registry of built-in kinds
-//! (`actors::kinds`):
+//! API discovery, as kube-apiserver serves it, from the registry of kinds (`actors::kinds`:
+//! the built-in ones and those custom resource definitions add):
 //!
 //! - legacy: `GET /api` (`APIVersions`), `/api/v1` and `/apis/{group}/{version}`
 //!   (`APIResourceList`), `/apis` (`APIGroupList`), `/apis/{group}` (`APIGroup`);
 //! - aggregated (apidiscovery.k8s.io/v2): `GET /api` and `/apis` answer an
 //!   `APIGroupDiscoveryList` when the `Accept` header asks for one before plain JSON, as
-//!   kubectl 1.32 does; clients that do not ask get the legacy documents.
+//!   kubectl 1.32 does; clients that do not ask get the legacy documents. As in kube-apiserver
+//!   they carry an ETag (a hash of the body) and answer `If-None-Match` with 304.
+//!
+//! Every document is computed per request, so custom resources appear and go as their CRDs
+//! do. Custom groups come after the built-in ones, by name; their versions in kube's version
+//! priority order (`v2` before `v1` before `v1beta1`), the first preferred.
 //!
 //! Unknown groups and versions get a 404 `Status`.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use actors::custom_kinds;
 use actors::kinds::{self, ResourceKind, Subresource};
 use serde::Serialize;
 
@@ -114,6 +120,18 @@ fn api_versions(server_address: String) -> ApiVersions {
     }
 }
 
+/// The verbs of a custom kind whose CRD is being deleted: its objects can still be read and
+/// deleted, as kube-apiserver's CRD discovery lists them.
+const TERMINATING_VERBS: &[&str] = &["delete", "deletecollection", "get", "list", "watch"];
+
+/// The verbs discovery lists for `k`: its own, or [`TERMINATING_VERBS`] while its CRD goes.
+fn verbs_of(k: &ResourceKind) -> &'static [&'static str] {
+    match custom_kinds::of(k) {
+        Some(custom) if custom.terminating => TERMINATING_VERBS,
+        _ => k.verbs,
+    }
+}
+
 /// The `APIResourceList` of one group/version, or `None` if it is not served.
 fn resource_list(group: &str, version: &str) -> Option<ApiResourceList> {
     let mut resources = Vec::new();
@@ -125,7 +143,7 @@ fn resource_list(group: &str, version: &str) -> Option<ApiResourceList> {
             group: None,
             version: None,
             kind: k.kind,
-            verbs: k.verbs,
+            verbs: verbs_of(k),
             short_names: k.short_names,
             categories: k.categories,
         });
@@ -162,21 +180,37 @@ fn legacy_subresource(parent: &ResourceKind, sub: &Subresource) -> ApiResource {
     }
 }
 
+/// The served groups (core `""` first), each with its versions, preferred first: the
+/// built-in groups in discovery order, then the custom ones by name, their versions in kube's
+/// version priority order (as kube-apiserver's CRD discovery sorts them).
+pub fn served_groups() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut groups: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+    for (group, version) in kinds::group_versions() {
+        match groups.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, versions)) => versions.push(version),
+            None => groups.push((group, vec![version])),
+        }
+    }
+    let builtin = |group: &str| kinds::BUILTIN.iter().any(|k| k.group == group);
+    let (mut out, mut custom): (Vec<_>, Vec<_>) = groups.into_iter().partition(|(g, _)| builtin(g));
+    custom.sort_by(|a, b| a.0.cmp(b.0));
+    for (_, versions) in &mut custom {
+        versions.sort_by(|a, b| custom_kinds::version_priority(a, b));
+    }
+    out.extend(custom);
+    out
+}
+
 /// The named groups (not core), each with its versions; the first version is preferred.
 fn api_groups() -> Vec<ApiGroup> {
     let mut groups: Vec<ApiGroup> = Vec::new();
-    for (group, version) in kinds::group_versions().into_iter().filter(|(g, _)| !g.is_empty()) {
-        let gv = GroupVersion { group_version: kinds::group_version(group, version), version };
-        match groups.iter_mut().find(|g| g.name == group) {
-            Some(existing) => existing.versions.push(gv),
-            None => groups.push(ApiGroup {
-                kind: None,
-                api_version: None,
-                name: group,
-                versions: vec![gv.clone()],
-                preferred_version: gv,
-            }),
-        }
+    for (name, versions) in served_groups().into_iter().filter(|(g, _)| !g.is_empty()) {
+        let versions: Vec<GroupVersion> = versions
+            .into_iter()
+            .map(|version| GroupVersion { group_version: kinds::group_version(name, version), version })
+            .collect();
+        let Some(preferred_version) = versions.first().cloned() else { continue };
+        groups.push(ApiGroup { kind: None, api_version: None, name, versions, preferred_version });
     }
     groups
 }
@@ -250,14 +284,15 @@ struct ResponseKind {
 /// The aggregated document for the core group (`core == true`, `/api`) or the named groups.
 fn group_discovery_list(core: bool) -> GroupDiscoveryList {
     let mut items: Vec<GroupDiscovery> = Vec::new();
-    for (group, version) in kinds::group_versions().into_iter().filter(|(g, _)| g.is_empty() == core) {
-        let resources = kinds::resources_of(group, version).map(resource_discovery).collect();
-        let entry = VersionDiscovery { version, resources, freshness: "Current" };
-        let name = (!group.is_empty()).then_some(group);
-        match items.iter_mut().find(|item| item.metadata.name == name) {
-            Some(item) => item.versions.push(entry),
-            None => items.push(GroupDiscovery { metadata: Meta { name }, versions: vec![entry] }),
-        }
+    for (group, versions) in served_groups().into_iter().filter(|(g, _)| g.is_empty() == core) {
+        let versions = versions
+            .into_iter()
+            .map(|version| {
+                let resources = kinds::resources_of(group, version).map(resource_discovery).collect();
+                VersionDiscovery { version, resources, freshness: "Current" }
+            })
+            .collect();
+        items.push(GroupDiscovery { metadata: Meta { name: (!group.is_empty()).then_some(group) }, versions });
     }
     GroupDiscoveryList {
         kind: "APIGroupDiscoveryList",
@@ -285,7 +320,7 @@ fn resource_discovery(k: &'static ResourceKind) -> ResourceDiscovery {
         response_kind: ResponseKind { group: "", version: "", kind: k.kind },
         scope: if k.namespaced { "Namespaced" } else { "Cluster" },
         singular_resource: k.singular,
-        verbs: k.verbs,
+        verbs: verbs_of(k),
         short_names: k.short_names,
         categories: k.categories,
         subresources,
@@ -332,9 +367,34 @@ fn json(content_type: &str, body: &impl Serialize) -> HttpResponse {
     }
 }
 
+/// An aggregated document with its ETag, or 304 when the client's `If-None-Match` names it,
+/// as kube-apiserver serves them (`Cache-Control: public`, so clients revalidate).
+fn aggregated(req: &HttpRequest, body: &GroupDiscoveryList) -> HttpResponse {
+    let bytes = match serde_json::to_vec(body) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let message = format!("encoding discovery: {e}");
+            return status::failure(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR, "InternalError", &message);
+        }
+    };
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    let etag = format!("\"{}\"", digest.as_ref().iter().map(|b| format!("{b:02X}")).collect::<String>());
+    let cached = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str());
+    let mut response = if cached { HttpResponse::NotModified() } else { HttpResponse::Ok() };
+    response
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::VARY, "Accept"))
+        .insert_header((header::CACHE_CONTROL, "public"));
+    if cached {
+        response.finish()
+    } else {
+        response.content_type(AGGREGATED_V2).body(bytes)
+    }
+}
+
 async fn api(req: HttpRequest) -> HttpResponse {
     if accepts_aggregated(&req) {
-        return json(AGGREGATED_V2, &group_discovery_list(true));
+        return aggregated(&req, &group_discovery_list(true));
     }
     json("application/json", &api_versions(req.app_config().local_addr().to_string()))
 }
@@ -348,7 +408,7 @@ async fn api_v1(req: HttpRequest) -> HttpResponse {
 
 async fn apis(req: HttpRequest) -> HttpResponse {
     if accepts_aggregated(&req) {
-        return json(AGGREGATED_V2, &group_discovery_list(false));
+        return aggregated(&req, &group_discovery_list(false));
     }
     json("application/json", &api_group_list())
 }
@@ -368,13 +428,135 @@ async fn api_group_version(req: HttpRequest, path: web::Path<(String, String)>) 
     }
 }
 
+/// Test support shared by discovery, OpenAPI and table tests: a custom kind in the global
+/// registry for the length of one test (each test its own group, as tests run in parallel).
+#[cfg(test)]
+pub(crate) mod test_support {
+    use actors::custom_kinds::{self, Conversion, CustomKind, CustomVersion, Names, ScalePaths};
+    use serde_json::{json, Value};
+
+    /// `loadtests.{group}` (`LoadTest`, short name `lt`, category `all`), namespaced, with the
+    /// status and scale subresources, served at `v2` (no printer columns) and `v1`
+    /// ([`columns`]); unregistered when dropped.
+    pub(crate) struct LoadTests {
+        pub(crate) group: &'static str,
+    }
+
+    impl LoadTests {
+        pub(crate) fn register(group: &str) -> LoadTests {
+            LoadTests::register_with(group, schema())
+        }
+
+        /// With `schema` as both versions' `openAPIV3Schema`.
+        pub(crate) fn register_with(group: &str, schema: Value) -> LoadTests {
+            let names = Names {
+                plural: "loadtests".into(),
+                singular: "loadtest".into(),
+                kind: "LoadTest".into(),
+                list_kind: "LoadTestList".into(),
+                short_names: vec!["lt".into()],
+                categories: vec!["all".into()],
+            };
+            let version = |v: &str, printer_columns: Vec<Value>| CustomVersion {
+                kind: custom_kinds::kind_for(group, v, &names, true, true, true),
+                schema: Some(schema.clone()),
+                printer_columns,
+                scale: Some(ScalePaths {
+                    spec_replicas: ".spec.replicas".into(),
+                    status_replicas: ".status.replicas".into(),
+                    label_selector: Some(".status.selector".into()),
+                }),
+                deprecated: false,
+                deprecation_warning: None,
+            };
+            let group = custom_kinds::intern(group);
+            custom_kinds::register(CustomKind {
+                crd_name: format!("loadtests.{group}"),
+                group,
+                resource: custom_kinds::intern("loadtests"),
+                versions: vec![version("v2", Vec::new()), version("v1", columns())],
+                storage_version: custom_kinds::intern("v1"),
+                conversion: Conversion::None,
+                preserve_unknown_fields: false,
+                terminating: false,
+            });
+            LoadTests { group }
+        }
+
+        /// Marks the CRD as being deleted.
+        pub(crate) fn terminate(&self) {
+            if let Some(kind) = custom_kinds::get(self.group, "loadtests") {
+                custom_kinds::register(CustomKind { terminating: true, ..(*kind).clone() });
+            }
+        }
+    }
+
+    impl Drop for LoadTests {
+        fn drop(&mut self) {
+            custom_kinds::unregister(self.group, "loadtests");
+        }
+    }
+
+    /// A structural schema with a required field, a default, an int-or-string, a nullable.
+    pub(crate) fn schema() -> Value {
+        json!({
+            "type": "object",
+            "description": "A load test.",
+            "properties": {
+                "apiVersion": {"type": "string"},
+                "kind": {"type": "string"},
+                "metadata": {"type": "object"},
+                "spec": {
+                    "type": "object",
+                    "description": "What to load, and how hard.",
+                    "required": ["url"],
+                    "properties": {
+                        "url": {"type": "string", "description": "The URL to load."},
+                        "requestsPerSecond": {"type": "integer", "format": "int32", "minimum": 1, "default": 10,
+                            "description": "How many requests to send each second."},
+                        "replicas": {"type": "integer"},
+                        "port": {"x-kubernetes-int-or-string": true},
+                        "note": {"type": "string", "nullable": true},
+                    },
+                },
+                "status": {
+                    "type": "object",
+                    "properties": {
+                        "replicas": {"type": "integer"},
+                        "selector": {"type": "string"},
+                        "conditions": {"type": "array", "items": {"type": "object", "properties": {
+                            "type": {"type": "string"}, "status": {"type": "string"}}}},
+                    },
+                },
+            },
+        })
+    }
+
+    /// v1's `additionalPrinterColumns`: URL, RPS, Ready (priority 1) and Age.
+    pub(crate) fn columns() -> Vec<Value> {
+        vec![
+            json!({"name": "URL", "type": "string", "jsonPath": ".spec.url"}),
+            json!({"name": "RPS", "type": "integer", "description": "Requests per second",
+                "jsonPath": ".spec.requestsPerSecond"}),
+            json!({"name": "Ready", "type": "string", "priority": 1,
+                "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}),
+            json!({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use actix_web::test::{call_service, init_service, read_body, TestRequest};
     use actix_web::App;
     use serde_json::{json, Value};
 
+    use super::test_support::LoadTests;
     use super::*;
+
+    fn is_builtin(group: &Value) -> bool {
+        kinds::BUILTIN.iter().any(|k| group == k.group)
+    }
 
     fn value(body: &impl Serialize) -> Value {
         serde_json::to_value(body).unwrap()
@@ -441,7 +623,8 @@ mod tests {
         let list = value(&api_group_list());
         assert_eq!((&list["kind"], &list["apiVersion"]), (&json!("APIGroupList"), &json!("v1")));
         let groups = list["groups"].as_array().unwrap();
-        assert_eq!(groups.len(), 12, "every named group once");
+        let builtin = groups.iter().filter(|g| is_builtin(&g["name"])).count();
+        assert_eq!(builtin, 12, "every named group once");
         let apps = groups.iter().find(|g| g["name"] == "apps").unwrap();
         assert_eq!(
             apps,
@@ -461,7 +644,7 @@ mod tests {
             (&json!("APIGroupDiscoveryList"), &json!("apidiscovery.k8s.io/v2"))
         );
         assert_eq!(core["metadata"], json!({}));
-        assert_eq!(core["items"].as_array().unwrap().len(), 1);
+        assert_eq!(core["items"].as_array().unwrap().len(), 1, "custom groups are never core");
         assert_eq!(core["items"][0]["metadata"], json!({}));
         assert_eq!(core["items"][0]["versions"][0]["freshness"], "Current");
 
@@ -536,5 +719,102 @@ mod tests {
         assert_eq!(resp.headers().get(header::CONTENT_TYPE).unwrap(), "application/json");
         let list: Value = serde_json::from_slice(&read_body(resp).await).unwrap();
         assert_eq!(list["kind"], "APIGroupList");
+    }
+
+    #[test]
+    fn custom_resources_are_discovered_until_their_crd_goes() {
+        let group = "discovery.custom.example.com";
+        let load_tests = LoadTests::register(group);
+
+        let list = value(&api_group_list());
+        let groups = list["groups"].as_array().unwrap();
+        let at = groups.iter().position(|g| g["name"] == group).unwrap();
+        assert!(groups[..at].iter().filter(|g| is_builtin(&g["name"])).count() == 12, "after the built-in groups");
+        assert!(groups[at..].iter().all(|g| !is_builtin(&g["name"])));
+        let v2 = json!({"groupVersion": format!("{group}/v2"), "version": "v2"});
+        let v1 = json!({"groupVersion": format!("{group}/v1"), "version": "v1"});
+        assert_eq!(groups[at], json!({"name": group, "versions": [v2, v1], "preferredVersion": v2}));
+
+        let list = value(&resource_list(group, "v1").unwrap());
+        assert_eq!((&list["apiVersion"], &list["groupVersion"]), (&json!("v1"), &json!(format!("{group}/v1"))));
+        assert_eq!(
+            list["resources"],
+            json!([
+                {"name": "loadtests", "singularName": "loadtest", "namespaced": true, "kind": "LoadTest",
+                 "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+                 "shortNames": ["lt"], "categories": ["all"]},
+                {"name": "loadtests/scale", "singularName": "", "namespaced": true, "group": "autoscaling",
+                 "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]},
+                {"name": "loadtests/status", "singularName": "", "namespaced": true, "kind": "LoadTest",
+                 "verbs": ["get", "patch", "update"]},
+            ])
+        );
+
+        let aggregated = value(&group_discovery_list(false));
+        let items = aggregated["items"].as_array().unwrap();
+        let ours = items.iter().find(|i| i["metadata"]["name"] == group).unwrap();
+        let versions: Vec<&Value> = ours["versions"].as_array().unwrap().iter().map(|v| &v["version"]).collect();
+        assert_eq!(versions, [&json!("v2"), &json!("v1")], "preferred first");
+        assert_eq!(
+            ours["versions"][1]["resources"][0],
+            json!({
+                "resource": "loadtests",
+                "responseKind": {"group": "", "version": "", "kind": "LoadTest"},
+                "scope": "Namespaced",
+                "singularResource": "loadtest",
+                "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+                "shortNames": ["lt"],
+                "categories": ["all"],
+                "subresources": [
+                    {"subresource": "scale", "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"}, "verbs": ["get", "patch", "update"]},
+                    {"subresource": "status", "responseKind": {"group": "", "version": "", "kind": "LoadTest"}, "verbs": ["get", "patch", "update"]},
+                ],
+            })
+        );
+
+        load_tests.terminate();
+        let list = value(&resource_list(group, "v1").unwrap());
+        assert_eq!(list["resources"][0]["verbs"], json!(["delete", "deletecollection", "get", "list", "watch"]));
+        drop(load_tests);
+        assert!(resource_list(group, "v1").is_none());
+        assert!(value(&api_group_list())["groups"].as_array().unwrap().iter().all(|g| g["name"] != group));
+        let aggregated = value(&group_discovery_list(false));
+        assert!(aggregated["items"].as_array().unwrap().iter().all(|i| i["metadata"]["name"] != group));
+    }
+
+    #[actix_rt::test]
+    async fn routes_follow_the_registry_and_aggregated_documents_revalidate_by_etag() {
+        let group = "routes.discovery.custom.example.com";
+        let app = init_service(App::new().configure(configure)).await;
+        let get = |path: &str| TestRequest::get().uri(path).to_request();
+        let aggregated = |path: &str| TestRequest::get().uri(path).insert_header((header::ACCEPT, AGGREGATED_V2));
+
+        let resp = call_service(&app, aggregated("/apis").to_request()).await;
+        let before = resp.headers().get(header::ETAG).unwrap().clone();
+        assert_eq!(resp.headers().get(header::CACHE_CONTROL).unwrap(), "public");
+
+        let load_tests = LoadTests::register(group);
+        let resp = call_service(&app, get(&format!("/apis/{group}/v1"))).await;
+        assert_eq!(resp.status(), 200);
+        let resp = call_service(&app, get(&format!("/apis/{group}"))).await;
+        let body: Value = serde_json::from_slice(&read_body(resp).await).unwrap();
+        assert_eq!((&body["kind"], &body["preferredVersion"]["version"]), (&json!("APIGroup"), &json!("v2")));
+        let resp =
+            call_service(&app, aggregated("/apis").insert_header((header::IF_NONE_MATCH, before)).to_request()).await;
+        assert_eq!(resp.status(), 200, "a new CRD changes the ETag");
+        let list: Value = serde_json::from_slice(&read_body(resp).await).unwrap();
+        assert!(list["items"].as_array().unwrap().iter().any(|i| i["metadata"]["name"] == group));
+
+        drop(load_tests);
+        for path in [format!("/apis/{group}/v1"), format!("/apis/{group}/v2"), format!("/apis/{group}")] {
+            assert_eq!(call_service(&app, get(&path)).await.status(), 404, "{path}");
+        }
+
+        // The core group never holds custom kinds: its ETag is stable, and revalidates.
+        let resp = call_service(&app, aggregated("/api").to_request()).await;
+        let etag = resp.headers().get(header::ETAG).unwrap().clone();
+        let resp =
+            call_service(&app, aggregated("/api").insert_header((header::IF_NONE_MATCH, etag)).to_request()).await;
+        assert_eq!(resp.status(), 304);
     }
 }

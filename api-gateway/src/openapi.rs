@@ -1,4 +1,4 @@
-//! The OpenAPI documents of the built-in kinds, as kube-apiserver serves them:
+//! The OpenAPI documents of the built-in and custom kinds, as kube-apiserver serves them:
 //!
 //! - `GET /openapi/v3`: the index, `{"paths": {"apis/apps/v1": {"serverRelativeURL":
 //!   "/openapi/v3/apis/apps/v1?hash=HASH"}, ...}}`, one entry per served group/version;
@@ -18,19 +18,24 @@
 //! The v2 document writes a described reference `{"$ref": .., "description": ..}`, as
 //! kube-apiserver does there (kubectl's v2 models do not read `allOf`).
 //!
-//! The documents are built once, on first request, from `actors::kinds` and `actors::schemas`.
-//! Each has an ETag (SHA-256 of its body) and answers `If-None-Match`; a v3 document asked
-//! for by its hashed URL may be cached for good, and a stale hash is redirected to the
-//! current one, as kube-apiserver does.
+//! The documents are built on first request from `actors::kinds` and `actors::schemas`, and
+//! built again whenever the custom kinds change (`actors::custom_kinds::generation`); the
+//! built-in groups' v3 documents are built once. Custom kinds' definitions come from their
+//! CRDs' schemas ([`custom`]). Each document has an ETag (SHA-256 of its body) and answers
+//! `If-None-Match`; a v3 document asked for by its hashed URL may be cached for good, and a
+//! stale hash is redirected to the current one, as kube-apiserver does. A group's hash thus
+//! changes exactly when its document does, which is what kubectl's cache keys on.
 
+mod custom;
 mod proto;
 
-use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use actix_web::http::{header, StatusCode};
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
+use actors::custom_kinds;
 use actors::kinds::{self, ResourceKind, Subresource};
 use actors::schemas;
 use serde_json::{json, Map, Value};
@@ -162,12 +167,33 @@ struct PathItem {
     ops: Vec<Operation>,
 }
 
-/// `Apps`, `RbacAuthorization`, `Core`: a group as kube-apiserver's operation ids spell it.
+/// `Apps`, `RbacAuthorization`, `Core`, `BetaKuarCom`: a group as kube-apiserver's operation
+/// ids spell it.
 fn group_camel(group: &str) -> String {
     if group.is_empty() {
         return "Core".into();
     }
-    group.trim_end_matches(".k8s.io").split('.').map(capitalized).collect()
+    valid_operation_id(group.trim_end_matches(".k8s.io"))
+}
+
+/// kube-openapi's `ToValidOperationID` (capitalized): letters, `_` and digits (not first) kept,
+/// each other character dropped and the next letter upper-cased.
+fn valid_operation_id(s: &str) -> String {
+    let mut out = String::new();
+    let mut capitalize = true;
+    for (i, c) in s.chars().enumerate() {
+        if c.is_alphabetic() || c == '_' || (i != 0 && c.is_ascii_digit()) {
+            if capitalize {
+                out.extend(c.to_uppercase());
+                capitalize = false;
+            } else {
+                out.push(c);
+            }
+        } else {
+            capitalize = true;
+        }
+    }
+    out
 }
 
 fn capitalized(word: &str) -> String {
@@ -192,11 +218,20 @@ fn prefix(group: &str, version: &str) -> String {
     }
 }
 
+/// The definition names of a kind's objects and lists: a built-in kind's from
+/// `actors::schemas`, a custom kind's as kube names them ([`custom::names_of`]).
+fn definition_names(k: &ResourceKind) -> Option<(&'static str, &'static str)> {
+    match (schemas::definition_of(k), schemas::list_definition_of(k)) {
+        (Some(object), Some(list)) => Some((object, list)),
+        _ => custom::names_of(k),
+    }
+}
+
 /// The paths and operations of one kind, as kube-apiserver lists them (less the deprecated
 /// `/watch/` paths): collection, object, subresources, and for namespaced kinds the list
 /// across all namespaces. Empty for a kind with no schema.
 fn path_items(k: &'static ResourceKind) -> Vec<PathItem> {
-    let (Some(object), Some(list)) = (schemas::definition_of(k), schemas::list_definition_of(k)) else {
+    let Some((object, list)) = definition_names(k) else {
         return Vec::new();
     };
     let prefix = prefix(k.group, k.version);
@@ -385,6 +420,10 @@ fn replace(id: String, description: String, gvk: Gvk, schema: &'static str, para
 }
 
 fn patch(id: String, description: String, gvk: Gvk, schema: &'static str, params: &[Param]) -> Operation {
+    // kubectl apply sends a strategic merge patch where the PATCH accepts one; custom
+    // objects take the other kinds only (as kube's CRD OpenAPI builder says).
+    let custom = actors::custom_kinds::all().iter().any(|c| c.group == gvk.0);
+    let media = if custom { &PATCHES[..3] } else { PATCHES };
     Operation {
         method: "patch",
         action: "patch",
@@ -392,7 +431,7 @@ fn patch(id: String, description: String, gvk: Gvk, schema: &'static str, params
         description,
         gvk,
         params: params.to_vec(),
-        body: Some(Body { schema: schemas::PATCH, media: PATCHES, required: true }),
+        body: Some(Body { schema: schemas::PATCH, media, required: true }),
         responses: vec![(200, schema), (201, schema)],
         produces: JSON,
     }
@@ -478,19 +517,43 @@ fn v3_path_item(item: &PathItem, tag: &str) -> Value {
     Value::Object(out)
 }
 
-/// The OpenAPI 3.0 document of one group/version; `None` if it is not served.
-fn v3_document(group: &str, version: &str) -> Option<Value> {
-    let items: Vec<PathItem> = kinds::resources_of(group, version).flat_map(path_items).collect();
+/// The OpenAPI 3.0 document of one group/version serving `resources`; `None` if they have no
+/// paths. `custom`: the definitions of the custom kinds ([`custom::definitions`]), by name.
+fn v3_document(
+    group: &str,
+    version: &str,
+    resources: impl Iterator<Item = &'static ResourceKind>,
+    custom: &Map<String, Value>,
+) -> Option<Value> {
+    let items: Vec<PathItem> = resources.flat_map(path_items).collect();
     if items.is_empty() {
         return None;
     }
     let tag = tag(group, version);
     let paths: Map<String, Value> = items.iter().map(|i| (i.path.clone(), v3_path_item(i, &tag))).collect();
-    let roots: Vec<&str> = items.iter().flat_map(|i| &i.ops).flat_map(Operation::schemas).collect();
-    let components: Map<String, Value> = schemas::reachable(roots)
-        .into_iter()
-        .filter_map(|name| Some((name.to_string(), schemas::definition(name)?.clone())))
-        .collect();
+    let roots: BTreeSet<&str> = items.iter().flat_map(|i| &i.ops).flat_map(Operation::schemas).collect();
+    // Custom definitions first, following their references; the built-in ones they and the
+    // operations reach (ObjectMeta, ListMeta, Status ...) after.
+    let mut components = Map::new();
+    let mut builtin_roots: Vec<String> = Vec::new();
+    let mut todo: Vec<String> = roots.into_iter().map(str::to_string).collect();
+    while let Some(name) = todo.pop() {
+        if components.contains_key(&name) {
+            continue;
+        }
+        match custom.get(&name) {
+            Some(definition) => {
+                schemas::collect_refs(definition, &mut |r| todo.extend(schemas::ref_name(r).map(str::to_string)));
+                components.insert(name, definition.clone());
+            }
+            None => builtin_roots.push(name),
+        }
+    }
+    for name in schemas::reachable(builtin_roots.iter().map(String::as_str)) {
+        if let Some(definition) = schemas::definition(name) {
+            components.insert(name.to_string(), definition.clone());
+        }
+    }
     Some(json!({
         "openapi": "3.0.0",
         "info": info(),
@@ -578,7 +641,8 @@ fn to_v2_refs(value: &mut Value) {
     }
 }
 
-/// The Swagger 2.0 document of every served path and every definition.
+/// The Swagger 2.0 document of every served path and every definition, the custom kinds'
+/// included.
 fn v2_document() -> Value {
     let mut paths = Map::new();
     for (group, version) in kinds::group_versions() {
@@ -592,7 +656,9 @@ fn v2_document() -> Value {
             paths.insert(item.path, Value::Object(out));
         }
     }
-    let mut definitions = Value::Object(schemas::definitions().clone());
+    let mut all = schemas::definitions().clone();
+    all.extend(custom::definitions(&custom_kinds::all(), true));
+    let mut definitions = Value::Object(all);
     to_v2_refs(&mut definitions);
     json!({
         "swagger": "2.0",
@@ -612,7 +678,7 @@ pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0
 const V2_PROTOBUF_OLD: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 /// A serialized document and its hash.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Document {
     body: Bytes,
     /// Upper-case hex SHA-256 of `body`: the ETag, and the `hash` of a v3 URL.
@@ -645,17 +711,85 @@ struct V3 {
     groups: BTreeMap<String, Document>,
 }
 
-static V3_DOCUMENTS: OnceLock<V3> = OnceLock::new();
-static V2_DOCUMENTS: OnceLock<V2> = OnceLock::new();
+/// A value built from the served kinds, kept while the custom kinds stay as they were
+/// (keyed by `custom_kinds::generation()`), built again once they change.
+struct ByGeneration<T> {
+    current: RwLock<Option<(u64, Arc<T>)>>,
+    /// Held while building, so that concurrent requests build once.
+    building: Mutex<()>,
+}
+
+impl<T> ByGeneration<T> {
+    const fn new() -> Self {
+        ByGeneration { current: RwLock::new(None), building: Mutex::new(()) }
+    }
+
+    /// The value built at `generation`, if that is the one kept.
+    fn at(&self, generation: u64) -> Option<Arc<T>> {
+        let current = self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        current.as_ref().filter(|(g, _)| *g == generation).map(|(_, value)| value.clone())
+    }
+
+    /// The value for the current custom kinds, built here if needed (blocking).
+    fn get(&self, build: fn() -> T) -> Arc<T> {
+        if let Some(value) = self.at(custom_kinds::generation()) {
+            return value;
+        }
+        let _building = self.building.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Read before building: kinds that change meanwhile move the generation past it.
+        let generation = custom_kinds::generation();
+        if let Some(value) = self.at(generation) {
+            return value;
+        }
+        let value = Arc::new(build());
+        *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((generation, value.clone()));
+        value
+    }
+}
+
+static V3_DOCUMENTS: ByGeneration<V3> = ByGeneration::new();
+static V2_DOCUMENTS: ByGeneration<V2> = ByGeneration::new();
+/// The v3 documents of the group/versions with no custom kinds: the same for the life of the
+/// process.
+static BUILTIN_V3: OnceLock<BTreeMap<String, Document>> = OnceLock::new();
+
+/// `api/v1`, `apis/apps/v1`: a group/version's key in the v3 index and URL.
+fn v3_key(group: &str, version: &str) -> String {
+    prefix(group, version).trim_start_matches('/').to_string()
+}
+
+fn build_builtin_v3() -> BTreeMap<String, Document> {
+    let mut groups = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for k in kinds::BUILTIN {
+        if seen.insert((k.group, k.version)) {
+            let resources = kinds::BUILTIN.iter().filter(|b| (b.group, b.version) == (k.group, k.version));
+            if let Some(document) = v3_document(k.group, k.version, resources, &Map::new()) {
+                groups.insert(v3_key(k.group, k.version), Document::new(&document));
+            }
+        }
+    }
+    groups
+}
 
 fn build_v3() -> V3 {
     let started = std::time::Instant::now();
+    let builtin = BUILTIN_V3.get_or_init(build_builtin_v3);
+    let custom_kinds = custom_kinds::all();
+    let custom_group_versions: BTreeSet<(&str, &str)> =
+        custom_kinds.iter().flat_map(|c| c.versions.iter().map(|v| (v.kind.group, v.kind.version))).collect();
+    let definitions = custom::definitions(&custom_kinds, false);
     let mut groups = BTreeMap::new();
     let mut index = Map::new();
     for (group, version) in kinds::group_versions() {
-        let key = prefix(group, version).trim_start_matches('/').to_string();
-        let Some(document) = v3_document(group, version) else { continue };
-        let document = Document::new(&document);
+        let key = v3_key(group, version);
+        let document = match builtin.get(&key) {
+            Some(document) if !custom_group_versions.contains(&(group, version)) => document.clone(),
+            _ => match v3_document(group, version, kinds::resources_of(group, version), &definitions) {
+                Some(document) => Document::new(&document),
+                None => continue,
+            },
+        };
         let url = format!("/openapi/v3/{key}?hash={}", document.hash);
         index.insert(key.clone(), json!({"serverRelativeURL": url}));
         groups.insert(key, document);
@@ -674,12 +808,16 @@ fn build_v2() -> V2 {
     v2
 }
 
-/// `cell`'s value, built off the async workers the first time (it takes a while).
-async fn built<T: Send + Sync>(cell: &'static OnceLock<T>, build: fn() -> T) -> Result<&'static T, HttpResponse> {
-    if let Some(value) = cell.get() {
+/// `cache`'s value for the current custom kinds, built off the async workers when it must be
+/// (it takes a while).
+async fn built<T: Send + Sync + 'static>(
+    cache: &'static ByGeneration<T>,
+    build: fn() -> T,
+) -> Result<Arc<T>, HttpResponse> {
+    if let Some(value) = cache.at(custom_kinds::generation()) {
         return Ok(value);
     }
-    web::block(move || cell.get_or_init(build)).await.map_err(|e| {
+    web::block(move || cache.get(build)).await.map_err(|e| {
         status::failure(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", &format!("building OpenAPI documents: {e}"))
     })
 }
@@ -813,9 +951,15 @@ mod tests {
 
     use super::*;
 
+    use crate::discovery::test_support::{self, LoadTests};
+
     fn v3(group: &str, version: &str) -> Value {
-        let key = prefix(group, version).trim_start_matches('/').to_string();
-        serde_json::from_slice(&V3_DOCUMENTS.get_or_init(build_v3).groups[&key].body).unwrap()
+        serde_json::from_slice(&V3_DOCUMENTS.get(build_v3).groups[&v3_key(group, version)].body).unwrap()
+    }
+
+    /// The built-in group/versions (tests of custom kinds register and remove theirs meanwhile).
+    fn builtin_group_versions() -> BTreeSet<(&'static str, &'static str)> {
+        kinds::BUILTIN.iter().map(|k| (k.group, k.version)).collect()
     }
 
     /// Every `$ref` in `doc` names a schema of `doc` itself, under `prefix`.
@@ -831,11 +975,11 @@ mod tests {
 
     #[test]
     fn every_group_version_has_a_self_contained_v3_document() {
-        for (group, version) in kinds::group_versions() {
+        for (group, version) in builtin_group_versions() {
             let doc = v3(group, version);
             assert_eq!(doc["openapi"], "3.0.0");
             assert_self_contained(&doc, &doc["components"]["schemas"], schemas::V3_REF_PREFIX);
-            for k in kinds::resources_of(group, version) {
+            for k in kinds::BUILTIN.iter().filter(|k| (k.group, k.version) == (group, version)) {
                 let name = schemas::definition_of(k).unwrap();
                 let schema = &doc["components"]["schemas"][name];
                 assert!(schema[schemas::GVK_EXTENSION]
@@ -979,7 +1123,9 @@ mod tests {
         assert_eq!(resp.status(), 200);
         let index: Value = serde_json::from_slice(&read_body(resp).await).unwrap();
         let paths = index["paths"].as_object().unwrap();
-        assert_eq!(paths.len(), kinds::group_versions().len());
+        for (group, version) in builtin_group_versions() {
+            assert!(paths.contains_key(&v3_key(group, version)), "{group}/{version}");
+        }
         let url = paths["apis/apps/v1"]["serverRelativeURL"].as_str().unwrap().to_string();
         assert!(url.starts_with("/openapi/v3/apis/apps/v1?hash="), "{url}");
         assert!(paths["api/v1"]["serverRelativeURL"].as_str().unwrap().starts_with("/openapi/v3/api/v1?hash="));
@@ -1027,5 +1173,157 @@ mod tests {
         assert_eq!(resp.status(), 200);
         let doc: Value = serde_json::from_slice(&read_body(resp).await).unwrap();
         assert_eq!(doc["swagger"], "2.0");
+    }
+
+    /// The schema `kubectl explain` finds: the one whose GVK extension names the kind.
+    fn schema_of<'a>(doc: &'a Value, schemas_at: &str, gvk: &Value) -> Vec<(&'a String, &'a Value)> {
+        doc.pointer(schemas_at)
+            .and_then(Value::as_object)
+            .unwrap()
+            .iter()
+            .filter(|(_, s)| s[schemas::GVK_EXTENSION].as_array().is_some_and(|gvks| gvks.contains(gvk)))
+            .collect()
+    }
+
+    #[test]
+    fn custom_kinds_have_v3_documents_built_from_their_schemas() {
+        let group = "openapi.custom.example.com";
+        let load_tests = LoadTests::register(group);
+        let doc = v3(group, "v1");
+        assert_self_contained(&doc, &doc["components"]["schemas"], schemas::V3_REF_PREFIX);
+
+        let gvk = json!({"group": group, "version": "v1", "kind": "LoadTest"});
+        let found = schema_of(&doc, "/components/schemas", &gvk);
+        assert_eq!(found.len(), 1);
+        let (name, schema) = found[0];
+        assert_eq!(name, "com.example.custom.openapi.v1.LoadTest");
+        assert_eq!(schema["description"], "A load test.");
+        assert_eq!(
+            schema["properties"]["metadata"]["allOf"][0]["$ref"],
+            "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+        );
+        assert!(schema["properties"]["apiVersion"]["description"].as_str().unwrap().starts_with("APIVersion"));
+        // What `kubectl explain loadtests.spec.requestsPerSecond` prints.
+        let rps = &schema["properties"]["spec"]["properties"]["requestsPerSecond"];
+        assert_eq!(rps["description"], "How many requests to send each second.");
+        assert_eq!((&rps["default"], &rps["minimum"]), (&json!(10), &json!(1)));
+        assert_eq!(schema["properties"]["spec"]["required"], json!(["url"]));
+        let port = &schema["properties"]["spec"]["properties"]["port"];
+        assert_eq!(port["anyOf"], json!([{"type": "integer"}, {"type": "string"}]));
+        assert_eq!(schema["properties"]["spec"]["properties"]["note"]["nullable"], true);
+
+        let list = &doc["components"]["schemas"]["com.example.custom.openapi.v1.LoadTestList"];
+        assert_eq!(list[schemas::GVK_EXTENSION], json!([{"group": group, "version": "v1", "kind": "LoadTestList"}]));
+        assert_eq!(list["properties"]["items"]["items"]["$ref"], format!("#/components/schemas/{name}"));
+        assert!(doc["components"]["schemas"]["io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta"].is_object());
+
+        let paths = doc["paths"].as_object().unwrap();
+        let item = format!("/apis/{group}/v1/namespaces/{{namespace}}/loadtests/{{name}}");
+        for path in [
+            format!("/apis/{group}/v1/namespaces/{{namespace}}/loadtests"),
+            format!("/apis/{group}/v1/loadtests"),
+            format!("{item}/status"),
+        ] {
+            assert!(paths.contains_key(&path), "{path}");
+        }
+        let patch = &paths[&item]["patch"];
+        assert_eq!(patch["operationId"], "patchOpenapiCustomExampleComV1NamespacedLoadTest");
+        assert_eq!(patch["tags"], json!(["openapiCustomExampleCom_v1"]));
+        assert_eq!(patch[schemas::GVK_EXTENSION], gvk);
+        assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
+        let scale = &paths[&format!("{item}/scale")]["put"];
+        assert_eq!(scale[schemas::GVK_EXTENSION], json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}));
+        assert!(doc["components"]["schemas"][schemas::SCALE].is_object());
+        // The other version has its own document and definitions.
+        let v2 = v3(group, "v2");
+        assert!(v2["components"]["schemas"]["com.example.custom.openapi.v2.LoadTest"].is_object());
+        assert!(v2["components"]["schemas"].get("com.example.custom.openapi.v1.LoadTest").is_none());
+        drop(load_tests);
+        assert!(!V3_DOCUMENTS.get(build_v3).groups.contains_key(&v3_key(group, "v1")));
+    }
+
+    #[test]
+    fn custom_kinds_are_in_the_v2_document_as_kubectl_reads_them() {
+        let group = "openapi-v2.custom.example.com";
+        let load_tests = LoadTests::register(group);
+        let doc: Value = serde_json::from_slice(&V2_DOCUMENTS.get(build_v2).json.body).unwrap();
+        let name = "com.example.custom.openapi-v2.v1.LoadTest";
+        let schema = &doc["definitions"][name];
+        assert_eq!(schema[schemas::GVK_EXTENSION], json!([{"group": group, "version": "v1", "kind": "LoadTest"}]));
+        assert_eq!(
+            schema["properties"]["metadata"]["$ref"],
+            "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+        );
+        let spec = &schema["properties"]["spec"]["properties"];
+        assert!(spec["requestsPerSecond"].get("default").is_none(), "v2 has no defaults");
+        assert_eq!(spec["port"], json!({"x-kubernetes-int-or-string": true}));
+        assert_eq!(spec["note"], json!({}), "nullable: untyped");
+        assert!(doc["definitions"][format!("{name}List")].is_object());
+        let path = format!("/apis/{group}/v1/namespaces/{{namespace}}/loadtests/{{name}}");
+        assert_eq!(doc["paths"][&path]["get"]["responses"]["200"]["schema"]["$ref"], format!("#/definitions/{name}"));
+        assert_eq!(doc["paths"][&path]["patch"]["operationId"], "patchOpenapiV2CustomExampleComV1NamespacedLoadTest");
+        let protobuf = V2_DOCUMENTS.get(build_v2).protobuf.body.clone();
+        assert!(protobuf.windows(name.len()).any(|w| w == name.as_bytes()));
+
+        drop(load_tests);
+        let doc: Value = serde_json::from_slice(&V2_DOCUMENTS.get(build_v2).json.body).unwrap();
+        assert!(doc["definitions"].get(name).is_none());
+        assert!(doc["paths"].get(&path).is_none());
+    }
+
+    #[test]
+    fn custom_kinds_that_keep_unknown_fields_are_open_objects_in_v2() {
+        let group = "open.custom.example.com";
+        let schema = json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+        let load_tests = LoadTests::register_with(group, schema);
+        let kinds = custom_kinds::get(group, "loadtests").into_iter().collect::<Vec<_>>();
+        let v2 = custom::definitions(&kinds, true);
+        let name = "com.example.custom.open.v1.LoadTest";
+        assert_eq!(
+            v2[name],
+            json!({"type": "object", (schemas::GVK_EXTENSION): [{"group": group, "version": "v1", "kind": "LoadTest"}]})
+        );
+        let v3 = custom::definitions(&kinds, false);
+        assert!(v3[name]["properties"]["metadata"].is_object());
+        assert_eq!(v3[name]["x-kubernetes-preserve-unknown-fields"], true);
+        drop(load_tests);
+    }
+
+    #[actix_rt::test]
+    async fn v3_index_hashes_follow_the_custom_kinds() {
+        let group = "index.custom.example.com";
+        let key = format!("apis/{group}/v1");
+        let app = init_service(App::new().configure(configure)).await;
+        macro_rules! index {
+            () => {{
+                let resp = call_service(&app, TestRequest::get().uri("/openapi/v3").to_request()).await;
+                serde_json::from_slice::<Value>(&read_body(resp).await).unwrap()
+            }};
+        }
+        let builtin_url = |index: &Value| index["paths"]["apis/apps/v1"]["serverRelativeURL"].clone();
+
+        let load_tests = LoadTests::register(group);
+        let first = index!();
+        let url = first["paths"][&key]["serverRelativeURL"].as_str().unwrap().to_string();
+        let resp = call_service(&app, TestRequest::get().uri(&url).to_request()).await;
+        assert_eq!(resp.status(), 200);
+        drop(load_tests);
+
+        let gone = index!();
+        assert!(gone["paths"].get(&key).is_none());
+        assert_eq!(builtin_url(&gone), builtin_url(&first), "built-in documents keep their hashes");
+        let resp = call_service(&app, TestRequest::get().uri(&format!("/openapi/v3/{key}")).to_request()).await;
+        assert_eq!(resp.status(), 404);
+
+        let mut schema = test_support::schema();
+        schema["properties"]["spec"]["properties"]["extra"] = json!({"type": "boolean"});
+        let load_tests = LoadTests::register_with(group, schema);
+        let changed = index!();
+        let new_url = changed["paths"][&key]["serverRelativeURL"].as_str().unwrap().to_string();
+        assert_ne!(new_url, url, "a changed schema changes the hash");
+        let resp = call_service(&app, TestRequest::get().uri(&url).to_request()).await;
+        assert_eq!(resp.status(), 301);
+        assert_eq!(resp.headers().get(header::LOCATION).unwrap().to_str().unwrap(), new_url);
+        drop(load_tests);
     }
 }

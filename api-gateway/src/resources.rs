@@ -211,6 +211,14 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
         &actors.get(kind).ok_or_else(|| ApiError::ServiceUnavailable(format!("no actor for {}", kind.resource)))?;
     let ns = target.namespace.clone();
     let method = req.method().as_str();
+    // A custom kind's objects are stored in its storage version; `kind` is the one asked for.
+    let custom = actors::custom_kinds::of(kind);
+    let store_kind = custom.as_ref().map(|c| c.storage_kind()).unwrap_or(kind);
+    if method == "POST" && custom.as_ref().is_some_and(|c| c.terminating) {
+        return Err(ApiError::MethodNotSupported(
+            "create not allowed while custom resource definition is terminating".into(),
+        ));
+    }
     let unsupported = || {
         ApiError::MethodNotSupported(format!(
             "the server does not allow this method on the requested resource ({method} {})",
@@ -225,7 +233,9 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
     // What the write warns the client of (unknown fields, under fieldValidation=Warn).
     let mut warnings = Vec::new();
     let result = match (method, target.name) {
-        ("GET", Some(name)) => actor.send(Get { namespace: ns, name }).await.map_err(mailbox)?.map(|o| part.view(o)),
+        ("GET", Some(name)) => {
+            actor.send(Get { namespace: ns, name }).await.map_err(mailbox)?.map(|o| part.view(store_kind, o))
+        }
         (_, None) if part != Part::Main => return Err(unsupported()),
         ("GET", None) => {
             let params = web::Query::<ListParams>::from_query(req.query_string())
@@ -234,7 +244,7 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
             let selectors = params.selectors(kind)?;
             if is_true(&params.watch) {
                 let resource = request_labels(req).1;
-                return watch((actor, resource), ns, selectors, params).await.map(Reply::Watch);
+                return watch((actor, kind, resource), ns, selectors, params).await.map(Reply::Watch);
             }
             let limit = params.limit.unwrap_or(0);
             let list = List { namespace: ns, limit, continue_token: params.continue_token, selectors };
@@ -246,6 +256,7 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
             let field_manager = Some(field_manager(req)?);
             let bytes = read_json_body(req, body).await?;
             let (obj, warnings) = actors::decode::decode_body(kind, false, &bytes, validation)?;
+            let obj = to_storage(kind, store_kind, obj)?;
             let created = actor.send(Create { namespace: ns, obj, field_manager }).await.map_err(mailbox)??;
             return Ok(Reply::Written(StatusCode::CREATED, stamp(kind, created), warnings));
         }
@@ -254,11 +265,19 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
             let field_manager = Some(field_manager(req)?);
             let bytes = read_json_body(req, body).await?;
             let (obj, found) = actors::decode::decode_body(kind, part == Part::Scale, &bytes, validation)?;
+            let obj = if part == Part::Scale { obj } else { to_storage(kind, store_kind, obj)? };
             warnings = found;
             actor.send(Update { namespace: ns, name, obj, field_manager, part }).await.map_err(mailbox)?
         }
         ("PATCH", Some(name)) => {
             let patch_kind = PatchKind::from_content_type(content_type(req))?;
+            if custom.is_some() && patch_kind == PatchKind::Strategic {
+                // As kube-apiserver: custom objects have no patch strategies to merge by.
+                return Err(ApiError::UnsupportedMediaType(format!(
+                    "the body of the request was in an unknown format - accepted media types include: {}",
+                    "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+                )));
+            }
             let params = web::Query::<WriteParams>::from_query(req.query_string())
                 .map_err(|e| ApiError::BadRequest(e.to_string()))?
                 .into_inner();
@@ -313,7 +332,7 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
 /// Starts a watch and streams it: the first events, then the changes, one JSON object per
 /// line, until the actor drops the watcher or `timeoutSeconds` (default 30 min) pass.
 async fn watch(
-    (actor, resource): (&actix::Addr<actors::KindActor>, String),
+    (actor, kind, resource): (&actix::Addr<actors::KindActor>, &'static ResourceKind, String),
     namespace: Option<String>,
     selectors: Selectors,
     params: ListParams,
@@ -326,7 +345,19 @@ async fn watch(
     let timeout = params.timeout_seconds.map(std::time::Duration::from_secs).unwrap_or(WATCH_TIMEOUT);
     let msg = Watch { namespace, selectors, resource_version, bookmarks };
     let start = actor.send(msg).await.map_err(|e| ApiError::ServiceUnavailable(format!("watch: {e}")))??;
-    let events = stream::iter(start.initial).chain(start.rest);
+    let custom = actors::custom_kinds::of(kind).is_some();
+    let events = stream::iter(start.initial).chain(start.rest).map(move |mut e: WatchEvent| {
+        if custom && e.event_type != "ERROR" {
+            e.object = if e.event_type == "BOOKMARK" {
+                let mut bookmark = e.object;
+                bookmark["apiVersion"] = json!(kind.group_version());
+                bookmark
+            } else {
+                stamp(kind, e.object)
+            };
+        }
+        e
+    });
     let open = OpenWatch::new(resource);
     let lines = events.map(move |e: WatchEvent| {
         let _counted = &open;
@@ -478,11 +509,38 @@ async fn read_body(mut body: web::Payload) -> ApiResult<web::BytesMut> {
 
 /// Sets `kind` and `apiVersion` on an object.
 fn stamp(kind: &ResourceKind, mut obj: Value) -> Value {
+    // A custom object is read in the version asked for, with that version's defaults (kube
+    // defaults custom objects on read too). Versions share their fields: conversion `None`.
+    if let Some(schema) = actors::custom_kinds::schema(kind) {
+        actors::crd_schema::apply_defaults(&mut obj, &schema);
+    }
     if let Some(map) = obj.as_object_mut() {
         map.insert("apiVersion".into(), json!(kind.group_version()));
         map.insert("kind".into(), json!(kind.kind));
     }
     obj
+}
+
+/// A custom object written through `kind` (one served version), in its storage version
+/// `store_kind`: conversion `None` changes `apiVersion` only. A body naming another
+/// version or Kind than the URL is a 400, as for built-in kinds.
+fn to_storage(kind: &ResourceKind, store_kind: &ResourceKind, mut obj: Value) -> ApiResult<Value> {
+    if std::ptr::eq(kind, store_kind) {
+        return Ok(obj);
+    }
+    let want = kind.group_version();
+    match obj.get("apiVersion") {
+        Some(Value::String(got)) if *got != want => {
+            return Err(ApiError::BadRequest(format!(
+                "the apiVersion of the object ({got}) does not match the expected apiVersion ({want})"
+            )))
+        }
+        _ => {}
+    }
+    if let Some(map) = obj.as_object_mut() {
+        map.insert("apiVersion".into(), json!(store_kind.group_version()));
+    }
+    Ok(obj)
 }
 
 /// The response to a list: a Table when the client asks for one, else the `XList` JSON,
@@ -491,6 +549,10 @@ fn list_response(req: &HttpRequest, kind: &ResourceKind, page: ListPage) -> ApiR
     if crate::tables::TableOptions::of_request(req)?.is_some() {
         let table = crate::tables::render_get(req, list_body(kind, &page)?)?;
         return Ok(HttpResponse::Ok().content_type("application/json").body(table.to_string()));
+    }
+    if actors::custom_kinds::of(kind).is_some() {
+        // Custom objects are converted and defaulted one by one.
+        return Ok(HttpResponse::Ok().content_type("application/json").body(list_body(kind, &page)?.to_string()));
     }
     let mut metadata = json!({"resourceVersion": page.resource_version.to_string()});
     if let Some(token) = &page.continue_token {

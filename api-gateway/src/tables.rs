@@ -8,6 +8,9 @@
 //! limit ranges, CRDs) get its default table: `Name` and `Created At`. Objects are printed as
 //! stored; where kube-apiserver would have defaulted a field before printing it (a deployment's
 //! replicas, a service's type, a namespace's phase ...), the printers here use that default.
+//!
+//! Custom resources get their CRD's printer columns ([`custom`]), filled by JSONPath
+//! ([`jsonpath`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
@@ -23,6 +26,11 @@ use futures::{stream, Stream, StreamExt};
 use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+
+mod custom;
+pub mod jsonpath;
+
+use custom::CustomPrinter;
 
 /// What each row's `object` holds (`?includeObject=`); kube-apiserver's default is `Metadata`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,12 +249,21 @@ fn table(
     now: OffsetDateTime,
 ) -> Value {
     let printer = printer(kind);
-    let columns = if headers {
-        Value::Array(printer.columns.iter().copied().map(Column::to_json).collect())
-    } else {
-        Value::Null
+    let custom = (printer.columns == DEFAULT_COLUMNS).then(|| CustomPrinter::of(kind)).flatten();
+    let (columns, rows): (Value, Vec<Value>) = match custom {
+        Some(custom) => (
+            if headers { custom.column_definitions() } else { Value::Null },
+            objects.iter().map(|obj| row(custom.cells(obj, now), None, obj, opts)).collect(),
+        ),
+        None => (
+            if headers {
+                Value::Array(printer.columns.iter().copied().map(Column::to_json).collect())
+            } else {
+                Value::Null
+            },
+            objects.iter().map(|obj| row((printer.cells)(obj, now), (printer.conditions)(obj), obj, opts)).collect(),
+        ),
     };
-    let rows: Vec<Value> = objects.iter().map(|obj| row(&printer, obj, opts, now)).collect();
     json!({
         "kind": "Table",
         "apiVersion": opts.api_version(),
@@ -256,7 +273,8 @@ fn table(
     })
 }
 
-fn row(printer: &Printer, obj: &Value, opts: &TableOptions, now: OffsetDateTime) -> Value {
+/// One row: its cells, the `conditions` (if any) and the object as `includeObject` asks.
+fn row(cells: Vec<Value>, conditions: Option<Value>, obj: &Value, opts: &TableOptions) -> Value {
     let object = match opts.include {
         IncludeObject::None => Value::Null,
         IncludeObject::Object => obj.clone(),
@@ -266,8 +284,8 @@ fn row(printer: &Printer, obj: &Value, opts: &TableOptions, now: OffsetDateTime)
             "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
         }),
     };
-    let mut row = json!({"cells": (printer.cells)(obj, now), "object": object});
-    if let Some(conditions) = (printer.conditions)(obj) {
+    let mut row = json!({"cells": cells, "object": object});
+    if let Some(conditions) = conditions {
         row["conditions"] = conditions;
     }
     row
@@ -384,9 +402,10 @@ fn printer(kind: &ResourceKind) -> Printer {
     Printer { columns, cells, conditions: no_conditions }
 }
 
-/// Whether a kind has a printer of its own (else it gets `Name`, `Created At`).
+/// Whether a kind has a printer of its own (else it gets `Name`, `Created At`): a built-in
+/// printer, or the printer columns of a custom resource (`Name`, `Age` at the least).
 pub fn has_printer(kind: &ResourceKind) -> bool {
-    printer(kind).columns != DEFAULT_COLUMNS
+    printer(kind).columns != DEFAULT_COLUMNS || CustomPrinter::of(kind).is_some()
 }
 
 // ---------------------------------------------------------------------------------------------
