@@ -91,6 +91,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         // Runs inside the gateway's actix system: the kind actors live there.
         let kinds = actors::KindActors::start(&store);
         actors::CrdController::start_supervised(store.clone(), kinds.clone());
+        actors::controllers::start_all(kinds.clone(), store.clone());
         api_gateway::serve(bind, &serving, tokens, health, kinds, prometheus)
     })?;
     let kubeconfig = args.data_dir.join("kubeconfig");

@@ -228,6 +228,12 @@ pub enum ApiError {
     /// 503: the store cannot answer now; retry.
     #[error("{0}")]
     ServiceUnavailable(String),
+    /// 429: too many requests in flight; retry after a second.
+    #[error("Too many requests, please try again later.")]
+    TooManyRequests,
+    /// 504: the request did not finish in its time (the `timeout` parameter, or 60 s).
+    #[error("Timeout: request did not complete within requested timeout - context deadline exceeded")]
+    Timeout,
 }
 
 /// One `details.causes` entry of a `Status` that is not a field's invalid value.
@@ -329,6 +335,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::InternalError(_) => 500,
             ApiError::ServiceUnavailable(_) => 503,
+            ApiError::TooManyRequests => 429,
+            ApiError::Timeout => 504,
         }
     }
 
@@ -348,6 +356,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::InternalError(_) => "InternalError",
             ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
+            ApiError::TooManyRequests => "TooManyRequests",
+            ApiError::Timeout => "Timeout",
         }
     }
 
@@ -396,6 +406,8 @@ impl ApiError {
                     .collect();
                 Some(json!({"name": s.name, "group": s.group, "kind": s.kind, "causes": causes}))
             }
+            ApiError::TooManyRequests => Some(json!({"retryAfterSeconds": 1})),
+            ApiError::Timeout => Some(json!({})),
             _ => None,
         };
         if let Some(details) = details {
@@ -461,6 +473,8 @@ mod tests {
             (ApiError::UnsupportedMediaType("p".into()), 415, "UnsupportedMediaType"),
             (ApiError::InternalError("i".into()), 500, "InternalError"),
             (ApiError::ServiceUnavailable("u".into()), 503, "ServiceUnavailable"),
+            (ApiError::TooManyRequests, 429, "TooManyRequests"),
+            (ApiError::Timeout, 504, "Timeout"),
         ];
         for (error, code, reason) in cases {
             assert_eq!((error.code(), error.reason()), (code, reason));

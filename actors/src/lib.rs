@@ -34,11 +34,17 @@
 //! - [`crd`]: CustomResourceDefinitions as plain data (defaults, validation, the kind and
 //!   status they define); [`crd_controller`]: [`CrdController`], the actor that serves them.
 //!
+//! - [`controller`]: the controller runtime (informers, work queues, the supervised
+//!   controller actor that runs a plain `Reconciler` while this member leads);
+//!   [`controllers`]: the controllers themselves.
+//!
 //! New resource-kind actors and controllers go in their own modules, each beside the plain
 //! struct it wraps; restarts are counted in `flotilla_actor_restarts_total{actor=...}`.
 
 pub mod api_error;
 pub mod apply;
+pub mod controller;
+pub mod controllers;
 pub mod crd;
 pub mod crd_controller;
 pub mod crd_schema;
