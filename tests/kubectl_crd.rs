@@ -254,3 +254,73 @@ fn fifty_crds_at_once_are_all_established_with_their_actors() {
     up.kubectl(&["apply", "-f", &widget]);
     assert_eq!(json(&up.kubectl(&["get", "widgets7", "w", "-o", "json"]))["size"], 3);
 }
+
+const PORTS_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gateways.ssa.example.com}
+spec:
+  group: ssa.example.com
+  scope: Namespaced
+  names: {plural: gateways, kind: Gateway}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              ports:
+                type: array
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [name]
+                items:
+                  type: object
+                  required: [name]
+                  properties:
+                    name: {type: string}
+                    port: {type: integer}
+"#;
+
+fn gateway(ports: &str) -> String {
+    format!("apiVersion: ssa.example.com/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  ports: {ports}\n")
+}
+
+#[test]
+fn server_side_apply_merges_custom_lists_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(dir.path());
+    up.wait_ready();
+    let files = Files(tempfile::tempdir().unwrap());
+    up.kubectl(&["apply", "-f", &files.write("crd.yaml", PORTS_CRD)]);
+    up.kubectl(&["wait", "--for=condition=Established", "crd/gateways.ssa.example.com", "--timeout=10s"]);
+
+    // Two managers, one port each: the list merges by name.
+    let http = files.write("a.yaml", &gateway("[{name: http, port: 80}]"));
+    let out = up.kubectl(&["apply", "--server-side", "--field-manager=a", "-f", &http]);
+    assert_eq!(out.trim(), "gateway.ssa.example.com/gw serverside-applied");
+    let metrics = files.write("b.yaml", &gateway("[{name: metrics, port: 9090}]"));
+    up.kubectl(&["apply", "--server-side", "--field-manager=b", "-f", &metrics]);
+    let gw = json(&up.kubectl(&["get", "gateway", "gw", "-o", "json", "--show-managed-fields"]));
+    assert_eq!(gw["spec"]["ports"], json(r#"[{"name": "http", "port": 80}, {"name": "metrics", "port": 9090}]"#));
+    let fields = |manager: &str| {
+        let entries = gw["metadata"]["managedFields"].as_array().unwrap();
+        entries.iter().find(|e| e["manager"] == manager).unwrap()["fieldsV1"]["f:spec"]["f:ports"].clone()
+    };
+    assert_eq!(fields("a"), json(r#"{"k:{\"name\":\"http\"}": {".": {}, "f:name": {}, "f:port": {}}}"#));
+    assert_eq!(fields("b"), json(r#"{"k:{\"name\":\"metrics\"}": {".": {}, "f:name": {}, "f:port": {}}}"#));
+
+    // b changing the port of a's item conflicts, unless forced.
+    let take = files.write("take.yaml", &gateway("[{name: metrics, port: 9090}, {name: http, port: 8080}]"));
+    let (ok, _, stderr) = up.try_kubectl(&["apply", "--server-side", "--field-manager=b", "-f", &take]);
+    assert!(!ok, "{stderr}");
+    assert!(stderr.contains(r#"conflict with "a""#) && stderr.contains(r#".spec.ports[name="http"].port"#), "{stderr}");
+    let gw = json(&up.kubectl(&["get", "gateway", "gw", "-o", "json"]));
+    assert_eq!(gw["spec"]["ports"][0]["port"], 80, "a refused apply changes nothing");
+    up.kubectl(&["apply", "--server-side", "--field-manager=b", "--force-conflicts", "-f", &take]);
+    let gw = json(&up.kubectl(&["get", "gateway", "gw", "-o", "json"]));
+    assert_eq!(gw["spec"]["ports"], json(r#"[{"name": "http", "port": 8080}, {"name": "metrics", "port": 9090}]"#));
+}

@@ -7,12 +7,14 @@
 //! another manager also owns them), and refuses, as a 409 listing each field, to change
 //! a field another manager owns unless forced, which moves the field to the applier.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::api_error::{ApiError, ApiResult, ApplyConflict, Subject};
-use crate::field_sets::{display, fields_of, from_fields_v1, remove_at, to_fields_v1, value_at, FieldSet};
+use crate::field_sets::{
+    display, fields_of, from_fields_v1, item_key, remove_at, to_fields_v1, value_at, FieldSet, Path,
+};
 use crate::kinds::ResourceKind;
-use crate::strategic_merge::{Cursor, ListStrategy};
+use crate::strategic_merge::{Cursor, ListType};
 
 /// One entry of `metadata.managedFields`.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,12 +197,13 @@ pub fn apply(
 ) -> ApiResult<Value> {
     let mut entries = entries_of(live);
     let applied = fields_of(config, cursor);
+    let lookup = with_key_defaults(config, cursor);
     let mut conflicts = Vec::new();
     // A manager's updates are another party than its applies, as in kube-apiserver.
     for entry in entries.iter_mut().filter(|e| !(e.manager == writer.manager && e.operation == "Apply")) {
         let taken: Vec<_> = applied
             .iter()
-            .filter(|p| entry.fields.contains(*p) && !is_item(p) && value_at(live, p) != value_at(config, p))
+            .filter(|p| entry.fields.contains(*p) && !is_item(p) && value_at(live, p) != value_at(&lookup, p))
             .cloned()
             .collect();
         for path in taken {
@@ -231,12 +234,17 @@ pub fn apply(
         .flat_map(|e| e.fields.iter().cloned())
         .collect();
     let mut dropped: Vec<_> = previous.difference(&applied).collect();
-    // Deepest first, so that an emptied parent goes after its children.
-    dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    // Shallowest first: a removed list item goes whole, before its key fields could go and
+    // leave it unfindable. What another manager owns stays, and so do the key fields of
+    // the items that stay.
+    dropped.sort_by_key(|p| p.len());
+    let mut removed: Vec<&Path> = Vec::new();
     for path in dropped {
+        let gone = removed.iter().any(|r| path.starts_with(r));
         let shared = others.iter().any(|o| o.starts_with(path));
-        if !shared {
+        if !gone && !shared && !is_key_field(path) {
             remove_at(&mut merged, path);
+            removed.push(path);
         }
     }
     let mine = find_or_add(&mut entries, writer, "Apply");
@@ -248,13 +256,25 @@ pub fn apply(
     Ok(merged)
 }
 
+/// Whether a path names a key field of a keyed list's item (`[name="web"].name`).
+fn is_key_field(path: &[crate::field_sets::Element]) -> bool {
+    use crate::field_sets::Element;
+    match path {
+        [.., Element::Key(key), Element::Field(field)] => {
+            serde_json::from_str::<Map<String, Value>>(key).is_ok_and(|key| key.contains_key(field))
+        }
+        _ => false,
+    }
+}
+
 /// Whether a path names a list item (its presence), not a value.
 fn is_item(path: &[crate::field_sets::Element]) -> bool {
     !matches!(path.last(), Some(crate::field_sets::Element::Field(_)))
 }
 
-/// Merges an apply configuration into an object: objects field by field, keyed lists item
-/// by item, sets as unions; anything else is replaced by the configuration's value.
+/// Merges an apply configuration into an object: objects field by field (but atomic ones),
+/// keyed lists item by item, sets as unions; anything else is replaced by the
+/// configuration's value.
 fn merge_config(live: &mut Value, config: &Value, cursor: Cursor) {
     let (Some(live_map), Some(config_map)) = (live.as_object_mut(), config.as_object()) else {
         *live = config.clone();
@@ -262,8 +282,10 @@ fn merge_config(live: &mut Value, config: &Value, cursor: Cursor) {
     };
     for (key, value) in config_map {
         match (live_map.get_mut(key), value) {
-            (Some(existing @ Value::Object(_)), Value::Object(_)) => merge_config(existing, value, cursor.field(key)),
-            (Some(Value::Array(existing)), Value::Array(items)) => merge_list(existing, items, cursor.list(key)),
+            (Some(existing @ Value::Object(_)), Value::Object(_)) if !cursor.is_atomic_field(key) => {
+                merge_config(existing, value, cursor.field(key))
+            }
+            (Some(Value::Array(existing)), Value::Array(items)) => merge_list(existing, items, cursor.list_type(key)),
             _ => {
                 live_map.insert(key.clone(), value.clone());
             }
@@ -271,25 +293,61 @@ fn merge_config(live: &mut Value, config: &Value, cursor: Cursor) {
     }
 }
 
-fn merge_list(existing: &mut Vec<Value>, items: &[Value], (strategy, item_cursor): (ListStrategy, Cursor)) {
-    match strategy {
-        ListStrategy::Replace => *existing = items.to_vec(),
-        ListStrategy::Set => {
+fn merge_list(existing: &mut Vec<Value>, items: &[Value], (list_type, item_cursor): (ListType, Cursor)) {
+    match list_type {
+        ListType::Atomic => *existing = items.to_vec(),
+        ListType::Set => {
             for item in items {
                 if !existing.contains(item) {
                     existing.push(item.clone());
                 }
             }
         }
-        ListStrategy::ByKey(key) => {
+        ListType::Map(keys) => {
             for item in items {
-                match existing.iter_mut().find(|e| e.get(key) == item.get(key)) {
-                    Some(found) => merge_config(found, item, item_cursor),
+                let key = item_key(&keys, item, item_cursor);
+                match existing.iter_mut().find(|e| item_key(&keys, e, item_cursor) == key) {
+                    Some(found) if !item_cursor.is_atomic() => merge_config(found, item, item_cursor),
+                    Some(found) => *found = item.clone(),
                     None => existing.push(item.clone()),
                 }
             }
         }
     }
+}
+
+/// `config` with the key fields its keyed lists' items leave out set to their defaults, so
+/// that the paths of its fields ([`fields_of`], which keys items so) find its values.
+fn with_key_defaults(config: &Value, cursor: Cursor) -> Value {
+    let Some(map) = config.as_object() else { return config.clone() };
+    let mut out = Map::new();
+    for (key, value) in map {
+        let filled = match value {
+            Value::Object(_) if !cursor.is_atomic_field(key) => with_key_defaults(value, cursor.field(key)),
+            Value::Array(items) => match cursor.list_type(key) {
+                (ListType::Map(keys), item_cursor) => {
+                    let items = items.iter().map(|item| {
+                        let mut item = with_key_defaults(item, item_cursor);
+                        if let Some(fields) = item.as_object_mut() {
+                            for key in &keys {
+                                if let (false, Some(default)) =
+                                    (fields.contains_key(*key), item_cursor.key_default(key))
+                                {
+                                    fields.insert((*key).into(), default);
+                                }
+                            }
+                        }
+                        item
+                    });
+                    Value::Array(items.collect())
+                }
+                _ => value.clone(),
+            },
+            _ => value.clone(),
+        };
+        out.insert(key.clone(), filled);
+    }
+    Value::Object(out)
 }
 
 /// The apply configuration in a request body: JSON (what kubectl and client libraries send).
@@ -318,7 +376,6 @@ pub fn manager_from_user_agent(user_agent: &str) -> String {
 mod tests {
     use super::*;
     use crate::kinds::find;
-    use serde_json::Map;
 
     fn defs() -> Map<String, Value> {
         json!({
@@ -445,5 +502,172 @@ mod tests {
         assert_eq!(check_config("web", &mut managed).unwrap_err().code(), 400);
         assert_eq!(manager_from_user_agent("kubectl/v1.32.0 (linux/amd64)"), "kubectl");
         assert_eq!(manager_from_user_agent(""), "unknown");
+    }
+
+    /// Server-side apply of custom objects, as the CRD's schema says.
+    mod custom {
+        use super::*;
+        use crate::custom_kinds::{kind_for, Names};
+
+        /// `spec.ports` keyed by name (its `protocol` defaulted), `spec.tags` a set, `spec.args`
+        /// atomic (a list without a type), `spec.selector` an atomic map.
+        fn schema() -> Value {
+            json!({"type": "object", "properties": {
+                "spec": {"type": "object", "properties": {
+                    "ports": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+                        "items": {"type": "object", "required": ["name"], "properties": {
+                            "name": {"type": "string"}, "port": {"type": "integer"}}}},
+                    "endpoints": {"type": "array", "x-kubernetes-list-type": "map",
+                        "x-kubernetes-list-map-keys": ["host", "protocol"],
+                        "items": {"type": "object", "properties": {
+                            "host": {"type": "string"}, "protocol": {"type": "string", "default": "TCP"},
+                            "weight": {"type": "integer"}}}},
+                    "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+                    "args": {"type": "array", "items": {"type": "string"}},
+                    "selector": {"type": "object", "x-kubernetes-map-type": "atomic",
+                        "additionalProperties": {"type": "string"}}}}}})
+        }
+
+        fn writer(manager: &str) -> Writer<'_> {
+            let names = Names { plural: "widgets".into(), kind: "Widget".into(), ..Default::default() };
+            let kind = kind_for("example.com", "v1", &names, true, false, false);
+            Writer { manager, kind, now: "2026-01-01T00:00:00Z" }
+        }
+
+        fn widget(spec: Value) -> Value {
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": spec})
+        }
+
+        /// Applies `spec` as `manager` to `live` (creating the object if there is none).
+        fn apply_spec(live: Option<&Value>, manager: &str, spec: Value, force: bool) -> ApiResult<Value> {
+            let schema = schema();
+            let cursor = Cursor::crd(crate::schemas::definitions(), &schema);
+            match live {
+                None => Ok(created(&widget(spec), writer(manager), cursor)),
+                Some(live) => apply(live, &widget(spec), writer(manager), force, cursor, "w"),
+            }
+        }
+
+        fn fields_of_manager(obj: &Value, manager: &str) -> Value {
+            let entries = obj["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
+            let entry = entries.into_iter().find(|e| e["manager"] == manager);
+            entry.map(|e| e["fieldsV1"].clone()).unwrap_or(Value::Null)
+        }
+
+        #[test]
+        fn map_list_items_are_merged_and_owned_by_key() {
+            let live = apply_spec(None, "a", json!({"ports": [{"name": "http", "port": 80}]}), false).unwrap();
+            let both =
+                apply_spec(Some(&live), "b", json!({"ports": [{"name": "metrics", "port": 9090}]}), false).unwrap();
+            assert_eq!(both["spec"]["ports"], json!([{"name": "http", "port": 80}, {"name": "metrics", "port": 9090}]));
+            assert_eq!(
+                fields_of_manager(&both, "a"),
+                json!({"f:spec": {"f:ports": {r#"k:{"name":"http"}"#: {".": {}, "f:name": {}, "f:port": {}}}}}),
+                "as kube writes it"
+            );
+            assert_eq!(
+                fields_of_manager(&both, "b"),
+                json!({"f:spec": {"f:ports": {r#"k:{"name":"metrics"}"#: {".": {}, "f:name": {}, "f:port": {}}}}})
+            );
+
+            // Another manager's item: changing its field conflicts, unless forced.
+            let take = json!({"ports": [{"name": "metrics", "port": 9090}, {"name": "http", "port": 8080}]});
+            let err = apply_spec(Some(&both), "b", take.clone(), false).unwrap_err();
+            assert_eq!(err.code(), 409);
+            assert_eq!(
+                err.to_string(),
+                r#"Apply failed with 1 conflict: conflict with "a" using example.com/v1: .spec.ports[name="http"].port"#
+            );
+            let forced = apply_spec(Some(&both), "b", take, true).unwrap();
+            assert_eq!(forced["spec"]["ports"][0], json!({"name": "http", "port": 8080}));
+            assert_eq!(
+                fields_of_manager(&forced, "a"),
+                json!({"f:spec": {"f:ports": {r#"k:{"name":"http"}"#: {".": {}, "f:name": {}}}}}),
+                "a keeps the item and its key, b took the port"
+            );
+
+            // Dropping an item removes it, but only where no one else manages it.
+            let dropped = apply_spec(Some(&both), "a", json!({}), false).unwrap();
+            assert_eq!(dropped["spec"]["ports"], json!([{"name": "metrics", "port": 9090}]));
+            let shared = apply_spec(Some(&forced), "a", json!({}), false).unwrap();
+            assert_eq!(shared["spec"]["ports"][0], json!({"name": "http", "port": 8080}), "b still owns its port");
+        }
+
+        #[test]
+        fn key_fields_left_out_take_their_defaults() {
+            let spec = json!({"endpoints": [{"host": "a.example", "weight": 1}]});
+            let mut live = apply_spec(None, "a", spec, false).unwrap();
+            // As the CRD's defaults leave it stored.
+            live["spec"]["endpoints"][0]["protocol"] = json!("TCP");
+            let key = r#"k:{"host":"a.example","protocol":"TCP"}"#;
+            assert_eq!(fields_of_manager(&live, "a")["f:spec"]["f:endpoints"][key]["f:weight"], json!({}));
+            let err = apply_spec(Some(&live), "b", json!({"endpoints": [{"host": "a.example", "weight": 2}]}), false)
+                .unwrap_err();
+            assert!(err.to_string().contains(r#".spec.endpoints[host="a.example",protocol="TCP"].weight"#), "{err}");
+            let out =
+                apply_spec(Some(&live), "b", json!({"endpoints": [{"host": "a.example", "weight": 2}]}), true).unwrap();
+            assert_eq!(out["spec"]["endpoints"], json!([{"host": "a.example", "protocol": "TCP", "weight": 2}]));
+        }
+
+        #[test]
+        fn set_items_are_owned_by_value() {
+            let live = apply_spec(None, "a", json!({"tags": ["x"]}), false).unwrap();
+            let both = apply_spec(Some(&live), "b", json!({"tags": ["y", "x"]}), false).unwrap();
+            assert_eq!(both["spec"]["tags"], json!(["x", "y"]));
+            assert_eq!(fields_of_manager(&both, "a"), json!({"f:spec": {"f:tags": {r#"v:"x""#: {}}}}));
+            assert_eq!(fields_of_manager(&both, "b"), json!({"f:spec": {"f:tags": {r#"v:"x""#: {}, r#"v:"y""#: {}}}}));
+            let dropped = apply_spec(Some(&both), "b", json!({"tags": []}), false).unwrap();
+            assert_eq!(dropped["spec"]["tags"], json!(["x"]), "x is still a's");
+        }
+
+        #[test]
+        fn atomic_lists_and_maps_are_owned_whole() {
+            let spec = json!({"args": ["-a", "-b"], "selector": {"app": "w"}});
+            let live = apply_spec(None, "a", spec, false).unwrap();
+            assert_eq!(fields_of_manager(&live, "a"), json!({"f:spec": {"f:args": {}, "f:selector": {}}}));
+            let err =
+                apply_spec(Some(&live), "b", json!({"args": ["-c"], "selector": {"tier": "x"}}), false).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                r#"Apply failed with 2 conflicts: conflicts with "a" using example.com/v1:
+- .spec.args
+- .spec.selector"#
+            );
+            let forced =
+                apply_spec(Some(&live), "b", json!({"args": ["-c"], "selector": {"tier": "x"}}), true).unwrap();
+            assert_eq!(forced["spec"], json!({"args": ["-c"], "selector": {"tier": "x"}}), "replaced, not merged");
+            assert_eq!(fields_of_manager(&forced, "a"), Value::Null, "a owns nothing left");
+        }
+
+        #[test]
+        fn metadata_is_object_meta() {
+            let mut config = widget(json!({}));
+            config["metadata"]["finalizers"] = json!(["example.com/x"]);
+            config["metadata"]["labels"] = json!({"app": "w"});
+            let schema = schema();
+            let cursor = Cursor::crd(crate::schemas::definitions(), &schema);
+            let obj = created(&config, writer("a"), cursor);
+            assert_eq!(
+                fields_of_manager(&obj, "a")["f:metadata"],
+                json!({"f:finalizers": {r#"v:"example.com/x""#: {}}, "f:labels": {"f:app": {}}})
+            );
+        }
+    }
+
+    #[test]
+    fn built_in_ports_are_keyed_by_port_and_protocol_and_selectors_are_atomic() {
+        let defs = crate::schemas::definitions();
+        let cursor = Cursor::at(defs, "io.k8s.api.apps.v1.Deployment");
+        let mut deployment = config(1, json!({}));
+        deployment["spec"]["selector"] = json!({"matchLabels": {"app": "web"}});
+        deployment["spec"]["template"]["spec"]["containers"][0]["ports"] = json!([{"containerPort": 80}]);
+        let obj = created(&deployment, writer("me"), cursor);
+        let fields = &obj["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"];
+        assert_eq!(fields["f:selector"], json!({}));
+        let container = &fields["f:template"]["f:spec"]["f:containers"][r#"k:{"name":"web"}"#];
+        assert_eq!(
+            container["f:ports"][r#"k:{"containerPort":80,"protocol":"TCP"}"#],
+            json!({".": {}, "f:containerPort": {}})
+        );
     }
 }

@@ -259,6 +259,7 @@ pub fn definition(crd: &Value) -> Result<CustomKind, String> {
         crd_name: str_at(crd, "/metadata/name").to_string(),
         group: custom_kinds::intern(group),
         resource: custom_kinds::intern(&names.plural),
+        list_kind: custom_kinds::intern(&names.list_kind),
         versions,
         storage_version: custom_kinds::intern(storage_version),
         conversion,

@@ -55,6 +55,8 @@ pub struct CustomKind {
     pub crd_name: String,
     pub group: &'static str,
     pub resource: &'static str,
+    /// `spec.names.listKind` (defaulted: `{kind}List`).
+    pub list_kind: &'static str,
     /// The served versions, in kube's version priority order (preferred first).
     pub versions: Vec<CustomVersion>,
     /// The version objects are stored in.

@@ -3,13 +3,14 @@
 //! `metadata.managedFields`, and reading or removing the value at a path.
 //!
 //! A path walks fields (`f:name`), items of lists merged by key (`k:{"name":"web"}`) and
-//! items of lists of scalars merged as sets (`v:"x"`). Other lists are atomic: one leaf.
+//! items of lists merged as sets (`v:"x"`), as the kind's schema says
+//! (`Cursor::list_type`). Other lists, and maps marked atomic, are one leaf.
 
 use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use crate::strategic_merge::{Cursor, ListStrategy};
+use crate::strategic_merge::{Cursor, ListType};
 
 /// One step of a path.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -86,25 +87,29 @@ fn walk_field(prefix: &[Element], field: &str, value: &Value, parent: Cursor, ou
     let mut path = prefix.to_vec();
     path.push(Element::Field(field.into()));
     match value {
-        Value::Object(map) if !map.is_empty() => walk_object(&path, map, parent.field(field), out),
-        Value::Array(items) => match parent.list(field) {
-            (ListStrategy::ByKey(key), item_cursor) => {
+        Value::Object(map) if !map.is_empty() && !parent.is_atomic_field(field) => {
+            walk_object(&path, map, parent.field(field), out)
+        }
+        Value::Array(items) => match parent.list_type(field) {
+            (ListType::Map(keys), item_cursor) => {
                 for item in items {
                     let Some(item_map) = item.as_object() else { continue };
                     let mut item_path = path.clone();
-                    item_path.push(Element::Key(key_of(key, item)));
+                    item_path.push(Element::Key(Value::Object(item_key(&keys, item, item_cursor)).to_string()));
                     out.insert(item_path.clone());
-                    walk_object(&item_path, item_map, item_cursor, out);
+                    if !item_cursor.is_atomic() {
+                        walk_object(&item_path, item_map, item_cursor, out);
+                    }
                 }
             }
-            (ListStrategy::Set, _) => {
+            (ListType::Set, _) => {
                 for item in items {
                     let mut item_path = path.clone();
                     item_path.push(Element::Value(item.to_string()));
                     out.insert(item_path);
                 }
             }
-            (ListStrategy::Replace, _) => {
+            (ListType::Atomic, _) => {
                 out.insert(path);
             }
         },
@@ -120,11 +125,16 @@ fn walk_object(path: &[Element], map: &Map<String, Value>, cursor: Cursor, out: 
     }
 }
 
-/// The key JSON of a keyed list's item: `{"name":"web"}`.
-fn key_of(key: &str, item: &Value) -> String {
+/// The key of a keyed list's item: its values of the key fields (`{"name":"web"}`), a key
+/// field it leaves out taking its schema default (`null` without one). `items` is the
+/// cursor of the list's items.
+pub(crate) fn item_key(keys: &[&str], item: &Value, items: Cursor) -> Map<String, Value> {
     let mut map = Map::new();
-    map.insert(key.into(), item.get(key).cloned().unwrap_or(Value::Null));
-    Value::Object(map).to_string()
+    for key in keys {
+        let value = item.get(*key).cloned().or_else(|| items.key_default(key)).unwrap_or(Value::Null);
+        map.insert((*key).into(), value);
+    }
+    map
 }
 
 /// The `FieldsV1` JSON of a set: nested objects, `{}` at leaves, `".": {}` where an item

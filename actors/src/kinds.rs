@@ -245,11 +245,36 @@ pub fn resources_of<'a>(group: &'a str, version: &'a str) -> impl Iterator<Item 
 /// The served (group, version) pairs, each once, in discovery order; core (`""`) first.
 /// A custom group's versions come preferred first.
 pub fn group_versions() -> Vec<(&'static str, &'static str)> {
+    group_versions_of(BUILTIN.iter(), &crate::custom_kinds::served_kinds())
+}
+
+/// The (group, version) pairs of `builtin` kinds in their order, then those of `custom`
+/// kinds: each custom group's versions, across all of its CRDs, in kube's version priority.
+fn group_versions_of<'k>(
+    builtin: impl Iterator<Item = &'k ResourceKind>,
+    custom: &[&'k ResourceKind],
+) -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&'static str, &'static str)> = Vec::new();
-    for k in all() {
+    for k in builtin {
         if !out.contains(&(k.group, k.version)) {
             out.push((k.group, k.version));
         }
+    }
+    let mut groups: Vec<&'static str> = Vec::new();
+    for k in custom {
+        if !groups.contains(&k.group) {
+            groups.push(k.group);
+        }
+    }
+    for group in groups {
+        let mut versions: Vec<&'static str> = Vec::new();
+        for k in custom.iter().filter(|k| k.group == group) {
+            if !versions.contains(&k.version) && !out.contains(&(group, k.version)) {
+                versions.push(k.version);
+            }
+        }
+        versions.sort_by(|a, b| crate::custom_kinds::version_priority(a, b));
+        out.extend(versions.into_iter().map(|v| (group, v)));
     }
     out
 }
@@ -320,6 +345,23 @@ mod tests {
         assert_eq!(gvs.len(), 13);
         assert!(gvs.contains(&("coordination.k8s.io", "v1")));
         assert_eq!(group_version("", "v1"), "v1");
+    }
+
+    #[test]
+    fn a_custom_groups_versions_come_in_priority_order_across_its_crds() {
+        let pods = find("", "v1", "pods").unwrap();
+        let kind = |resource: &'static str, version: &'static str| ResourceKind {
+            group: "example.com",
+            version,
+            resource,
+            ..*pods
+        };
+        let custom = [kind("as", "v1"), kind("bs", "v1beta1"), kind("bs", "v2"), kind("cs", "v1")];
+        let custom: Vec<&ResourceKind> = custom.iter().collect();
+        let gvs = group_versions_of(BUILTIN.iter(), &custom);
+        let mine: Vec<_> = gvs.iter().filter(|(g, _)| *g == "example.com").map(|(_, v)| *v).collect();
+        assert_eq!(mine, ["v2", "v1", "v1beta1"]);
+        assert_eq!(gvs[0], ("", "v1"));
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! generic JSON: JSON patch (RFC 6902), JSON merge patch (RFC 7386) and strategic merge
 //! patch ([`crate::strategic_merge`]). Server-side apply is [`crate::apply`].
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
 use serde_json::{Map, Value};
 
 use crate::api_error::{ApiError, ApiResult};
@@ -78,13 +81,51 @@ pub fn kind_schema(kind: &crate::kinds::ResourceKind) -> Option<(&'static Map<St
     crate::schemas::definition_of(kind).map(|root| (crate::schemas::definitions(), root))
 }
 
-/// The cursor at `kind`'s schema (one that knows no schema if there is none).
+/// The cursor at `kind`'s schema: a built-in kind's definition, a custom kind's CRD schema
+/// (see [`custom_schema`]), or one that knows no schema.
 pub fn schema_cursor(kind: &crate::kinds::ResourceKind) -> Cursor<'static> {
-    static NO_DEFINITIONS: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
-    match kind_schema(kind) {
-        Some((defs, root)) => Cursor::at(defs, root),
-        None => Cursor::unknown(&NO_DEFINITIONS),
+    static NO_DEFINITIONS: LazyLock<Map<String, Value>> = LazyLock::new(Map::new);
+    static NO_SCHEMA: LazyLock<Value> = LazyLock::new(|| Value::Object(Map::new()));
+    if let Some((defs, root)) = kind_schema(kind) {
+        return Cursor::at(defs, root);
     }
+    if crate::custom_kinds::of(kind).is_some() {
+        let schema = custom_schema(kind).unwrap_or(&NO_SCHEMA);
+        return Cursor::crd(crate::schemas::definitions(), schema);
+    }
+    Cursor::unknown(&NO_DEFINITIONS)
+}
+
+/// The `openAPIV3Schema` of a custom kind's version, for the rest of the process: schemas
+/// are interned as custom kinds' names are ([`crate::custom_kinds::intern`]), leaked once
+/// per distinct schema, so that every write's [`Cursor`] can be `'static`. What leaks is
+/// bounded by the distinct CRD schemas ever served.
+fn custom_schema(kind: &crate::kinds::ResourceKind) -> Option<&'static Value> {
+    /// By (group, resource, version): the registry generation the schema was read at, and
+    /// the schema.
+    type Seen = HashMap<(&'static str, &'static str, &'static str), (u64, &'static Value)>;
+    static SEEN: LazyLock<Mutex<(Seen, Vec<&'static Value>)>> = LazyLock::new(Default::default);
+    let generation = crate::custom_kinds::generation();
+    let id = (kind.group, kind.resource, kind.version);
+    let mut seen = SEEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let (by_kind, interned) = &mut *seen;
+    if let Some((at, schema)) = by_kind.get(&id) {
+        if *at == generation {
+            return Some(schema);
+        }
+    }
+    let custom = crate::custom_kinds::of(kind)?;
+    let schema = custom.version(kind.version)?.schema.as_ref()?;
+    let schema: &'static Value = match interned.iter().find(|s| **s == schema) {
+        Some(found) => found,
+        None => {
+            let leaked: &'static Value = Box::leak(Box::new(schema.clone()));
+            interned.push(leaked);
+            leaked
+        }
+    };
+    by_kind.insert(id, (generation, schema));
+    Some(schema)
 }
 
 /// A patch body that must be a JSON object.

@@ -5,6 +5,11 @@
 //! Which lists merge, and by which key, comes from the `x-kubernetes-patch-strategy` and
 //! `x-kubernetes-patch-merge-key` extensions on the fields of the kinds' schemas
 //! ([`crate::schemas`], which takes them from the built-in types' Go struct tags).
+//!
+//! The schema [`Cursor`] also serves server-side apply ([`crate::apply`]): it walks a
+//! built-in kind's definitions or a CRD's `openAPIV3Schema` and says, as kube's
+//! structured-merge-diff does, which lists are maps by key, sets or atomic and which maps
+//! are atomic.
 
 use serde_json::{Map, Value};
 
@@ -15,12 +20,31 @@ const RETAIN_KEYS: &str = "$retainKeys";
 const SET_ORDER: &str = "$setElementOrder/";
 const DELETE_PRIMITIVES: &str = "$deleteFromPrimitiveList/";
 
-/// Where the walk is in the kind's schema: the schema of the current value, where known.
+/// Where the walk is in a kind's schema: the schema of the current value, where known.
+///
+/// It walks one of two trees: the built-in kinds' definitions ([`crate::schemas`]), whose
+/// fields name other definitions by `$ref` ([`Cursor::at`]), or a CustomResourceDefinition's
+/// self-contained `openAPIV3Schema` ([`Cursor::crd`]), whose objects' `metadata` (at the
+/// root, and in `x-kubernetes-embedded-resource` objects) is the built-in ObjectMeta.
 #[derive(Clone, Copy)]
 pub struct Cursor<'a> {
     defs: &'a Map<String, Value>,
     schema: Option<&'a Value>,
+    tree: Tree,
 }
+
+/// Which tree a [`Cursor`] walks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tree {
+    /// The built-in definitions, joined by `$ref`.
+    Definitions,
+    /// Inside a CRD's schema.
+    Crd,
+    /// A CRD schema's root or an embedded resource in it: `metadata` is ObjectMeta.
+    CrdObject,
+}
+
+const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
 
 /// How a list field is patched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,36 +56,127 @@ pub(crate) enum ListStrategy<'a> {
     ByKey(&'a str),
 }
 
+/// How server-side apply treats a list: structured-merge-diff's element relationship, from
+/// `x-kubernetes-list-type` and `x-kubernetes-list-map-keys`, else the patch strategy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ListType<'a> {
+    /// One value, owned and replaced whole (lists without a type).
+    Atomic,
+    /// Items owned and merged by value: `v:"a"`.
+    Set,
+    /// Items owned and merged by the values of these key fields: `k:{"name":"a"}`.
+    Map(Vec<&'a str>),
+}
+
+/// What kube-apiserver's OpenAPI says of some built-in lists (the `+listType=map` and
+/// `+listMapKey` Go tags) and k8s-openapi's schemas leave out, where its keys differ from
+/// the patch merge key: `(definition, field, keys)`.
+const LIST_MAP_KEYS: &[(&str, &str, &[&str])] = &[
+    ("io.k8s.api.core.v1.Container", "ports", &["containerPort", "protocol"]),
+    ("io.k8s.api.core.v1.EphemeralContainer", "ports", &["containerPort", "protocol"]),
+    ("io.k8s.api.core.v1.ServiceSpec", "ports", &["port", "protocol"]),
+    ("io.k8s.api.core.v1.PodSpec", "topologySpreadConstraints", &["topologyKey", "whenUnsatisfiable"]),
+    ("io.k8s.api.core.v1.ResourceRequirements", "claims", &["name"]),
+];
+
+/// Built-in types kube-apiserver's OpenAPI marks `x-kubernetes-map-type: atomic` (the
+/// `+structType=atomic` Go tag) and k8s-openapi's schemas do not: owned and applied whole.
+const ATOMIC_DEFINITIONS: &[&str] = &[
+    "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector",
+    "io.k8s.api.core.v1.LocalObjectReference",
+    "io.k8s.api.core.v1.ObjectReference",
+    "io.k8s.api.core.v1.TypedLocalObjectReference",
+    "io.k8s.api.core.v1.SecretReference",
+    "io.k8s.api.core.v1.NodeSelector",
+    "io.k8s.api.core.v1.NodeSelectorTerm",
+    "io.k8s.api.core.v1.TopologySelectorTerm",
+    "io.k8s.api.core.v1.ConfigMapKeySelector",
+    "io.k8s.api.core.v1.SecretKeySelector",
+    "io.k8s.api.core.v1.ObjectFieldSelector",
+    "io.k8s.api.core.v1.ResourceFieldSelector",
+];
+
+/// Built-in map fields marked `x-kubernetes-map-type: atomic` (`+mapType=atomic`).
+const ATOMIC_FIELDS: &[(&str, &str)] = &[("io.k8s.api.core.v1.PodSpec", "nodeSelector")];
+
 impl<'a> Cursor<'a> {
     /// A cursor at the definition `root` of `defs` (a kind's top-level type).
     pub fn at(defs: &'a Map<String, Value>, root: &'a str) -> Self {
-        Cursor { defs, schema: defs.get(root) }
+        Cursor { defs, schema: defs.get(root), tree: Tree::Definitions }
     }
 
     /// A cursor that knows no schema: every list is replaced.
     pub fn unknown(defs: &'a Map<String, Value>) -> Self {
-        Cursor { defs, schema: None }
+        Cursor { defs, schema: None, tree: Tree::Definitions }
+    }
+
+    /// A cursor at the root of a CRD version's `openAPIV3Schema`; `defs` are the built-in
+    /// definitions, where `metadata` (ObjectMeta) is found.
+    pub fn crd(defs: &'a Map<String, Value>, schema: &'a Value) -> Self {
+        Cursor { defs, schema: Some(schema), tree: Tree::CrdObject }
+    }
+
+    /// Whether `schema` is the definition `name`.
+    fn is_definition(&self, schema: &Value, name: &str) -> bool {
+        self.tree == Tree::Definitions && self.defs.get(name).is_some_and(|d| std::ptr::eq(d, schema))
     }
 
     /// The cursor of a sub-schema, following a `$ref` (bare, or as the one entry of `allOf`).
     fn enter(&self, schema: Option<&'a Value>) -> Cursor<'a> {
-        let Some(schema) = schema else { return Cursor::unknown(self.defs) };
+        let Some(schema) = schema.filter(|s| s.is_object()) else {
+            return Cursor { defs: self.defs, schema: None, tree: self.inner_tree() };
+        };
+        if self.tree != Tree::Definitions {
+            let embedded = schema.get("x-kubernetes-embedded-resource").and_then(Value::as_bool) == Some(true);
+            let tree = if embedded { Tree::CrdObject } else { Tree::Crd };
+            return Cursor { defs: self.defs, schema: Some(schema), tree };
+        }
         let reference = schema.get("$ref").or_else(|| schema.pointer("/allOf/0/$ref")).and_then(Value::as_str);
         match reference {
             Some(reference) => {
                 let name = reference.rsplit('/').next().unwrap_or(reference);
-                Cursor { defs: self.defs, schema: self.defs.get(name) }
+                Cursor { schema: self.defs.get(name), ..*self }
             }
-            None => Cursor { defs: self.defs, schema: Some(schema) },
+            None => Cursor { schema: Some(schema), ..*self },
         }
+    }
+
+    /// The tree below the current node.
+    fn inner_tree(&self) -> Tree {
+        match self.tree {
+            Tree::Definitions => Tree::Definitions,
+            Tree::Crd | Tree::CrdObject => Tree::Crd,
+        }
+    }
+
+    /// The schema of field `name` of the current object, or of a map's values, as written.
+    fn property(&self, name: &str) -> Option<&'a Value> {
+        let schema = self.schema?;
+        schema.get("properties").and_then(|p| p.get(name)).or_else(|| schema.get("additionalProperties"))
     }
 
     /// The cursor of field `name` of the current object (or of a map's values).
     pub(crate) fn field(&self, name: &str) -> Cursor<'a> {
-        let field = self
-            .schema
-            .and_then(|s| s.get("properties").and_then(|p| p.get(name)).or_else(|| s.get("additionalProperties")));
-        self.enter(field)
+        if self.tree == Tree::CrdObject && name == "metadata" {
+            return Cursor { defs: self.defs, schema: self.defs.get(OBJECT_META), tree: Tree::Definitions };
+        }
+        self.enter(self.property(name))
+    }
+
+    /// Whether the current object is one value to server-side apply: a map or struct marked
+    /// `x-kubernetes-map-type: atomic`. Maps are granular otherwise.
+    pub(crate) fn is_atomic(&self) -> bool {
+        let Some(schema) = self.schema else { return false };
+        schema.get("x-kubernetes-map-type").and_then(Value::as_str) == Some("atomic")
+            || ATOMIC_DEFINITIONS.iter().any(|d| self.is_definition(schema, d))
+    }
+
+    /// Whether field `name` of the current object is one value to server-side apply (see
+    /// [`Cursor::is_atomic`]).
+    pub(crate) fn is_atomic_field(&self, name: &str) -> bool {
+        let listed =
+            self.schema.is_some_and(|s| ATOMIC_FIELDS.iter().any(|(d, f)| *f == name && self.is_definition(s, d)));
+        listed || self.field(name).is_atomic()
     }
 
     /// The strategy of list field `name` of the current object, and the cursor of its items.
@@ -77,6 +192,58 @@ impl<'a> Cursor<'a> {
             (false, _) => ListStrategy::Replace,
         };
         (strategy, items)
+    }
+
+    /// How server-side apply treats list field `name` of the current object, and the cursor
+    /// of its items, as kube's schema conversion decides: `x-kubernetes-list-type` (and its
+    /// `x-kubernetes-list-map-keys`) first, then a merging patch strategy (by its merge key,
+    /// or as a set without one); atomic otherwise.
+    pub(crate) fn list_type(&self, name: &str) -> (ListType<'a>, Cursor<'a>) {
+        let field = self.field(name);
+        let items = field.enter(field.schema.and_then(|s| s.get("items")));
+        if let Some(schema) = self.schema {
+            let listed = LIST_MAP_KEYS.iter().find(|(d, f, _)| *f == name && self.is_definition(schema, d));
+            if let Some((_, _, keys)) = listed {
+                return (ListType::Map(keys.to_vec()), items);
+            }
+        }
+        let property = self.property(name);
+        let extension = |ext: &str| property.and_then(|p| p.get(ext));
+        let text = |ext: &str| extension(ext).and_then(Value::as_str);
+        let list_type = match text("x-kubernetes-list-type") {
+            Some("atomic") => ListType::Atomic,
+            Some("set") => ListType::Set,
+            Some("map") => {
+                let keys = extension("x-kubernetes-list-map-keys").and_then(Value::as_array);
+                let keys: Vec<&'a str> = keys.map(|k| k.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+                if keys.is_empty() {
+                    ListType::Atomic
+                } else {
+                    ListType::Map(keys)
+                }
+            }
+            _ => {
+                let merges = text("x-kubernetes-patch-strategy").is_some_and(|s| s.split(',').any(|s| s == "merge"));
+                match (merges, text("x-kubernetes-patch-merge-key")) {
+                    (true, Some(key)) => ListType::Map(vec![key]),
+                    (true, None) => ListType::Set,
+                    (false, _) => ListType::Atomic,
+                }
+            }
+        };
+        (list_type, items)
+    }
+
+    /// The value a keyed list's item has for key field `key` when it leaves it out: the
+    /// field's schema default (kube-apiserver's OpenAPI defaults the `protocol` keys of
+    /// ports to `TCP`, which k8s-openapi's schemas leave out).
+    pub(crate) fn key_default(&self, key: &str) -> Option<Value> {
+        let property = self.schema.and_then(|s| s.get("properties")).and_then(|p| p.get(key));
+        match property.and_then(|p| p.get("default")) {
+            Some(value) => Some(value.clone()),
+            None if self.tree == Tree::Definitions && key == "protocol" => Some(Value::String("TCP".into())),
+            None => None,
+        }
     }
 }
 
@@ -400,6 +567,38 @@ mod tests {
         let no_key = json!({"spec": {"template": {"spec": {"containers": [{"image": "x"}]}}}});
         assert_eq!(patch(&deployment(), no_key).unwrap_err().code(), 400);
         assert_eq!(patch(&deployment(), json!([1])).unwrap_err().code(), 400);
+    }
+
+    #[test]
+    fn apply_list_types_prefer_the_list_type_to_the_patch_strategy() {
+        let defs = defs();
+        let pod_spec = Cursor::at(&defs, "io.k8s.api.core.v1.PodSpec");
+        assert_eq!(pod_spec.list_type("containers").0, ListType::Map(vec!["name"]));
+        assert_eq!(pod_spec.list_type("tolerations").0, ListType::Atomic);
+        let meta = Cursor::at(&defs, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta");
+        assert_eq!(meta.list_type("finalizers").0, ListType::Set);
+        let real = crate::schemas::definitions();
+        let container = Cursor::at(real, "io.k8s.api.core.v1.Container");
+        assert_eq!(container.list_type("ports").0, ListType::Map(vec!["containerPort", "protocol"]));
+        assert_eq!(container.list_type("ports").1.key_default("protocol"), Some(json!("TCP")));
+
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "a": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name", "port"],
+                "x-kubernetes-patch-strategy": "merge", "x-kubernetes-patch-merge-key": "name",
+                "items": {"type": "object", "properties": {"name": {"type": "string", "default": "x"}}}},
+            "s": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+            "l": {"type": "array", "items": {"type": "string"}},
+            "m": {"type": "object", "x-kubernetes-map-type": "atomic"},
+            "e": {"type": "object", "x-kubernetes-embedded-resource": true}}}}});
+        let spec = Cursor::crd(&defs, &schema).field("spec");
+        let (a, items) = spec.list_type("a");
+        assert_eq!(a, ListType::Map(vec!["name", "port"]));
+        assert_eq!(items.key_default("name"), Some(json!("x")));
+        assert_eq!(spec.list_type("s").0, ListType::Set);
+        assert_eq!(spec.list_type("l").0, ListType::Atomic);
+        assert!(spec.is_atomic_field("m") && !spec.is_atomic_field("e"));
+        assert_eq!(spec.field("e").field("metadata").list_type("finalizers").0, ListType::Set, "embedded metadata");
+        assert_eq!(Cursor::crd(&defs, &schema).field("metadata").list_type("finalizers").0, ListType::Set);
     }
 
     #[test]

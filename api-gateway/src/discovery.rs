@@ -474,6 +474,7 @@ pub(crate) mod test_support {
                 crd_name: format!("loadtests.{group}"),
                 group,
                 resource: custom_kinds::intern("loadtests"),
+                list_kind: custom_kinds::intern("LoadTestList"),
                 versions: vec![version("v2", Vec::new()), version("v1", columns())],
                 storage_version: custom_kinds::intern("v1"),
                 conversion: Conversion::None,
