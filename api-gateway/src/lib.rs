@@ -17,7 +17,11 @@
 //!   `/openapi/v2` (Swagger 2.0, JSON only), from `actors::schemas`: kubectl `explain`, `apply`
 //!   and server-side field validation read them.
 //! - [`resources`]: the object verbs (get, list, create, update, delete) under `/api/v1` and
-//!   `/apis/{group}/{version}`, sent to the `actors::KindActors`.
+//!   `/apis/{group}/{version}`, sent to the `actors::KindActors`; [`conversion`]: custom
+//!   objects converted between versions by their CRD's conversion webhook (`ConversionReview`).
+//! - [`webhook_client`]: POST JSON to a webhook's `clientConfig` (URL or Service, TLS verified
+//!   against its `caBundle`, timeouts, kube's error words), for conversion and admission webhooks.
+//! - [`limits`]: requests in flight (429 beyond) and per-request deadlines (504).
 //! - [`protobuf`]: protobuf request bodies (kubectl's imperative commands) decoded into JSON.
 //! - [`tables`]: server-side `Table` responses (kubectl's columns) for gets, lists and watches.
 //! - [`metrics_recorder`]: installs the process-wide Prometheus recorder behind `/metrics`.
@@ -25,9 +29,11 @@
 //! Start at [`server::serve`].
 
 pub mod authn;
+pub mod conversion;
 pub mod discovery;
 pub mod health_endpoints;
 pub mod kubeconfig;
+pub mod limits;
 pub mod metrics_recorder;
 pub mod openapi;
 pub mod pki;
@@ -38,6 +44,7 @@ pub mod status;
 pub mod tables;
 pub mod tls;
 pub mod version;
+pub mod webhook_client;
 
 pub use authn::{AuthnError, Tokens, UserInfo};
 pub use health_endpoints::configure;

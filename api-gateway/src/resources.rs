@@ -6,18 +6,30 @@
 //! being deleted (finalizers, a pod's grace period), else the deleted object or a `Success`
 //! `Status` depending on the kind; a `DELETE` of a collection (deletecollection) answers with
 //! the list of what it deleted.
+//!
+//! Custom objects are stored in their CRD's storage version and converted on the way in and
+//! out: in line for conversion `None` ([`to_storage`], [`stamp`]); through [`crate::conversion`]
+//! (the CRD's webhook, asynchronously) for conversion `Webhook`: writes, gets, list pages (one
+//! review per page), watch events and write replies. Patches of such kinds apply to the stored
+//! version (the kind actor patches what it stores; the reply is converted): a patch naming
+//! fields only the request version has is pruned or refused by the storage version's schema.
+
+use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
+use actors::custom_kinds::{Conversion, CustomKind};
 use actors::deletion::{self, DeleteOptions};
 use actors::kinds::{self, ResourceKind};
 use actors::{
     ApiError, ApiResult, Create, Delete, DeleteCollection, Get, KindActors, List, ListPage, Part, Patch, PatchKind,
-    Selectors, Update, Watch, WatchEvent,
+    Selectors, Update, Watch, WatchEvent, WatchStart,
 };
-use futures::{stream, StreamExt};
+use futures::{stream, Stream, StreamExt};
 use serde_json::{json, Value};
+
+use crate::conversion;
 
 /// Largest request body accepted (kube-apiserver's limit is 3 MiB too).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -123,7 +135,7 @@ async fn handle(req: HttpRequest, body: web::Payload, actors: web::Data<KindActo
     let (verb, resource) = request_labels(&req);
     let in_flight = metrics::gauge!("flotilla_kind_requests_in_flight", "resource" => resource.clone());
     in_flight.increment(1.0);
-    let response = respond(&req, body, &actors).await;
+    let response = crate::limits::within_deadline(&req, respond(&req, body, &actors)).await;
     in_flight.decrement(1.0);
     let code = response.status().as_u16().to_string();
     metrics::counter!("apiserver_request_total", "verb" => verb, "resource" => resource.clone(), "code" => code)
@@ -214,6 +226,8 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
     // A custom kind's objects are stored in its storage version; `kind` is the one asked for.
     let custom = actors::custom_kinds::of(kind);
     let store_kind = custom.as_ref().map(|c| c.storage_kind()).unwrap_or(kind);
+    // A kind whose versions a webhook converts: its objects go through `conversion` (async).
+    let webhook = custom.clone().filter(|c| matches!(c.conversion, Conversion::Webhook { .. }));
     if method == "POST" && custom.as_ref().is_some_and(|c| c.terminating) {
         return Err(ApiError::MethodNotSupported(
             "create not allowed while custom resource definition is terminating".into(),
@@ -244,11 +258,15 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
             let selectors = params.selectors(kind)?;
             if is_true(&params.watch) {
                 let resource = request_labels(req).1;
-                return watch((actor, kind, resource), ns, selectors, params).await.map(Reply::Watch);
+                let converter = webhook.map(|c| (c, actors.clone()));
+                return watch((actor, kind, resource), ns, selectors, params, converter).await.map(Reply::Watch);
             }
             let limit = params.limit.unwrap_or(0);
             let list = List { namespace: ns, limit, continue_token: params.continue_token, selectors };
             let page = actor.send(list).await.map_err(mailbox)??;
+            if let Some(custom) = &webhook {
+                return Ok(Reply::Json(StatusCode::OK, converted_list(kind, custom, &page, actors).await?));
+            }
             return Ok(Reply::List(kind, page));
         }
         ("POST", None) => {
@@ -256,16 +274,24 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
             let field_manager = Some(field_manager(req)?);
             let bytes = read_json_body(req, body).await?;
             let (obj, warnings) = actors::decode::decode_body(kind, false, &bytes, validation)?;
-            let obj = to_storage(kind, store_kind, obj)?;
+            let obj = match &webhook {
+                Some(custom) => to_storage_by_webhook(kind, store_kind, custom, obj, actors).await?,
+                None => to_storage(kind, store_kind, obj)?,
+            };
             let created = actor.send(Create { namespace: ns, obj, field_manager }).await.map_err(mailbox)??;
-            return Ok(Reply::Written(StatusCode::CREATED, stamp(kind, created), warnings));
+            let created = present(kind, webhook.as_deref(), created, actors).await?;
+            return Ok(Reply::Written(StatusCode::CREATED, created, warnings));
         }
         ("PUT", Some(name)) => {
             let validation = field_validation(req, "UpdateOptions")?;
             let field_manager = Some(field_manager(req)?);
             let bytes = read_json_body(req, body).await?;
             let (obj, found) = actors::decode::decode_body(kind, part == Part::Scale, &bytes, validation)?;
-            let obj = if part == Part::Scale { obj } else { to_storage(kind, store_kind, obj)? };
+            let obj = match &webhook {
+                _ if part == Part::Scale => obj,
+                Some(custom) => to_storage_by_webhook(kind, store_kind, custom, obj, actors).await?,
+                None => to_storage(kind, store_kind, obj)?,
+            };
             warnings = found;
             actor.send(Update { namespace: ns, name, obj, field_manager, part }).await.map_err(mailbox)?
         }
@@ -305,7 +331,7 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
             let body = if deleted.gone && !deletion::returns_deleted_object(kind) {
                 deletion::success_status(kind, &deleted.object)
             } else {
-                stamp(kind, deleted.object)
+                present(kind, webhook.as_deref(), deleted.object, actors).await?
             };
             return Ok(Reply::Json(code, body));
         }
@@ -319,13 +345,16 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
             let limit = params.limit.unwrap_or(0);
             let msg = DeleteCollection { namespace: ns, selectors, limit, options };
             let page = actor.send(msg).await.map_err(mailbox)??;
+            if let Some(custom) = &webhook {
+                return Ok(Reply::Json(StatusCode::OK, converted_list(kind, custom, &page, actors).await?));
+            }
             return Ok(Reply::List(kind, page));
         }
         _ => return Err(unsupported()),
     };
     // A Scale carries its own kind and apiVersion.
     let result = result?;
-    let body = if part == Part::Scale { result } else { stamp(kind, result) };
+    let body = if part == Part::Scale { result } else { present(kind, webhook.as_deref(), result, actors).await? };
     Ok(Reply::Written(StatusCode::OK, body, warnings))
 }
 
@@ -336,6 +365,7 @@ async fn watch(
     namespace: Option<String>,
     selectors: Selectors,
     params: ListParams,
+    webhook: Option<(Arc<CustomKind>, KindActors)>,
 ) -> ApiResult<HttpResponse> {
     let resource_version = match params.resource_version.as_deref().filter(|rv| !rv.is_empty()) {
         None => None,
@@ -345,19 +375,13 @@ async fn watch(
     let timeout = params.timeout_seconds.map(std::time::Duration::from_secs).unwrap_or(WATCH_TIMEOUT);
     let msg = Watch { namespace, selectors, resource_version, bookmarks };
     let start = actor.send(msg).await.map_err(|e| ApiError::ServiceUnavailable(format!("watch: {e}")))??;
-    let custom = actors::custom_kinds::of(kind).is_some();
-    let events = stream::iter(start.initial).chain(start.rest).map(move |mut e: WatchEvent| {
-        if custom && e.event_type != "ERROR" {
-            e.object = if e.event_type == "BOOKMARK" {
-                let mut bookmark = e.object;
-                bookmark["apiVersion"] = json!(kind.group_version());
-                bookmark
-            } else {
-                stamp(kind, e.object)
-            };
+    let events = match webhook {
+        None => {
+            let custom = actors::custom_kinds::of(kind).is_some();
+            stream::iter(start.initial).chain(start.rest).map(move |e| stamp_event(kind, custom, e)).left_stream()
         }
-        e
-    });
+        Some((custom, actors)) => converted_events(kind, custom, actors, start).await?.right_stream(),
+    };
     let open = OpenWatch::new(resource);
     let lines = events.map(move |e: WatchEvent| {
         let _counted = &open;
@@ -365,6 +389,70 @@ async fn watch(
     });
     let body = lines.take_until(actix_web::rt::time::sleep(timeout));
     Ok(HttpResponse::Ok().content_type("application/json").streaming(body))
+}
+
+/// A watch event of `kind` as the client sees it: a custom object's version and defaults.
+fn stamp_event(kind: &ResourceKind, custom: bool, mut e: WatchEvent) -> WatchEvent {
+    if custom && e.event_type != "ERROR" {
+        e.object = if e.event_type == "BOOKMARK" {
+            let mut bookmark = e.object;
+            bookmark["apiVersion"] = json!(kind.group_version());
+            bookmark
+        } else {
+            stamp(kind, e.object)
+        };
+    }
+    e
+}
+
+/// The events of a watch on a kind a webhook converts: the first events converted in one
+/// review (a failure fails the watch request), then each change on its own; a change that
+/// cannot be converted ends the watch with an `ERROR` event carrying the 500 `Status`.
+async fn converted_events(
+    kind: &'static ResourceKind,
+    custom: Arc<CustomKind>,
+    actors: KindActors,
+    start: WatchStart,
+) -> ApiResult<impl Stream<Item = WatchEvent>> {
+    let mut initial = start.initial;
+    let carries_object = |e: &WatchEvent| !matches!(e.event_type, "ERROR" | "BOOKMARK");
+    let objects: Vec<Value> = initial.iter_mut().filter(|e| carries_object(e)).map(|e| e.object.take()).collect();
+    let mut converted = conversion::convert(&custom, objects, &kind.group_version(), false, &actors).await?.into_iter();
+    for event in initial.iter_mut().filter(|e| carries_object(e)) {
+        event.object = converted.next().unwrap_or_default();
+    }
+    let initial: Vec<WatchEvent> = initial.into_iter().map(|e| stamp_event(kind, true, e)).collect();
+    let rest = start
+        .rest
+        .then(move |e| {
+            let (custom, actors) = (custom.clone(), actors.clone());
+            async move {
+                if !carries_object(&e) {
+                    return Ok(stamp_event(kind, true, e));
+                }
+                let event_type = e.event_type;
+                match conversion::convert(&custom, vec![e.object], &kind.group_version(), false, &actors).await {
+                    Ok(objects) => {
+                        let object = objects.into_iter().next().unwrap_or_default();
+                        Ok(stamp_event(kind, true, WatchEvent { event_type, object }))
+                    }
+                    Err(e) => Err(WatchEvent { event_type: "ERROR", object: e.status() }),
+                }
+            }
+        })
+        // The ERROR event of a failed conversion is the last.
+        .scan(false, |ended, event: Result<WatchEvent, WatchEvent>| {
+            let next = match event {
+                _ if *ended => None,
+                Ok(event) => Some(event),
+                Err(error) => {
+                    *ended = true;
+                    Some(error)
+                }
+            };
+            futures::future::ready(next)
+        });
+    Ok(stream::iter(initial).chain(rest))
 }
 
 /// Counts an open watch in `apiserver_longrunning_requests{verb="watch"}` while it lives
@@ -528,19 +616,61 @@ fn to_storage(kind: &ResourceKind, store_kind: &ResourceKind, mut obj: Value) ->
     if std::ptr::eq(kind, store_kind) {
         return Ok(obj);
     }
-    let want = kind.group_version();
-    match obj.get("apiVersion") {
-        Some(Value::String(got)) if *got != want => {
-            return Err(ApiError::BadRequest(format!(
-                "the apiVersion of the object ({got}) does not match the expected apiVersion ({want})"
-            )))
-        }
-        _ => {}
-    }
+    check_api_version(kind, &obj)?;
     if let Some(map) = obj.as_object_mut() {
         map.insert("apiVersion".into(), json!(store_kind.group_version()));
     }
     Ok(obj)
+}
+
+/// 400 if the body names another version than the URL's `kind`.
+fn check_api_version(kind: &ResourceKind, obj: &Value) -> ApiResult<()> {
+    let want = kind.group_version();
+    match obj.get("apiVersion") {
+        Some(Value::String(got)) if *got != want => Err(ApiError::BadRequest(format!(
+            "the apiVersion of the object ({got}) does not match the expected apiVersion ({want})"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// [`to_storage`] for a kind whose CRD converts by webhook: the object goes to the webhook
+/// (one `ConversionReview`) unless `kind` is the storage version.
+async fn to_storage_by_webhook(
+    kind: &ResourceKind,
+    store_kind: &ResourceKind,
+    custom: &CustomKind,
+    mut obj: Value,
+    actors: &KindActors,
+) -> ApiResult<Value> {
+    if std::ptr::eq(kind, store_kind) {
+        return Ok(obj);
+    }
+    check_api_version(kind, &obj)?;
+    if let Some(map) = obj.as_object_mut() {
+        map.insert("apiVersion".into(), json!(kind.group_version()));
+        map.entry("kind").or_insert_with(|| json!(kind.kind));
+    }
+    let converted = conversion::convert(custom, vec![obj], &store_kind.group_version(), false, actors).await?;
+    one(converted)
+}
+
+/// The one object a conversion of one object gives.
+fn one(objects: Vec<Value>) -> ApiResult<Value> {
+    objects.into_iter().next().ok_or_else(|| ApiError::InternalError("conversion returned no object".into()))
+}
+
+/// A stored object as `kind` presents it: converted by the webhook of a kind that has one
+/// (`webhook`), then [`stamp`]ed.
+async fn present(
+    kind: &ResourceKind,
+    webhook: Option<&CustomKind>,
+    obj: Value,
+    actors: &KindActors,
+) -> ApiResult<Value> {
+    let Some(custom) = webhook else { return Ok(stamp(kind, obj)) };
+    let converted = conversion::convert(custom, vec![obj], &kind.group_version(), false, actors).await?;
+    Ok(stamp(kind, one(converted)?))
 }
 
 /// The response to a list: a Table when the client asks for one, else the `XList` JSON,
@@ -570,14 +700,29 @@ fn list_response(req: &HttpRequest, kind: &ResourceKind, page: ListPage) -> ApiR
 
 /// `{"kind": "ConfigMapList", ...}` for a page of objects.
 fn list_body(kind: &ResourceKind, page: &ListPage) -> ApiResult<Value> {
+    let items: Vec<Value> = page.items()?.into_iter().map(|o| stamp(kind, o)).collect();
+    Ok(list_of(kind, page, items))
+}
+
+/// [`list_body`] for a kind whose CRD converts by webhook: the page's objects go to the
+/// webhook in one `ConversionReview`.
+async fn converted_list(
+    kind: &ResourceKind,
+    custom: &CustomKind,
+    page: &ListPage,
+    actors: &KindActors,
+) -> ApiResult<Value> {
+    let items = conversion::convert(custom, page.items()?, &kind.group_version(), true, actors).await?;
+    Ok(list_of(kind, page, items.into_iter().map(|o| stamp(kind, o)).collect()))
+}
+
+/// The `XList` object of a page with these items.
+fn list_of(kind: &ResourceKind, page: &ListPage, items: Vec<Value>) -> Value {
     let mut metadata = json!({"resourceVersion": page.resource_version.to_string()});
     if let Some(token) = &page.continue_token {
         metadata["continue"] = json!(token);
     }
-    let items: Vec<Value> = page.items()?.into_iter().map(|o| stamp(kind, o)).collect();
-    Ok(
-        json!({"kind": format!("{}List", kind.kind), "apiVersion": kind.group_version(), "metadata": metadata, "items": items}),
-    )
+    json!({"kind": format!("{}List", kind.kind), "apiVersion": kind.group_version(), "metadata": metadata, "items": items})
 }
 
 #[cfg(test)]

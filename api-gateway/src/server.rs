@@ -41,10 +41,13 @@ pub fn serve(
 ) -> Result<(Server, SocketAddr), ServeError> {
     let tls = tls::server_config(pki)?;
     let tokens = web::Data::new(tokens);
+    let limits = web::Data::new(crate::limits::Limits::default());
     let server = HttpServer::new(move || {
         let (health, prometheus) = (health.clone(), prometheus.clone());
         App::new()
             .app_data(tokens.clone())
+            .app_data(limits.clone())
+            .wrap(from_fn(crate::limits::limit))
             .wrap(from_fn(authn::authenticate))
             .wrap(from_fn(count_requests))
             .configure(|cfg| health_endpoints::configure(cfg, health, prometheus))
