@@ -129,8 +129,8 @@ fn kubectl_and_the_python_client_delete_as_kube_apiserver_does() {
         "{stderr}"
     );
     up.kubectl(&["patch", "cm", "held", "-n", "held-ns", "--type=json", "-p", remove]);
-    // The next delete finishes it (the namespace controller is a later issue).
-    up.kubectl(&["delete", "ns", "held-ns"]);
+    // The namespace controller finishes it; a delete meanwhile does too (kubectl waits).
+    up.kubectl(&["delete", "ns", "held-ns", "--ignore-not-found"]);
     let (ok, _, stderr) = up.try_kubectl(&["get", "ns", "held-ns"]);
     assert!(!ok && stderr.contains(r#"namespaces "held-ns" not found"#), "{stderr}");
 

@@ -91,13 +91,20 @@ fn kubectl_get_prints_server_side_tables() {
     assert_eq!(secret[0], ["NAME", "TYPE", "DATA", "AGE"]);
     assert_eq!(secret[1][..3], ["demo", "Opaque", "2"]);
 
-    let deploy = up.kubectl(&["get", "deploy"]);
-    let deploy = rows(&deploy);
+    // The deployment controller makes the pods (no kubelet runs them: none ready).
+    let deadline = std::time::Instant::now() + common::DEADLINE;
+    let deploy = loop {
+        let deploy = rows(&up.kubectl(&["get", "deploy"]));
+        if deploy[1][..4] == ["web", "0/2", "2", "0"] || std::time::Instant::now() > deadline {
+            break deploy;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     assert_eq!(deploy[0], ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
-    assert_eq!(deploy[1][..4], ["web", "0/2", "0", "0"]);
+    assert_eq!(deploy[1][..4], ["web", "0/2", "2", "0"]);
     let wide = rows(&up.kubectl(&["get", "deploy", "-o", "wide"]));
     assert_eq!(wide[0], ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"]);
-    assert_eq!(wide[1][..4], ["web", "0/2", "0", "0"]);
+    assert_eq!(wide[1][..4], ["web", "0/2", "2", "0"]);
     assert_eq!(wide[1][5..], ["web", "nginx:1.27", "app=web"]);
 
     let svc = rows(&up.kubectl(&["get", "svc"]));

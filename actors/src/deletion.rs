@@ -8,12 +8,14 @@
 //! run them in read-decide-write loops on the store, as [`crate::object_store::update_with`]
 //! does for updates.
 //!
-//! Left to later controllers: the garbage collector that acts on the `orphan` and
-//! `foregroundDeletion` finalizers (until then an object deleted with `Orphan` or `Foreground`
-//! propagation stays, marked); the node agent that ends a pod's grace period by deleting it
-//! with grace 0; the namespace controller. Here a namespace's contents are deleted inline
-//! when it is deleted (and again on each later DELETE of it); what cannot go at once (objects
-//! with finalizers, scheduled pods in their grace period) leaves it `Terminating`.
+//! Controllers do the rest: the garbage collector acts on the `orphan` and
+//! `foregroundDeletion` finalizers ([`crate::controllers::garbage_collector`]); the namespace
+//! controller ([`crate::controllers::namespace`]) deletes a terminating namespace's content
+//! and then its `kubernetes` finalizer. A namespace's DELETE also deletes its content inline
+//! (every namespaced kind, custom ones too; again on each later DELETE), so an empty one goes
+//! at once; what cannot go at once (objects with finalizers, scheduled pods in their grace
+//! period) leaves it `Terminating` for the controller. Left to a later node agent: ending a
+//! pod's grace period by deleting it with grace 0.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -676,8 +678,8 @@ fn check_namespace_preconditions(current: &Value, options: &DeleteOptions) -> Ap
 
 /// A namespace's DELETE: the first marks it `Terminating` and answers with it; while its
 /// `spec.finalizers` remain, later ones answer with it unchanged; then it goes as any object.
-/// Each one that leaves it terminating also deletes its contents (the namespace
-/// controller's work, done inline for now) and, once they are all gone, the namespace.
+/// Each one that leaves it terminating also deletes its contents (what the namespace
+/// controller finishes) and, once they are all gone, the namespace.
 async fn delete_namespace(
     node: &StoreNode,
     kind: &ResourceKind,
@@ -715,12 +717,13 @@ async fn delete_namespace(
     Err(ApiError::Conflict(Subject::of(kind, name)))
 }
 
-/// Deletes every object in namespace `name` (pods gracefully), then, if none is left,
-/// removes the `kubernetes` finalizer and with it the namespace (if no other finalizer
-/// holds it). Returns whether the namespace is gone.
+/// Deletes every object in namespace `name` (pods gracefully; custom kinds too), then, if
+/// none is left, removes the `kubernetes` finalizer and with it the namespace (if no other
+/// finalizer holds it). Returns whether the namespace is gone.
 async fn empty_namespace(node: &StoreNode, ns_kind: &ResourceKind, name: &str) -> ApiResult<bool> {
     let mut left = 0;
-    for kind in BUILTIN.iter().filter(|k| k.namespaced) {
+    let custom = crate::custom_kinds::all().into_iter().map(|c| c.storage_kind());
+    for kind in BUILTIN.iter().chain(custom).filter(|k| k.namespaced) {
         let prefix = list_prefix(kind, Some(name));
         let mut keys = RangeRequest::prefix(prefix.clone());
         keys.keys_only = true;

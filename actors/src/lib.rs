@@ -36,7 +36,8 @@
 //!
 //! - [`controller`]: the controller runtime (informers, work queues, the supervised
 //!   controller actor that runs a plain `Reconciler` while this member leads);
-//!   [`controllers`]: the controllers themselves.
+//!   [`controllers`]: the controllers themselves; [`scheduler`]: kube-scheduler's default
+//!   profile, a controller over pods.
 //!
 //! New resource-kind actors and controllers go in their own modules, each beside the plain
 //! struct it wraps; restarts are counted in `flotilla_actor_restarts_total{actor=...}`.
@@ -60,6 +61,7 @@ pub mod kinds;
 pub mod object_store;
 pub mod objects;
 pub mod patch;
+pub mod scheduler;
 pub mod schemas;
 pub mod selectors;
 pub mod strategic_merge;

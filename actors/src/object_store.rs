@@ -186,9 +186,18 @@ pub async fn create(
     };
     let now = time::OffsetDateTime::now_utc();
     let mut obj = prepare_create(kind, ns, obj, now)?;
-    if has_status(kind) {
+    // A Node's status is the kubelet's, which registers its node with it (kube's node
+    // strategy keeps it); other kinds' status is the controllers' to write later.
+    if has_status(kind) && kind.resource != "nodes" {
         // Status is the controllers' to write, through the subresource.
-        let status = (kind.resource == "namespaces").then(|| json!({"phase": "Active"}));
+        let status = match kind.resource {
+            "namespaces" => Some(json!({"phase": "Active"})),
+            // kube's pod strategy: Pending, with the pod's QoS class.
+            "pods" if kind.group.is_empty() => {
+                Some(json!({"phase": "Pending", "qosClass": crate::objects::qos_class(&obj)}))
+            }
+            _ => None,
+        };
         match (obj.as_object_mut(), status) {
             (Some(map), Some(status)) => map.insert("status".into(), status),
             (Some(map), None) => map.remove("status"),

@@ -250,6 +250,40 @@ pub fn scale_of(kind: &ResourceKind, obj: &Value) -> Value {
     })
 }
 
+/// A pod's QoS class (kube's `GetPodQOS`): `BestEffort` without any cpu or memory request
+/// or limit, `Guaranteed` when every container limits cpu and memory to what it requests,
+/// else `Burstable`.
+pub fn qos_class(pod: &Value) -> &'static str {
+    let mut containers: Vec<&Value> = Vec::new();
+    for list in ["containers", "initContainers"] {
+        if let Some(items) = pod.pointer(&format!("/spec/{list}")).and_then(Value::as_array) {
+            containers.extend(items);
+        }
+    }
+    let resource = |c: &Value, section: &str, name: &str| {
+        c.pointer(&format!("/resources/{section}/{name}")).map(|v| v.to_string().trim_matches('"').to_string())
+    };
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in &containers {
+        for name in ["cpu", "memory"] {
+            let (request, limit) = (resource(c, "requests", name), resource(c, "limits", name));
+            any |= request.is_some() || limit.is_some();
+            // A missing request defaults to the limit.
+            match (request, limit) {
+                (_, None) => guaranteed = false,
+                (Some(r), Some(l)) if r != l => guaranteed = false,
+                _ => {}
+            }
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}
+
 /// A JSON path of a CRD's scale subresource (`.spec.replicas`) as a JSON pointer.
 pub fn json_path_pointer(path: &str) -> String {
     path.split('.').filter(|p| !p.is_empty()).fold(String::new(), |acc, p| format!("{acc}/{p}"))
@@ -562,5 +596,15 @@ mod tests {
         let obj = with_resource_version(body("x").to_string().as_bytes(), 42).unwrap();
         assert_eq!(obj["metadata"]["resourceVersion"], "42");
         assert_eq!(with_resource_version(b"not json", 1).unwrap_err().code(), 500);
+    }
+
+    #[test]
+    fn qos_classes_follow_requests_and_limits() {
+        let pod = |resources: Value| json!({"spec": {"containers": [{"name": "c", "resources": resources}]}});
+        assert_eq!(qos_class(&pod(json!({}))), "BestEffort");
+        assert_eq!(qos_class(&pod(json!({"requests": {"cpu": "1"}}))), "Burstable");
+        assert_eq!(qos_class(&pod(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))), "Guaranteed");
+        let unequal = json!({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}});
+        assert_eq!(qos_class(&pod(unequal)), "Burstable");
     }
 }

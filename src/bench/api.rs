@@ -36,6 +36,9 @@ pub struct ApiBenchArgs {
     /// Changes every watcher must see.
     #[arg(long, default_value_t = 100)]
     events: usize,
+    /// CRDs created at once by the CRD point (0: skip it).
+    #[arg(long, default_value_t = 50)]
+    crds: usize,
     /// Where the member's data dir goes (a temporary dir by default).
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -136,6 +139,12 @@ async fn run_local(args: ApiBenchArgs) -> anyhow::Result<()> {
         post(&client, &format!("{base}/api/v1/namespaces"), &body).await?;
     }
 
+    let crds = if args.crds > 0 {
+        eprintln!("{} CRDs created at once", args.crds);
+        Some(super::crds::established(&client, &base, args.crds).await?)
+    } else {
+        None
+    };
     let mut points = Vec::new();
     eprintln!("open-loop creates at {}/s for {} s", args.rate, args.seconds);
     points.push(open_loop_creates(&client, &base, &args).await);
@@ -151,6 +160,14 @@ async fn run_local(args: ApiBenchArgs) -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|---|");
     for p in &points {
         println!("{}", p.markdown());
+    }
+    if let Some((established, served)) = crds {
+        println!(
+            "\n{} CRDs created at once: all Established after {:.0} ms, all serving their resource after {:.0} ms",
+            args.crds,
+            established.as_secs_f64() * 1000.0,
+            served.as_secs_f64() * 1000.0
+        );
     }
     eprintln!("{} watchers, {} changes", args.watchers, args.events);
     let (complete, elapsed) = watchers(&client, &base, &args).await?;
@@ -190,7 +207,7 @@ async fn wait_ready(client: &Client, base: &str) -> anyhow::Result<()> {
     }
 }
 
-async fn post(client: &Client, url: &str, body: &Value) -> anyhow::Result<()> {
+pub async fn post(client: &Client, url: &str, body: &Value) -> anyhow::Result<()> {
     let mut response = client.post(url).send_json(body).await.map_err(|e| anyhow::anyhow!("POST {url}: {e}"))?;
     if !response.status().is_success() && response.status().as_u16() != 409 {
         let text = response.body().await.unwrap_or_default();

@@ -1,6 +1,7 @@
 //! `flotilla bench`: benchmarks kept in the repo; figures go to BENCHMARKS.md.
 
 mod api;
+mod crds;
 mod etcd;
 mod store;
 

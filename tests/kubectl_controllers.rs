@@ -1,0 +1,203 @@
+//! End-to-end: the controllers and the scheduler on `flotilla up`, with Node objects made
+//! through the API and the test as the kubelet (a thread that marks bound pods Running and
+//! Ready with a pod IP, and removes pods whose deletion it is told of, as a kubelet does once
+//! their containers stop). A Deployment of 5 gets 5 pods bound over 3 nodes; a Service of it
+//! gets Endpoints and an EndpointSlice; a pod too big for any node stays Pending with a
+//! FailedScheduling event naming why; deleting the Deployment removes its ReplicaSet and
+//! pods; `--cascade=orphan` keeps them; a deleted namespace takes everything in it along;
+//! every namespace gets its `default` ServiceAccount.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Up, DEADLINE};
+use serde_json::Value;
+
+fn node(name: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Node
+metadata:
+  name: {name}
+  labels: {{kubernetes.io/hostname: {name}}}
+status:
+  capacity: {{cpu: '4', memory: 8Gi, pods: '110'}}
+  allocatable: {{cpu: '4', memory: 8Gi, pods: '110'}}
+  conditions:
+  - {{type: Ready, status: 'True', reason: KubeletReady, message: kubelet is posting ready status}}
+---
+"
+    )
+}
+
+const BIG_POD: &str = "apiVersion: v1
+kind: Pod
+metadata: {name: big}
+spec:
+  containers:
+  - name: c
+    image: registry.invalid/none:1
+    resources: {requests: {cpu: '64'}}
+";
+
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
+/// The kubelet of every node, faked: bound pods become Running and Ready with a pod IP;
+/// pods being deleted go (their containers "stopped"). Until `stop`.
+fn kubelet(up: &Up, stop: &AtomicBool) {
+    let mut next_ip = 10;
+    while !stop.load(Ordering::SeqCst) {
+        let (ok, out, _) = up.try_kubectl(&["get", "pods", "-A", "-o", "json"]);
+        let pods = if ok { json(&out) } else { Value::Null };
+        for pod in pods["items"].as_array().into_iter().flatten() {
+            let (ns, name) =
+                (pod["metadata"]["namespace"].as_str().unwrap_or(""), pod["metadata"]["name"].as_str().unwrap_or(""));
+            if pod["spec"]["nodeName"].as_str().unwrap_or("").is_empty() {
+                continue;
+            }
+            if pod["metadata"].get("deletionTimestamp").is_some() {
+                let _ =
+                    up.try_kubectl(&["delete", "pod", "-n", ns, name, "--grace-period=0", "--force", "--wait=false"]);
+                continue;
+            }
+            if pod["status"]["phase"] == "Running" {
+                continue;
+            }
+            next_ip += 1;
+            let status = format!(
+                r#"{{"status":{{"phase":"Running","podIP":"10.244.0.{next_ip}","podIPs":[{{"ip":"10.244.0.{next_ip}"}}],"conditions":[{{"type":"Ready","status":"True"}}]}}}}"#
+            );
+            let _ = up.try_kubectl(&[
+                "patch",
+                "pod",
+                "-n",
+                ns,
+                name,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &status,
+            ]);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Polls `check` (a kubectl JSON query) until it holds.
+fn until(up: &Up, what: &str, args: &[&str], check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (ok, out, _) = up.try_kubectl(args);
+        let value = if ok { json(&out) } else { Value::Null };
+        if check(&value) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "never: {what}; last: {value}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn items(v: &Value) -> Vec<Value> {
+    v["items"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn deployments_are_scheduled_served_and_cleaned_up_by_the_controllers() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(dir.path());
+    up.wait_ready();
+    let files = tempfile::tempdir().unwrap();
+    let nodes = files.path().join("nodes.yaml");
+    std::fs::write(&nodes, (1..=3).map(|i| node(&format!("node-{i}"))).collect::<String>()).unwrap();
+    up.kubectl(&["apply", "-f", &nodes.display().to_string()]);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
+        s.spawn(|| kubelet(&up, &stop));
+
+        // 5 replicas, 5 pods bound, spread over the 3 nodes.
+        up.kubectl(&["create", "deployment", "web", "--image=registry.invalid/web:1", "--replicas=5"]);
+        let pods = until(&up, "5 web pods bound", &["get", "pods", "-l", "app=web", "-o", "json"], |v| {
+            let pods = items(v);
+            pods.len() == 5 && pods.iter().all(|p| p["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty()))
+        });
+        let mut per_node = std::collections::BTreeMap::<String, usize>::new();
+        for p in items(&pods) {
+            *per_node.entry(p["spec"]["nodeName"].as_str().unwrap().to_string()).or_default() += 1;
+        }
+        assert_eq!(per_node.len(), 3, "spread over every node: {per_node:?}");
+        let status = up.kubectl(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+        assert!(status.contains("successfully rolled out"), "{status}");
+
+        // A Service of the Deployment: its ready pods' IPs in Endpoints and an EndpointSlice.
+        up.kubectl(&["expose", "deployment", "web", "--port=80", "--target-port=8080"]);
+        until(&up, "5 endpoints", &["get", "endpoints", "web", "-o", "json"], |v| {
+            v["subsets"][0]["addresses"].as_array().is_some_and(|a| a.len() == 5)
+                && v["subsets"][0]["ports"][0]["port"] == 8080
+        });
+        until(
+            &up,
+            "an EndpointSlice of 5",
+            &["get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "json"],
+            |v| items(v).first().is_some_and(|s| s["endpoints"].as_array().is_some_and(|e| e.len() == 5)),
+        );
+
+        // Too big for any node: Pending, and an event saying why.
+        let big = files.path().join("big.yaml");
+        std::fs::write(&big, BIG_POD).unwrap();
+        up.kubectl(&["apply", "-f", &big.display().to_string()]);
+        let events = until(
+            &up,
+            "FailedScheduling",
+            &["get", "events", "--field-selector", "reason=FailedScheduling", "-o", "json"],
+            |v| items(v).iter().any(|e| e["involvedObject"]["name"] == "big"),
+        );
+        let message =
+            items(&events).into_iter().find(|e| e["involvedObject"]["name"] == "big").unwrap()["message"].clone();
+        assert!(message.as_str().unwrap().contains("0/3 nodes are available: 3 Insufficient cpu"), "{message}");
+        let pod = json(&up.kubectl(&["get", "pod", "big", "-o", "json"]));
+        assert_eq!(pod["status"]["phase"], "Pending");
+        assert!(pod["spec"].get("nodeName").is_none());
+
+        // Deleting the Deployment deletes its ReplicaSet and pods (background propagation).
+        up.kubectl(&["delete", "deployment", "web"]);
+        until(&up, "web's ReplicaSet gone", &["get", "rs", "-l", "app=web", "-o", "json"], |v| items(v).is_empty());
+        until(&up, "web's pods gone", &["get", "pods", "-l", "app=web", "-o", "json"], |v| items(v).is_empty());
+
+        // --cascade=orphan keeps them, without their owner.
+        up.kubectl(&["create", "deployment", "keep", "--image=registry.invalid/keep:1", "--replicas=2"]);
+        until(&up, "2 keep pods", &["get", "pods", "-l", "app=keep", "-o", "json"], |v| items(v).len() == 2);
+        up.kubectl(&["delete", "deployment", "keep", "--cascade=orphan"]);
+        until(&up, "the orphaned ReplicaSet without owner", &["get", "rs", "-l", "app=keep", "-o", "json"], |v| {
+            let rs = items(v);
+            rs.len() == 1 && rs[0]["metadata"].get("ownerReferences").is_none()
+        });
+        assert_eq!(items(&json(&up.kubectl(&["get", "pods", "-l", "app=keep", "-o", "json"]))).len(), 2);
+
+        // A namespace gets its default ServiceAccount; deleted, it takes its content along.
+        up.kubectl(&["create", "namespace", "team"]);
+        until(&up, "team's default ServiceAccount", &["get", "sa", "-n", "team", "-o", "json"], |v| {
+            items(v).iter().any(|sa| sa["metadata"]["name"] == "default")
+        });
+        up.kubectl(&["create", "deployment", "app", "-n", "team", "--image=registry.invalid/app:1", "--replicas=2"]);
+        up.kubectl(&["create", "configmap", "settings", "-n", "team", "--from-literal=a=b"]);
+        until(&up, "2 app pods", &["get", "pods", "-n", "team", "-o", "json"], |v| items(v).len() == 2);
+        up.kubectl(&["delete", "namespace", "team", "--timeout=60s"]);
+        let (ok, _, stderr) = up.try_kubectl(&["get", "namespace", "team"]);
+        assert!(!ok && stderr.contains("NotFound"), "{stderr}");
+    });
+}
