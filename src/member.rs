@@ -98,6 +98,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     api_gateway::kubeconfig::write(&kubeconfig, &format!("https://{api}"), &pki)?;
     wait_for_leader(&node).await?;
     create_initial_namespaces(&node).await?;
+    create_kubernetes_service(&node, api.port()).await?;
     eprintln!(
         "flotilla is up: API at https://{api}, store at {}, data in {}\n  kubectl --kubeconfig {} get --raw /readyz",
         node.addr(),
@@ -188,6 +189,30 @@ async fn create_initial_namespaces(node: &StoreNode) -> anyhow::Result<()> {
         match actors::object_store::create(node, kind, None, obj, Some("flotilla")).await {
             Ok(_) | Err(actors::ApiError::AlreadyExists(_)) => {}
             Err(e) => bail!("creating namespace {name}: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// The `default/kubernetes` Service at the first service IP, and its Endpoints: this API
+/// server (what in-cluster clients reach through `KUBERNETES_SERVICE_HOST`).
+async fn create_kubernetes_service(node: &StoreNode, api_port: u16) -> anyhow::Result<()> {
+    let ip = actors::service_ips::api_server_ip().to_string();
+    let service = serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"clusterIP": ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": api_port}]},
+    });
+    let endpoints = serde_json::json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}]}],
+    });
+    for (resource, obj) in [("services", service), ("endpoints", endpoints)] {
+        let kind = actors::kinds::find("", "v1", resource).context("no such kind")?;
+        match actors::object_store::create(node, kind, Some("default"), obj, Some("flotilla")).await {
+            Ok(_) | Err(actors::ApiError::AlreadyExists(_)) => {}
+            Err(e) => bail!("creating the kubernetes {resource}: {e}"),
         }
     }
     Ok(())

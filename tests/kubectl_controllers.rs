@@ -5,7 +5,7 @@
 //! gets Endpoints and an EndpointSlice; a pod too big for any node stays Pending with a
 //! FailedScheduling event naming why; deleting the Deployment removes its ReplicaSet and
 //! pods; `--cascade=orphan` keeps them; a deleted namespace takes everything in it along;
-//! every namespace gets its `default` ServiceAccount.
+//! every namespace gets its `default` ServiceAccount; Services get distinct cluster IPs.
 
 #![allow(clippy::unwrap_used)]
 
@@ -145,6 +145,16 @@ fn deployments_are_scheduled_served_and_cleaned_up_by_the_controllers() {
 
         // A Service of the Deployment: its ready pods' IPs in Endpoints and an EndpointSlice.
         up.kubectl(&["expose", "deployment", "web", "--port=80", "--target-port=8080"]);
+        // Each Service gets its own cluster IP from 10.96.0.0/12.
+        up.kubectl(&["create", "service", "clusterip", "other", "--tcp=81:8081"]);
+        let ip_of = |svc: &str| up.kubectl(&["get", "svc", svc, "-o", "jsonpath={.spec.clusterIP}"]);
+        let (web_ip, other_ip) = (ip_of("web"), ip_of("other"));
+        for ip in [&web_ip, &other_ip] {
+            let octets: Vec<u8> = ip.split('.').map(|o| o.parse().unwrap()).collect();
+            assert!(octets[0] == 10 && (96..112).contains(&octets[1]), "{ip} is not in 10.96.0.0/12");
+        }
+        assert_ne!(web_ip, other_ip);
+        assert_eq!(ip_of("kubernetes"), "10.96.0.1");
         until(&up, "5 endpoints", &["get", "endpoints", "web", "-o", "json"], |v| {
             v["subsets"][0]["addresses"].as_array().is_some_and(|a| a.len() == 5)
                 && v["subsets"][0]["ports"][0]["port"] == 8080

@@ -109,8 +109,10 @@ fn kubectl_get_prints_server_side_tables() {
 
     let svc = rows(&up.kubectl(&["get", "svc"]));
     assert_eq!(svc[0], ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]);
-    assert_eq!(svc[1][..5], ["web", "NodePort", "10.96.0.20", "<none>", "80/TCP,443:30443/TCP"]);
-    assert_eq!(rows(&up.kubectl(&["get", "svc", "-o", "wide"]))[1][6], "app=web");
+    // `kubernetes` (the API server's own Service, at the first service IP) comes first.
+    assert_eq!(svc[1][..5], ["kubernetes", "ClusterIP", "10.96.0.1", "<none>", "443/TCP"]);
+    assert_eq!(svc[2][..5], ["web", "NodePort", "10.96.0.20", "<none>", "80/TCP,443:30443/TCP"]);
+    assert_eq!(rows(&up.kubectl(&["get", "svc", "-o", "wide"]))[2][6], "app=web");
 
     let ns = rows(&up.kubectl(&["get", "ns"]));
     assert_eq!(ns[0], ["NAME", "STATUS", "AGE"]);

@@ -27,6 +27,7 @@
 //!   [`defaults`]: kube's `SetDefaults_*`; [`validation`]: kube's validation (422 `Invalid`
 //!   with field causes), immutable fields on update.
 //! - [`watch`]: watch events (`ADDED`, `MODIFIED`, ...) from cached changes, and filters.
+//! - [`service_ips`]: Service cluster IPs from 10.96.0.0/12, claimed with the Service.
 //! - [`selectors`]: label and field selectors of lists and watches, as kube-apiserver parses
 //!   and matches them.
 //! - [`crd_schema`]: CRD structural schemas: structural checks, pruning, defaults, validation, CEL.
@@ -64,6 +65,7 @@ pub mod patch;
 pub mod scheduler;
 pub mod schemas;
 pub mod selectors;
+pub mod service_ips;
 pub mod strategic_merge;
 pub mod validation;
 pub mod watch;

@@ -216,16 +216,32 @@ pub async fn create(
         let name = crate::objects::name_of(&obj).unwrap_or_default();
         crate::deletion::check_namespace_open(node, kind, ns, name).await?;
     }
+    // A Service's cluster IP is claimed in the same transaction as the Service.
+    let claim = match ns {
+        Some(ns) if kind.group.is_empty() && kind.resource == "services" => {
+            // A taken name is AlreadyExists, before its IP could look taken.
+            let name = crate::objects::name_of(&obj).unwrap_or_default().to_string();
+            if !node.range(RangeRequest::key(storage_key(kind, Some(ns), &name)), true).await?.kvs.is_empty() {
+                return Err(ApiError::AlreadyExists(Subject::of(kind, name)));
+            }
+            crate::service_ips::claim(node, kind, ns, &mut obj).await?
+        }
+        _ => crate::service_ips::Claim::default(),
+    };
     let name = crate::objects::name_of(&obj).unwrap_or_default().to_string();
     let key = storage_key(kind, ns, &name);
     let bytes = encode(&obj)?;
-    let txn = Txn {
-        compare: vec![Compare::absent(key.clone())],
-        success: vec![Op::put(key, bytes.clone())],
-        failure: vec![],
-    };
+    let mut compare = vec![Compare::absent(key.clone())];
+    compare.extend(claim.compare);
+    let mut success = vec![Op::put(key, bytes.clone())];
+    success.extend(claim.ops);
+    let txn = Txn { compare, success, failure: vec![] };
     let response = node.txn(txn).await?;
     if !response.succeeded {
+        // The name is taken, or (rarely) another Service took the IP meanwhile.
+        if node.range(RangeRequest::key(storage_key(kind, ns, &name)), true).await?.kvs.is_empty() {
+            return Err(ApiError::Conflict(Subject::of(kind, name)));
+        }
         return Err(ApiError::AlreadyExists(Subject::of(kind, name)));
     }
     with_resource_version(&bytes, response.revision)

@@ -196,6 +196,9 @@ pub fn check_update(kind: &ResourceKind, url_ns: Option<&str>, name: &str, obj: 
 /// `old`; for kinds that track it, generation rises by one when anything outside metadata
 /// and status changed.
 pub fn prepare_update(kind: &ResourceKind, old: &Value, mut new: Value) -> Value {
+    if kind.group.is_empty() && kind.resource == "services" {
+        keep_allocated_ip(old, &mut new);
+    }
     let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
     let changed = spec_part(old) != spec_part(&new);
     if let Some(metadata) = new.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -213,6 +216,19 @@ pub fn prepare_update(kind: &ResourceKind, old: &Value, mut new: Value) -> Value
         metadata.remove("resourceVersion");
     }
     new
+}
+
+/// A Service update that leaves out its cluster IP keeps the allocated one (kube's
+/// `patchAllocatedValues`): `kubectl replace` of a manifest without it changes nothing there.
+fn keep_allocated_ip(old: &Value, new: &mut Value) {
+    let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    for field in ["clusterIP", "clusterIPs"] {
+        let unset =
+            spec.get(field).is_none_or(|v| v.as_str() == Some("") || v.as_array().is_some_and(|a| a.is_empty()));
+        if let (true, Some(allocated)) = (unset, old.pointer(&format!("/spec/{field}"))) {
+            spec.insert(field.into(), allocated.clone());
+        }
+    }
 }
 
 /// Everything but `metadata`, `status`, `kind` and `apiVersion`.
