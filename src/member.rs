@@ -30,6 +30,10 @@ pub struct UpArgs {
     /// Address of the store's gRPC endpoint.
     #[arg(long, default_value = "127.0.0.1:2380")]
     store_listen: SocketAddr,
+    /// The scheduler's KubeSchedulerConfiguration (kubescheduler.config.k8s.io/v1, YAML):
+    /// its profiles (scheduler names) and extenders.
+    #[arg(long, value_name = "FILE")]
+    scheduler_config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -74,6 +78,9 @@ pub struct ServerArgs {
 }
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.scheduler_config {
+        actors::scheduler::config::install(actors::scheduler::config::SchedulerConfig::load(path)?);
+    }
     let prometheus = api_gateway::install_prometheus()?;
     let pki = api_gateway::pki::load_or_create(&args.data_dir.join("pki"), &args.tls_sans)?;
     let tokens = match &args.token_auth_file {
@@ -90,6 +97,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let api = crate::gateway::start(node.clone(), prometheus, move |health, prometheus| {
         // Runs inside the gateway's actix system: the kind actors live there.
         let kinds = actors::KindActors::start(&store);
+        kinds.set_admission(std::sync::Arc::new(actors::admission::builtin::chain(store.clone())));
         actors::CrdController::start_supervised(store.clone(), kinds.clone());
         actors::controllers::start_all(kinds.clone(), store.clone());
         api_gateway::serve(bind, &serving, tokens, health, kinds, prometheus)

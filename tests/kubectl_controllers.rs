@@ -58,9 +58,40 @@ fn json(text: &str) -> Value {
 
 /// The kubelet of every node, faked: bound pods become Running and Ready with a pod IP;
 /// pods being deleted go (their containers "stopped"). Until `stop`.
+/// Now, as an RFC 3339 UTC timestamp (`2026-11-30T12:00:00Z`).
+fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
 fn kubelet(up: &Up, stop: &AtomicBool) {
     let mut next_ip = 10;
+    let mut last_heartbeat = Instant::now() - Duration::from_secs(60);
     while !stop.load(Ordering::SeqCst) {
+        // Node heartbeats, as a kubelet posts them (else the node lifecycle controller
+        // marks the nodes Unknown after 40 s).
+        if last_heartbeat.elapsed() > Duration::from_secs(5) {
+            last_heartbeat = Instant::now();
+            let ready = format!(
+                r#"{{"status":{{"conditions":[{{"type":"Ready","status":"True","reason":"KubeletReady","lastHeartbeatTime":"{}"}}]}}}}"#,
+                now_rfc3339()
+            );
+            for i in 1..=3 {
+                let node = format!("node-{i}");
+                let _ = up.try_kubectl(&["patch", "node", &node, "--subresource=status", "--type=merge", "-p", &ready]);
+            }
+        }
         let (ok, out, _) = up.try_kubectl(&["get", "pods", "-A", "-o", "json"]);
         let pods = if ok { json(&out) } else { Value::Null };
         for pod in pods["items"].as_array().into_iter().flatten() {

@@ -50,7 +50,7 @@ async fn flotilla_up_serves_kubectl_over_https_and_keeps_data_and_certificates_a
     ] {
         assert!(names.contains(&name), "{name} not in {names:?}");
     }
-    assert_eq!(names.len(), actors::kinds::BUILTIN.len(), "{names:?}");
+    assert_eq!(names.len(), actors::kinds::BUILTIN.len() + api_gateway::aggregator::reviews::KINDS.len(), "{names:?}");
     let versions = up.kubectl(&["api-versions"]);
     for gv in ["v1", "apps/v1", "batch/v1"] {
         assert!(versions.lines().any(|l| l == gv), "{gv} not in {versions}");

@@ -61,11 +61,41 @@ pub fn for_create(kind: &ResourceKind, obj: &mut Value) {
     if let Some(root) = obj.as_object_mut() {
         match (kind.group, kind.kind) {
             ("", "Namespace") => namespace_finalizer(root),
+            ("", "Pod") => default_toleration_seconds(root),
             ("batch", "Job") => job_selector(root),
             _ => {}
         }
     }
     apply(kind, obj);
+}
+
+/// The DefaultTolerationSeconds admission plugin: a new pod that tolerates neither the
+/// `not-ready` nor the `unreachable` `NoExecute` taint tolerates each for 300 s, so that the
+/// taint manager evicts it 5 minutes after its node fails.
+fn default_toleration_seconds(root: &mut Map<String, Value>) {
+    const KEYS: [&str; 2] = ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"];
+    let spec = object(root, "spec");
+    let tolerates = |key: &str| {
+        let list = spec.get("tolerations").and_then(Value::as_array);
+        list.into_iter().flatten().any(|t| {
+            let field = |f: &str| t.get(f).and_then(Value::as_str).unwrap_or("");
+            (field("key") == key || field("key").is_empty()) && matches!(field("effect"), "NoExecute" | "")
+        })
+    };
+    let missing: Vec<Value> = KEYS
+        .iter()
+        .filter(|key| !tolerates(key))
+        .map(|key| json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}))
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    match spec.get_mut("tolerations").and_then(Value::as_array_mut) {
+        Some(list) => list.extend(missing),
+        None => {
+            spec.insert("tolerations".into(), Value::Array(missing));
+        }
+    }
 }
 
 /// The object at `key`, made an (empty) object if absent or not one.
@@ -680,6 +710,27 @@ mod tests {
         assert_eq!(spec["template"]["metadata"]["labels"]["job-name"], "pi");
         assert_eq!(j["metadata"]["labels"], spec["template"]["metadata"]["labels"]);
         assert_eq!(spec["template"]["spec"]["restartPolicy"], "Never");
+    }
+
+    #[test]
+    fn new_pods_tolerate_not_ready_and_unreachable_nodes_for_five_minutes() {
+        let kind = find("", "v1", "pods").unwrap();
+        let mut pod = json!({"spec": {"containers": [{"name": "c"}],
+            "tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists"}]}});
+        for_create(kind, &mut pod);
+        assert_eq!(
+            pod["spec"]["tolerations"],
+            json!([
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists"},
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            ])
+        );
+        let mut tolerant = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
+        for_create(kind, &mut tolerant);
+        assert_eq!(tolerant["spec"]["tolerations"], json!([{"operator": "Exists"}]));
+        let mut updated = json!({"spec": {}});
+        apply(kind, &mut updated);
+        assert!(updated["spec"].get("tolerations").is_none(), "on create only");
     }
 
     #[test]

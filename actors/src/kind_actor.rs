@@ -23,6 +23,7 @@ use raft_store::{
 };
 use serde_json::Value;
 
+use crate::admission::{Admission, Admit, Attributes, Operation, UserInfo};
 use crate::api_error::{ApiError, ApiResult};
 use crate::decode::FieldValidation;
 use crate::deletion::{self, DeleteOptions, Deleted};
@@ -203,6 +204,21 @@ pub struct KindActor {
     pending: Vec<PendingList>,
     watch: Option<SpawnHandle>,
     watchers: Vec<Watcher>,
+    /// The admission chain of writes, once the gateway has set one.
+    admission: AdmissionSlot,
+    /// Its CRD went (or was redefined): it serves nothing more.
+    retired: bool,
+}
+
+/// Where the kind actors find the admission chain (set once the gateway is up).
+pub type AdmissionSlot = Arc<std::sync::RwLock<Option<Arc<dyn Admission>>>>;
+
+/// A write made on behalf of a user (the gateway's requests). Plain messages are the
+/// control plane's own writes ([`UserInfo::control_plane`]).
+pub struct AsUser<M>(pub UserInfo, pub M);
+
+impl<M: Message> Message for AsUser<M> {
+    type Result = M::Result;
 }
 
 impl KindActor {
@@ -213,6 +229,16 @@ impl KindActor {
 
     /// [`Self::start_supervised`] with a cache ring of `cache_events` events.
     pub fn start_with_cache(kind: &'static ResourceKind, node: StoreNode, cache_events: usize) -> Addr<KindActor> {
+        Self::start_admitting(kind, node, cache_events, AdmissionSlot::default())
+    }
+
+    /// Starts the actor of `kind` whose writes go through the chain in `admission`.
+    pub fn start_admitting(
+        kind: &'static ResourceKind,
+        node: StoreNode,
+        cache_events: usize,
+        admission: AdmissionSlot,
+    ) -> Addr<KindActor> {
         Supervisor::start(move |_| KindActor {
             kind,
             node,
@@ -221,7 +247,29 @@ impl KindActor {
             pending: Vec::new(),
             watch: None,
             watchers: Vec::new(),
+            admission,
+            retired: false,
         })
+    }
+
+    /// The admission of a write of `part` of `name` by `user`, if a chain is set.
+    fn admit(&self, user: UserInfo, namespace: Option<&str>, name: &str, part: Part) -> Option<Admit> {
+        let chain = self.admission.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()?;
+        let subresource = match part {
+            Part::Main => None,
+            Part::Status => Some("status"),
+            Part::Scale => Some("scale"),
+        };
+        let attrs = Attributes {
+            kind: self.kind,
+            subresource,
+            operation: Operation::Create,
+            namespace: namespace.map(String::from),
+            name: name.to_string(),
+            user,
+            dry_run: false,
+        };
+        Some(Admit { chain, attrs })
     }
 
     /// Lists the kind's prefix from the store, then resets the cache and watches from there.
@@ -370,10 +418,13 @@ impl Actor for KindActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // A custom kind's actor restarted (by a request holding its address) after its CRD
         // went, or after a newer definition replaced it, stays stopped.
+        // It idles (stopping would have its supervisor start it again at once, in a loop)
+        // until the last address goes.
         let builtin = BUILTIN.iter().any(|k| std::ptr::eq(k, self.kind));
         let current = crate::custom_kinds::of(self.kind).is_some_and(|c| std::ptr::eq(c.storage_kind(), self.kind));
-        if !builtin && !current {
-            ctx.stop();
+        if self.retired || (!builtin && !current) {
+            self.retired = true;
+            metrics::gauge!("flotilla_kind_actors", "resource" => actor_label(self.kind)).set(0.0);
             return;
         }
         metrics::gauge!("flotilla_kind_actors", "resource" => actor_label(self.kind)).set(1.0);
@@ -396,6 +447,9 @@ fn actor_label(kind: &ResourceKind) -> String {
 
 impl Supervised for KindActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        if self.retired {
+            return;
+        }
         let actor = format!("kind/{}", self.kind.resource);
         metrics::counter!("flotilla_actor_restarts_total", "actor" => actor.clone()).increment(1);
         tracing::warn!(actor, "actor restarting");
@@ -413,7 +467,11 @@ impl Handler<Stop> for KindActor {
     type Result = ();
 
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        self.retired = true;
         self.watchers.clear();
+        if let Some(handle) = self.watch.take() {
+            ctx.cancel_future(handle);
+        }
         ctx.stop();
     }
 }
@@ -596,11 +654,20 @@ impl Handler<Get> for KindActor {
 impl Handler<Create> for KindActor {
     type Result = ResponseFuture<ApiResult<Value>>;
 
-    fn handle(&mut self, msg: Create, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Create, ctx: &mut Context<Self>) -> Self::Result {
+        <Self as Handler<AsUser<Create>>>::handle(self, AsUser(UserInfo::control_plane(), msg), ctx)
+    }
+}
+
+impl Handler<AsUser<Create>> for KindActor {
+    type Result = ResponseFuture<ApiResult<Value>>;
+
+    fn handle(&mut self, AsUser(user, msg): AsUser<Create>, _ctx: &mut Context<Self>) -> Self::Result {
         let (node, kind) = (self.node.clone(), self.kind);
+        let admit = self.admit(user, msg.namespace.as_deref(), "", Part::Main);
         Box::pin(async move {
             let manager = msg.field_manager.as_deref();
-            object_store::create(&node, kind, msg.namespace.as_deref(), msg.obj, manager).await
+            object_store::create_admitted(&node, kind, msg.namespace.as_deref(), msg.obj, manager, admit.as_ref()).await
         })
     }
 }
@@ -608,12 +675,21 @@ impl Handler<Create> for KindActor {
 impl Handler<Update> for KindActor {
     type Result = ResponseFuture<ApiResult<Value>>;
 
-    fn handle(&mut self, msg: Update, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Update, ctx: &mut Context<Self>) -> Self::Result {
+        <Self as Handler<AsUser<Update>>>::handle(self, AsUser(UserInfo::control_plane(), msg), ctx)
+    }
+}
+
+impl Handler<AsUser<Update>> for KindActor {
+    type Result = ResponseFuture<ApiResult<Value>>;
+
+    fn handle(&mut self, AsUser(user, msg): AsUser<Update>, _ctx: &mut Context<Self>) -> Self::Result {
         let (node, kind) = (self.node.clone(), self.kind);
+        let admit = self.admit(user, msg.namespace.as_deref(), &msg.name, msg.part);
         Box::pin(async move {
             let manager = msg.field_manager.as_deref().unwrap_or(UNKNOWN_MANAGER);
             let target = (msg.namespace.as_deref(), msg.name.as_str(), msg.part);
-            object_store::update(&node, kind, target, msg.obj, manager).await
+            object_store::update(&node, kind, target, msg.obj, manager, admit.as_ref()).await
         })
     }
 }
@@ -621,9 +697,19 @@ impl Handler<Update> for KindActor {
 impl Handler<Patch> for KindActor {
     type Result = ResponseFuture<ApiResult<Written>>;
 
-    fn handle(&mut self, msg: Patch, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Patch, ctx: &mut Context<Self>) -> Self::Result {
+        <Self as Handler<AsUser<Patch>>>::handle(self, AsUser(UserInfo::control_plane(), msg), ctx)
+    }
+}
+
+impl Handler<AsUser<Patch>> for KindActor {
+    type Result = ResponseFuture<ApiResult<Written>>;
+
+    fn handle(&mut self, AsUser(user, msg): AsUser<Patch>, _ctx: &mut Context<Self>) -> Self::Result {
         let (node, kind) = (self.node.clone(), self.kind);
+        let admit = self.admit(user, msg.namespace.as_deref(), &msg.name, msg.part);
         Box::pin(async move {
+            let admit = admit.as_ref();
             let ns = msg.namespace.as_deref();
             let manager = msg.field_manager.as_deref();
             match (msg.patch_kind, manager) {
@@ -634,14 +720,15 @@ impl Handler<Patch> for KindActor {
                     Err(ApiError::BadRequest("PATCH: fieldManager is required for apply requests".into()))
                 }
                 (PatchKind::Apply, Some(manager)) => {
-                    let obj = object_store::apply(&node, kind, ns, &msg.name, &msg.body, manager, msg.force).await?;
+                    let obj =
+                        object_store::apply(&node, kind, (ns, &msg.name), &msg.body, manager, msg.force, admit).await?;
                     Ok(Written { obj, warnings: Vec::new() })
                 }
                 (patch_kind, manager) => {
                     let manager = manager.unwrap_or(UNKNOWN_MANAGER);
                     let target = (ns, msg.name.as_str(), msg.part);
-                    object_store::patch(&node, kind, target, (patch_kind, &msg.body), manager, msg.field_validation)
-                        .await
+                    let body = (patch_kind, msg.body.as_slice());
+                    object_store::patch(&node, kind, target, body, manager, msg.field_validation, admit).await
                 }
             }
         })
@@ -694,13 +781,22 @@ type ActorsByKind = HashMap<(&'static str, &'static str), (&'static ResourceKind
 pub struct KindActors {
     actors: Arc<Mutex<ActorsByKind>>,
     node: Option<StoreNode>,
+    admission: AdmissionSlot,
 }
 
 impl KindActors {
     /// Starts one supervised [`KindActor`] per built-in kind on the current actix arbiter.
     pub fn start(node: &StoreNode) -> Self {
-        let actors = BUILTIN.iter().map(|k| ((k.group, k.resource), (k, KindActor::start_supervised(k, node.clone()))));
-        KindActors { actors: Arc::new(Mutex::new(actors.collect())), node: Some(node.clone()) }
+        let admission = AdmissionSlot::default();
+        let start =
+            |k: &'static ResourceKind| KindActor::start_admitting(k, node.clone(), CACHE_EVENTS, admission.clone());
+        let actors = BUILTIN.iter().map(|k| ((k.group, k.resource), (k, start(k))));
+        KindActors { actors: Arc::new(Mutex::new(actors.collect())), node: Some(node.clone()), admission }
+    }
+
+    /// Sends every later write of every kind through `chain`.
+    pub fn set_admission(&self, chain: Arc<dyn Admission>) {
+        *self.admission.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(chain);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ActorsByKind> {
@@ -719,7 +815,7 @@ impl KindActors {
         let actor = format!("kind/{}", kind.resource);
         metrics::counter!("flotilla_actor_restarts_total", "actor" => actor.clone()).increment(1);
         tracing::warn!(actor, "actor died (panicked); starting it again");
-        let addr = KindActor::start_supervised(kind, node);
+        let addr = KindActor::start_admitting(kind, node, CACHE_EVENTS, self.admission.clone());
         actors.insert(key, (kind, addr.clone()));
         Some(addr)
     }
@@ -736,9 +832,15 @@ impl KindActors {
             }
             addr.do_send(Stop);
         }
-        let addr = KindActor::start_supervised(kind, node);
+        let addr = KindActor::start_admitting(kind, node, CACHE_EVENTS, self.admission.clone());
         actors.insert((kind.group, kind.resource), (kind, addr.clone()));
         Some(addr)
+    }
+
+    /// The store the actors write to (for writes that are one transaction of their own,
+    /// such as `pods/binding`); `None` for an empty set.
+    pub fn store(&self) -> Option<&StoreNode> {
+        self.node.as_ref()
     }
 
     /// Stops and forgets the actor of (group, resource).

@@ -122,6 +122,13 @@ const ALL: &[&str] = &["all"];
 const API_EXTENSIONS: &[&str] = &["api-extensions"];
 const NO_SUB: &[Subresource] = &[];
 const ST: &[Subresource] = &[STATUS];
+/// A pod's: `binding` (a `Binding`, what schedulers write) and `eviction` (a `policy/v1`
+/// `Eviction`, what `kubectl drain` posts), both create-only, and `status`.
+const POD_SUB: &[Subresource] = &[
+    Subresource { name: "binding", response: Some(("", "", "Binding")), verbs: &["create"] },
+    Subresource { name: "eviction", response: Some(("policy", "v1", "Eviction")), verbs: &["create"] },
+    STATUS,
+];
 const SCALE_ST: &[Subresource] = &[SCALE, STATUS];
 
 /// Every built-in resource, in discovery order.
@@ -131,7 +138,7 @@ pub static BUILTIN: &[ResourceKind] = &[
         verbs: NAMESPACE_VERBS,
         ..kind("", "namespaces", "namespace", "Namespace", CLUSTER, &["ns"], NONE, ST)
     },
-    kind("", "pods", "pod", "Pod", NS, &["po"], ALL, ST),
+    kind("", "pods", "pod", "Pod", NS, &["po"], ALL, POD_SUB),
     kind("", "services", "service", "Service", NS, &["svc"], ALL, ST),
     kind("", "endpoints", "endpoints", "Endpoints", NS, &["ep"], NONE, NO_SUB),
     kind("", "configmaps", "configmap", "ConfigMap", NS, &["cm"], NONE, NO_SUB),

@@ -12,6 +12,8 @@
 //! - [`watch_cache`]: [`WatchCache`], the plain struct a resource-kind actor will own: the
 //!   kind's current objects and recent events at a known store revision.
 //!
+//! - [`admission`]: the admission chain of writes (mutating, then validating plugins) and
+//!   its built-in plugins; the gateway adds the webhook dispatch.
 //! - [`objects`]: plain functions over API objects (generic JSON): store keys, the checks
 //!   and fields of create and update, resourceVersion on read; [`api_error`]: [`ApiError`],
 //!   one variant per Kubernetes `Status` reason.
@@ -43,6 +45,7 @@
 //! New resource-kind actors and controllers go in their own modules, each beside the plain
 //! struct it wraps; restarts are counted in `flotilla_actor_restarts_total{actor=...}`.
 
+pub mod admission;
 pub mod api_error;
 pub mod apply;
 pub mod controller;
@@ -71,6 +74,7 @@ pub mod validation;
 pub mod watch;
 pub mod watch_cache;
 
+pub use admission::{Admission, UserInfo};
 pub use api_error::{ApiError, ApiResult, ApplyConflict, CauseType, FieldCause, Subject};
 pub use crd_controller::CrdController;
 pub use decode::FieldValidation;
@@ -78,7 +82,7 @@ pub use deletion::{DeleteOptions, Deleted};
 pub use health::{assess, Health};
 pub use health_actor::{GetHealth, HealthActor};
 pub use kind_actor::{
-    Create, Delete, DeleteCollection, Get, KindActor, KindActors, List, Patch, Update, Watch, WatchStart,
+    AsUser, Create, Delete, DeleteCollection, Get, KindActor, KindActors, List, Patch, Update, Watch, WatchStart,
 };
 pub use kinds::{ResourceKind, Subresource, BUILTIN};
 pub use object_store::{ListPage, Part, Written};

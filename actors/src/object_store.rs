@@ -11,6 +11,7 @@ use base64::Engine;
 use raft_store::{Compare, KeyValue, Op, RangeRequest, Revision, StoreError, StoreNode, Txn};
 use serde_json::{json, Value};
 
+use crate::admission::{Admit, Attributes, Operation};
 use crate::api_error::{ApiError, ApiResult, Subject};
 use crate::apply::{track_update, Writer};
 use crate::decode::FieldValidation;
@@ -179,6 +180,19 @@ pub async fn create(
     obj: Value,
     manager: Option<&str>,
 ) -> ApiResult<Value> {
+    create_admitted(node, kind, ns, obj, manager, None).await
+}
+
+/// [`create`] through the admission chain of `admit`: mutating plugins after defaulting,
+/// validating plugins after validation.
+pub async fn create_admitted(
+    node: &StoreNode,
+    kind: &ResourceKind,
+    ns: Option<&str>,
+    obj: Value,
+    manager: Option<&str>,
+    admit: Option<&Admit>,
+) -> ApiResult<Value> {
     let ns = match (kind.namespaced, ns) {
         (true, None) => return Err(ApiError::BadRequest("a namespace is required".into())),
         (true, Some(ns)) => Some(ns),
@@ -206,7 +220,20 @@ pub async fn create(
     }
     // Defaulted and validated as kube-apiserver's decoding and create strategy do.
     crate::defaults::for_create(kind, &mut obj);
+    let attrs = admit.map(|a| {
+        let name = crate::objects::name_of(&obj).unwrap_or_default().to_string();
+        let attrs =
+            Attributes { operation: Operation::Create, name, namespace: ns.map(String::from), ..a.attrs.clone() };
+        (a, attrs)
+    });
+    if let Some((admit, attrs)) = &attrs {
+        admit.chain.mutate(attrs, &mut obj, None).await?;
+        crate::defaults::apply(kind, &mut obj);
+    }
     crate::validation::check(kind, &obj, None)?;
+    if let Some((admit, attrs)) = &attrs {
+        admit.chain.validate(attrs, &obj, None).await?;
+    }
     if let Some(manager) = manager {
         let now = timestamp(now);
         track_update(None, &mut obj, Writer { manager, kind, now: &now }, schema_cursor(kind));
@@ -255,9 +282,10 @@ pub async fn update(
     (ns, name, part): (Option<&str>, &str, Part),
     obj: Value,
     manager: &str,
+    admit: Option<&Admit>,
 ) -> ApiResult<Value> {
     let change = part.whole(kind, |_| Ok(obj.clone()));
-    update_with(node, kind, ns, name, Some(manager), change).await.map(|o| part.view(kind, o))
+    update_with_admitted(node, kind, ns, name, Some(manager), change, admit).await.map(|o| part.view(kind, o))
 }
 
 /// What a write returns: the object, and the warnings for the client (`Warning` headers:
@@ -279,6 +307,7 @@ pub async fn patch(
     (patch_kind, body): (PatchKind, &[u8]),
     manager: &str,
     validation: FieldValidation,
+    admit: Option<&Admit>,
 ) -> ApiResult<Written> {
     // A Scale has no lists: its patches need no schema.
     let schema = if part == Part::Scale { None } else { crate::patch::kind_schema(kind) };
@@ -290,7 +319,8 @@ pub async fn patch(
         warnings = found;
         Ok(patched)
     });
-    let obj = update_with(node, kind, ns, name, Some(manager), change).await.map(|o| part.view(kind, o))?;
+    let obj =
+        update_with_admitted(node, kind, ns, name, Some(manager), change, admit).await.map(|o| part.view(kind, o))?;
     Ok(Written { obj, warnings })
 }
 
@@ -299,11 +329,11 @@ pub async fn patch(
 pub async fn apply(
     node: &StoreNode,
     kind: &ResourceKind,
-    ns: Option<&str>,
-    name: &str,
+    (ns, name): (Option<&str>, &str),
     body: &[u8],
     manager: &str,
     force: bool,
+    admit: Option<&Admit>,
 ) -> ApiResult<Value> {
     let mut config = crate::apply::parse_config(body)?;
     crate::apply::check_config(name, &mut config)?;
@@ -313,10 +343,8 @@ pub async fn apply(
     for _ in 0..UPDATE_ATTEMPTS {
         let now = timestamp(time::OffsetDateTime::now_utc());
         let writer = Writer { manager, kind, now: &now };
-        let applied = update_with(node, kind, ns, name, None, |live| {
-            crate::apply::apply(live, &config, writer, force, cursor, name)
-        })
-        .await;
+        let change = |live: &Value| crate::apply::apply(live, &config, writer, force, cursor, name);
+        let applied = update_with_admitted(node, kind, ns, name, None, change, admit).await;
         match applied {
             Err(ApiError::NotFound(_)) => {}
             other => return other,
@@ -325,7 +353,7 @@ pub async fn apply(
         if let Some(metadata) = first.get_mut("metadata").and_then(Value::as_object_mut) {
             metadata.insert("name".into(), json!(name));
         }
-        match create(node, kind, ns, first, None).await {
+        match create_admitted(node, kind, ns, first, None, admit).await {
             Err(ApiError::AlreadyExists(_)) => continue,
             other => return other,
         }
@@ -345,11 +373,37 @@ pub async fn update_with<F>(
     ns: Option<&str>,
     name: &str,
     manager: Option<&str>,
-    mut change: F,
+    change: F,
 ) -> ApiResult<Value>
 where
     F: FnMut(&Value) -> ApiResult<Value>,
 {
+    update_with_admitted(node, kind, ns, name, manager, change, None).await
+}
+
+/// [`update_with`] through the admission chain of `admit`: mutating plugins after
+/// defaulting, validating plugins after validation, on every attempt.
+pub async fn update_with_admitted<F>(
+    node: &StoreNode,
+    kind: &ResourceKind,
+    ns: Option<&str>,
+    name: &str,
+    manager: Option<&str>,
+    mut change: F,
+    admit: Option<&Admit>,
+) -> ApiResult<Value>
+where
+    F: FnMut(&Value) -> ApiResult<Value>,
+{
+    let attrs = admit.map(|a| {
+        let attrs = Attributes {
+            operation: Operation::Update,
+            name: name.to_string(),
+            namespace: ns.map(String::from),
+            ..a.attrs.clone()
+        };
+        (a, attrs)
+    });
     let key = storage_key(kind, ns, name);
     for _ in 0..UPDATE_ATTEMPTS {
         let current = read(node, kind, ns, name).await?;
@@ -363,7 +417,14 @@ where
             .map_err(|e| ApiError::InternalError(format!("stored object is not JSON: {e}")))?;
         // Defaulted and validated (immutable fields too) before anything compares it.
         crate::defaults::apply(kind, &mut new);
+        if let Some((admit, attrs)) = &attrs {
+            admit.chain.mutate(attrs, &mut new, Some(&stored)).await?;
+            crate::defaults::apply(kind, &mut new);
+        }
         crate::validation::check(kind, &new, Some(&stored))?;
+        if let Some((admit, attrs)) = &attrs {
+            admit.chain.validate(attrs, &new, Some(&stored)).await?;
+        }
         let mut new = prepare_update(kind, &stored, new);
         if let Some(manager) = manager {
             let now = timestamp(time::OffsetDateTime::now_utc());

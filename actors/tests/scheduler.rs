@@ -2,8 +2,11 @@
 //! spread over the least allocated nodes and bound (`PodScheduled`, a `Scheduled` event);
 //! a pod too big for any node stays Pending with kube's reason until a node it fits joins;
 //! taints and tolerations, node selectors and host ports are honoured; required pod
-//! anti-affinity keeps replicas apart and a pod that goes makes room for a pending one; the
-//! in-process benchmark runs end to end.
+//! anti-affinity keeps replicas apart and a pod that goes makes room for a pending one; pods
+//! waiting together are decided by priority (their PriorityClass's) before age; a pod of
+//! high priority preempts the fewest pods of lower priority (`DisruptionTarget`, deleted
+//! with their grace period, `Preempted` events, `status.nominatedNodeName`) and is bound
+//! once they are gone; the in-process benchmark runs end to end.
 
 #![allow(clippy::unwrap_used)]
 
@@ -12,6 +15,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use actix::Addr;
+use actors::controller::Controllers;
 use actors::kinds::find;
 use actors::{
     Create, Delete, DeleteOptions, FieldValidation, Get, KindActor, KindActors, List, Part, Patch, PatchKind,
@@ -30,18 +34,35 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let node = single_member(dir.path()).await;
-        let kinds = KindActors::start(&node);
-        actors::controllers::start_all(kinds.clone(), node);
-        let cluster = Cluster { kinds, _dir: dir };
-        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}});
-        cluster.create("namespaces", None, ns).await;
+        let (cluster, node) = Cluster::without_controllers().await;
+        actors::controllers::start_all(cluster.kinds.clone(), node);
         cluster
     }
 
+    /// The store and kind actors only (start the scheduler with [`Self::start_scheduler`]).
+    async fn without_controllers() -> (Cluster, raft_store::StoreNode) {
+        let dir = tempfile::tempdir().unwrap();
+        let node = single_member(dir.path()).await;
+        let kinds = KindActors::start(&node);
+        let cluster = Cluster { kinds, _dir: dir };
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}});
+        cluster.create("namespaces", None, ns).await;
+        (cluster, node)
+    }
+
+    fn start_scheduler(&self, node: raft_store::StoreNode) {
+        let _ = Controllers::new(self.kinds.clone(), node).with(actors::scheduler::Scheduler::default).run();
+    }
+
     fn actor(&self, resource: &str) -> Addr<KindActor> {
-        self.kinds.get(find("", "v1", resource).unwrap()).unwrap()
+        let group = if resource == "priorityclasses" { "scheduling.k8s.io" } else { "" };
+        self.kinds.get(find(group, "v1", resource).unwrap()).unwrap()
+    }
+
+    async fn priority_class(&self, name: &str, value: i64) {
+        let class = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": name}, "value": value});
+        self.create("priorityclasses", None, class).await;
     }
 
     async fn create(&self, resource: &str, namespace: Option<&str>, obj: Value) -> Value {
@@ -281,6 +302,59 @@ async fn anti_affinity_keeps_replicas_apart_and_a_deleted_pod_makes_room() {
     let delete = Delete { namespace: Some(NS.into()), name: gone.into(), options };
     c.actor("pods").send(delete).await.unwrap().unwrap();
     assert_eq!(c.bound(pending[0]).await, gone_node);
+}
+
+#[actix_rt::test]
+async fn pods_waiting_together_go_by_priority_before_age() {
+    let (c, store) = Cluster::without_controllers().await;
+    c.priority_class("high", 1000).await;
+    c.node("n1", "3", json!({}), json!({})).await;
+    // Room for one of them; the older has the lower priority.
+    c.pod("a-low", "2", json!({})).await;
+    c.pod("b-high", "2", json!({"priorityClassName": "high"})).await;
+    c.start_scheduler(store);
+    assert_eq!(c.bound("b-high").await, "n1");
+    let message = c.unschedulable("a-low").await;
+    assert_eq!(
+        message,
+        "0/1 nodes are available: 1 Insufficient cpu. \
+         preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
+    );
+    assert!(c.events("a-low").await.iter().all(|(_, reason, _)| reason != "Scheduled"));
+}
+
+#[actix_rt::test]
+async fn a_pod_of_high_priority_preempts_the_fewest_lower_ones_and_takes_their_room() {
+    let c = Cluster::start().await;
+    c.priority_class("high", 1000).await;
+    c.node("n1", "4", json!({}), json!({})).await;
+    c.pod("low-1", "2", json!({})).await;
+    assert_eq!(c.bound("low-1").await, "n1");
+    c.pod("low-2", "2", json!({})).await;
+    assert_eq!(c.bound("low-2").await, "n1");
+
+    c.pod("high", "2", json!({"priorityClassName": "high"})).await;
+    let high = c.wait_pod("high", "never nominated", |p| p["status"]["nominatedNodeName"] == "n1").await;
+    assert_eq!(scheduled(&high).unwrap()["message"], "0/1 nodes are available: 1 Insufficient cpu.");
+    // One victim: being deleted with its grace period, marked, and told why.
+    let (low1, low2) = (c.get_pod("low-1").await, c.get_pod("low-2").await);
+    let going: Vec<&Value> =
+        [&low1, &low2].into_iter().filter(|p| p["metadata"]["deletionTimestamp"].is_string()).collect();
+    assert_eq!(going.len(), 1, "one victim is enough");
+    let victim = going[0];
+    let name = victim["metadata"]["name"].as_str().unwrap().to_string();
+    assert_eq!(victim["metadata"]["deletionGracePeriodSeconds"], 30);
+    let target = victim["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "DisruptionTarget");
+    assert_eq!(target.unwrap()["reason"], "PreemptionByScheduler");
+    let preempted = c.event(&name, "Preempted").await;
+    assert_eq!(preempted, format!("Preempted by pod {} on node n1", high["metadata"]["uid"].as_str().unwrap()));
+
+    // Its kubelet confirms: the room is the preemptor's.
+    let options = DeleteOptions { grace_period_seconds: Some(0), ..DeleteOptions::default() };
+    c.actor("pods").send(Delete { namespace: Some(NS.into()), name: name.clone(), options }).await.unwrap().unwrap();
+    assert_eq!(c.bound("high").await, "n1");
+    let spared = if name == "low-1" { "low-2" } else { "low-1" };
+    assert!(c.get_pod(spared).await["metadata"]["deletionTimestamp"].is_null());
 }
 
 #[actix_rt::test]

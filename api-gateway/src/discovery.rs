@@ -12,6 +12,9 @@
 //! do. Custom groups come after the built-in ones, by name; their versions in kube's version
 //! priority order (`v2` before `v1` before `v1beta1`), the first preferred.
 //!
+//! The review APIs ([`crate::aggregator::reviews`]) are listed after `events.k8s.io`, and the
+//! groups of non-local APIServices ([`crate::aggregator::groups`]) after all others.
+//!
 //! Unknown groups and versions get a 404 `Status`.
 
 use actix_web::http::header;
@@ -20,6 +23,7 @@ use actors::custom_kinds;
 use actors::kinds::{self, ResourceKind, Subresource};
 use serde::Serialize;
 
+use crate::aggregator::{groups, reviews, Aggregator};
 use crate::status;
 
 /// The media type of an aggregated discovery document; kubectl reads the `Content-Type`
@@ -132,10 +136,15 @@ fn verbs_of(k: &ResourceKind) -> &'static [&'static str] {
     }
 }
 
+/// The resources of one group/version: the kinds', or the review APIs'.
+fn resources_of<'a>(group: &'a str, version: &'a str) -> impl Iterator<Item = &'static ResourceKind> + 'a {
+    kinds::resources_of(group, version).chain(reviews::resources_of(group, version))
+}
+
 /// The `APIResourceList` of one group/version, or `None` if it is not served.
 fn resource_list(group: &str, version: &str) -> Option<ApiResourceList> {
     let mut resources = Vec::new();
-    for k in kinds::resources_of(group, version) {
+    for k in resources_of(group, version) {
         resources.push(ApiResource {
             name: k.resource.to_string(),
             singular_name: k.singular,
@@ -193,6 +202,10 @@ pub fn served_groups() -> Vec<(&'static str, Vec<&'static str>)> {
     }
     let builtin = |group: &str| kinds::BUILTIN.iter().any(|k| k.group == group);
     let (mut out, mut custom): (Vec<_>, Vec<_>) = groups.into_iter().partition(|(g, _)| builtin(g));
+    let at = out.iter().position(|(g, _)| *g == "events.k8s.io").map_or(out.len(), |i| i + 1);
+    for (i, (group, version)) in reviews::group_versions().into_iter().enumerate() {
+        out.insert(at + i, (group, vec![version]));
+    }
     custom.sort_by(|a, b| a.0.cmp(b.0));
     for (_, versions) in &mut custom {
         versions.sort_by(|a, b| custom_kinds::version_priority(a, b));
@@ -288,7 +301,7 @@ fn group_discovery_list(core: bool) -> GroupDiscoveryList {
         let versions = versions
             .into_iter()
             .map(|version| {
-                let resources = kinds::resources_of(group, version).map(resource_discovery).collect();
+                let resources = resources_of(group, version).map(resource_discovery).collect();
                 VersionDiscovery { version, resources, freshness: "Current" }
             })
             .collect();
@@ -369,7 +382,7 @@ fn json(content_type: &str, body: &impl Serialize) -> HttpResponse {
 
 /// An aggregated document with its ETag, or 304 when the client's `If-None-Match` names it,
 /// as kube-apiserver serves them (`Cache-Control: public`, so clients revalidate).
-fn aggregated(req: &HttpRequest, body: &GroupDiscoveryList) -> HttpResponse {
+fn aggregated(req: &HttpRequest, body: &impl Serialize) -> HttpResponse {
     let bytes = match serde_json::to_vec(body) {
         Ok(bytes) => bytes,
         Err(e) => {
@@ -406,17 +419,34 @@ async fn api_v1(req: HttpRequest) -> HttpResponse {
     }
 }
 
+/// `doc` as JSON with the app's aggregated groups merged in by `merge` (none without an
+/// [`Aggregator`]).
+fn with_aggregated(
+    req: &HttpRequest,
+    doc: &impl Serialize,
+    merge: fn(&Aggregator, &mut serde_json::Value),
+) -> serde_json::Value {
+    let mut value = serde_json::to_value(doc).unwrap_or_default();
+    if let Some(aggregator) = req.app_data::<web::Data<Aggregator>>() {
+        merge(aggregator, &mut value);
+    }
+    value
+}
+
 async fn apis(req: HttpRequest) -> HttpResponse {
     if accepts_aggregated(&req) {
-        return aggregated(&req, &group_discovery_list(false));
+        return aggregated(&req, &with_aggregated(&req, &group_discovery_list(false), groups::merge_v2));
     }
-    json("application/json", &api_group_list())
+    json("application/json", &with_aggregated(&req, &api_group_list(), groups::merge_legacy))
 }
 
 async fn api_group(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     match api_groups().into_iter().find(|g| g.name == path.as_str()) {
         Some(group) => json("application/json", &ApiGroup { kind: Some("APIGroup"), api_version: Some("v1"), ..group }),
-        None => status::not_found(req.path()),
+        None => match req.app_data::<web::Data<Aggregator>>().and_then(|a| groups::api_group(a, &path)) {
+            Some(group) => json("application/json", &group),
+            None => status::not_found(req.path()),
+        },
     }
 }
 

@@ -16,9 +16,15 @@
 //! - [`openapi`]: `/openapi/v3` (index and one OpenAPI 3.0 document per group/version) and
 //!   `/openapi/v2` (Swagger 2.0, JSON only), from `actors::schemas`: kubectl `explain`, `apply`
 //!   and server-side field validation read them.
+//! - [`binding`]: the `pods/binding` (the scheduler's bind) and `pods/eviction` (delete
+//!   within the pod's disruption budget) subresources, routed from [`resources`].
 //! - [`resources`]: the object verbs (get, list, create, update, delete) under `/api/v1` and
 //!   `/apis/{group}/{version}`, sent to the `actors::KindActors`; [`conversion`]: custom
 //!   objects converted between versions by their CRD's conversion webhook (`ConversionReview`).
+//! - [`aggregator`]: the aggregation layer: requests for the group/versions of non-local
+//!   APIServices proxied to extension API servers (front-proxy client certificate, caller in
+//!   `X-Remote-*` headers), the availability actors, the local APIServices, the
+//!   `extension-apiserver-authentication` ConfigMap, and the TokenReview/SubjectAccessReview APIs.
 //! - [`webhook_client`]: POST JSON to a webhook's `clientConfig` (URL or Service, TLS verified
 //!   against its `caBundle`, timeouts, kube's error words), for conversion and admission webhooks.
 //! - [`limits`]: requests in flight (429 beyond) and per-request deadlines (504).
@@ -28,7 +34,9 @@
 //!
 //! Start at [`server::serve`].
 
+pub mod aggregator;
 pub mod authn;
+pub mod binding;
 pub mod conversion;
 pub mod discovery;
 pub mod health_endpoints;

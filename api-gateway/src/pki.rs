@@ -90,37 +90,48 @@ pub fn load_or_create(dir: &Path, extra_names: &[String]) -> Result<Pki, PkiErro
     }
     let apiserver = load_or_issue_leaf(dir, "apiserver", &ca_cert, &issuer, serving_params(names))?;
     let admin = load_or_issue_leaf(dir, "admin", &ca_cert, &issuer, client_params("admin", Some("system:masters")))?;
+    crate::aggregator::front_proxy::load_or_create(dir, &ca.cert_pem)?;
     Ok(Pki { ca, apiserver, admin })
 }
 
 /// Makes the CA when `ca.crt` is missing, then loads it as every later start does.
 fn load_or_create_ca(dir: &Path) -> Result<(CertAndKey, Issuer<'static, KeyPair>), PkiError> {
-    let (cert_path, key_path) = (dir.join("ca.crt"), dir.join("ca.key"));
+    load_or_create_named_ca(dir, "ca", CA_NAME)
+}
+
+/// Makes the CA `{stem}.crt`/`{stem}.key` (common name `common_name`) when missing, then
+/// loads it: the cluster CA, and the front-proxy CA of [`crate::aggregator::front_proxy`].
+pub(crate) fn load_or_create_named_ca(
+    dir: &Path,
+    stem: &str,
+    common_name: &str,
+) -> Result<(CertAndKey, Issuer<'static, KeyPair>), PkiError> {
+    let (cert_path, key_path) = (dir.join(format!("{stem}.crt")), dir.join(format!("{stem}.key")));
     if !cert_path.exists() {
         let mut params = params_valid_for(CA_VALIDITY);
-        params.distinguished_name.push(DnType::CommonName, CA_NAME);
+        params.distinguished_name.push(DnType::CommonName, common_name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages =
             vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-        let generate = |source| PkiError::Generate { what: "cluster CA", source };
+        let generate = |source| PkiError::Generate { what: "CA", source };
         let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().map_err(generate)?).map_err(generate)?;
         // The key first: a `ca.crt` on disk always has its key beside it.
         write_file(&key_path, &ca.key().serialize_pem(), 0o600)?;
         write_file(&cert_path, &ca.pem(), 0o644)?;
-        tracing::info!(dir = %dir.display(), "made a new cluster CA");
+        tracing::info!(dir = %dir.display(), common_name, "made a new CA");
     }
     let ca = CertAndKey { cert_pem: read(&cert_path)?, key_pem: read(&key_path)? };
     let key = KeyPair::from_pem(&ca.key_pem).map_err(|e| invalid(&key_path, "private key", e))?;
     let cert_der = parse_pem(&cert_path, &ca.cert_pem)?;
     if parse_der(&cert_path, &cert_der)?.public_key().raw != key.subject_public_key_info().as_slice() {
-        return Err(invalid(&key_path, "CA key", "it does not belong to ca.crt"));
+        return Err(invalid(&key_path, "CA key", format!("it does not belong to {stem}.crt")));
     }
     let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, key).map_err(|e| invalid(&cert_path, "CA", e))?;
     Ok((ca, issuer))
 }
 
 /// Loads `NAME.crt`/`NAME.key`, or issues them from `params` when missing or stale.
-fn load_or_issue_leaf(
+pub(crate) fn load_or_issue_leaf(
     dir: &Path,
     name: &'static str,
     ca: &X509Certificate<'_>,
@@ -199,7 +210,7 @@ fn serving_params(names: Vec<SanType>) -> CertificateParams {
 }
 
 /// A client certificate's parameters: the user is the common name, the group the organization.
-fn client_params(user: &str, group: Option<&str>) -> CertificateParams {
+pub(crate) fn client_params(user: &str, group: Option<&str>) -> CertificateParams {
     let mut params = params_valid_for(LEAF_VALIDITY);
     params.distinguished_name.push(DnType::CommonName, user);
     if let Some(group) = group {
@@ -229,7 +240,7 @@ pub(crate) fn parse_pem(path: &Path, pem: &str) -> Result<Vec<u8>, PkiError> {
     }
 }
 
-fn parse_der<'a>(path: &Path, der: &'a [u8]) -> Result<X509Certificate<'a>, PkiError> {
+pub(crate) fn parse_der<'a>(path: &Path, der: &'a [u8]) -> Result<X509Certificate<'a>, PkiError> {
     x509_parser::parse_x509_certificate(der).map(|(_, cert)| cert).map_err(|e| invalid(path, "certificate", e))
 }
 

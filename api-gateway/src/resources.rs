@@ -23,8 +23,8 @@ use actors::custom_kinds::{Conversion, CustomKind};
 use actors::deletion::{self, DeleteOptions};
 use actors::kinds::{self, ResourceKind};
 use actors::{
-    ApiError, ApiResult, Create, Delete, DeleteCollection, Get, KindActors, List, ListPage, Part, Patch, PatchKind,
-    Selectors, Update, Watch, WatchEvent, WatchStart,
+    ApiError, ApiResult, AsUser, Create, Delete, DeleteCollection, Get, KindActors, List, ListPage, Part, Patch,
+    PatchKind, Selectors, Update, Watch, WatchEvent, WatchStart,
 };
 use futures::{stream, Stream, StreamExt};
 use serde_json::{json, Value};
@@ -198,6 +198,20 @@ async fn respond(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> 
     }
 }
 
+/// Who makes the request, as authentication found it, for admission.
+fn user_of(req: &HttpRequest) -> actors::UserInfo {
+    use actix_web::HttpMessage;
+    match req.extensions().get::<crate::authn::UserInfo>() {
+        Some(user) => actors::UserInfo {
+            username: user.name.clone(),
+            uid: user.uid.clone(),
+            groups: user.groups.clone(),
+            extra: Default::default(),
+        },
+        None => actors::UserInfo::default(),
+    }
+}
+
 /// The `Status` response of an error.
 pub fn error_response(e: &ApiError) -> HttpResponse {
     let code = StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -213,6 +227,14 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
     let kind = kinds::find(&target.group, &target.version, &target.resource).ok_or_else(|| not_found(req.path()))?;
     if target.namespace.is_some() && !kind.namespaced {
         return Err(not_found(req.path()));
+    }
+    // pods/binding and pods/eviction: their own handlers.
+    if crate::binding::handles(kind, target.subresource.as_deref()) {
+        let (ns, name, sub) = (target.namespace.as_deref(), target.name.as_deref(), target.subresource.as_deref());
+        if let (Some(ns), Some(name), Some(sub)) = (ns, name, sub) {
+            let (code, body) = crate::binding::serve(req, body, actors, (ns, name, sub)).await?;
+            return Ok(Reply::Json(code, body));
+        }
     }
     let served = |sub: &str| kind.subresources.iter().any(|s| s.name == sub);
     let part = match target.subresource.as_deref() {
@@ -278,7 +300,8 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
                 Some(custom) => to_storage_by_webhook(kind, store_kind, custom, obj, actors).await?,
                 None => to_storage(kind, store_kind, obj)?,
             };
-            let created = actor.send(Create { namespace: ns, obj, field_manager }).await.map_err(mailbox)??;
+            let msg = AsUser(user_of(req), Create { namespace: ns, obj, field_manager });
+            let created = actor.send(msg).await.map_err(mailbox)??;
             let created = present(kind, webhook.as_deref(), created, actors).await?;
             return Ok(Reply::Written(StatusCode::CREATED, created, warnings));
         }
@@ -293,7 +316,8 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
                 None => to_storage(kind, store_kind, obj)?,
             };
             warnings = found;
-            actor.send(Update { namespace: ns, name, obj, field_manager, part }).await.map_err(mailbox)?
+            let msg = AsUser(user_of(req), Update { namespace: ns, name, obj, field_manager, part });
+            actor.send(msg).await.map_err(mailbox)?
         }
         ("PATCH", Some(name)) => {
             let patch_kind = PatchKind::from_content_type(content_type(req))?;
@@ -316,7 +340,7 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
             let force = is_true(&params.force);
             let field_validation = field_validation(req, "PatchOptions")?;
             let msg = Patch { namespace: ns, name, patch_kind, body, field_manager, force, part, field_validation };
-            actor.send(msg).await.map_err(mailbox)?.map(|written| {
+            actor.send(AsUser(user_of(req), msg)).await.map_err(mailbox)?.map(|written| {
                 warnings = written.warnings;
                 written.obj
             })

@@ -11,6 +11,7 @@ use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use actors::{HealthActor, KindActors};
 
+use crate::aggregator::{self, Aggregator};
 use crate::authn::{self, Tokens};
 use crate::metrics_recorder::PrometheusHandle;
 use crate::pki::Pki;
@@ -22,6 +23,9 @@ use crate::{discovery, health_endpoints, openapi, resources, status, version};
 pub enum ServeError {
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The front proxy's certificates could not be made.
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
     #[error("binding {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -30,7 +34,8 @@ pub enum ServeError {
 /// with the address it bound. It serves with `pki`'s serving certificate, verifies client
 /// certificates against `pki`'s CA, accepts the bearer `tokens`, and answers `/livez`,
 /// `/readyz`, `/version` (open to anonymous clients), `/metrics`, discovery (`/api`,
-/// `/apis`, ...), the OpenAPI documents (`/openapi/v2`, `/openapi/v3/...`) and the object verbs, sent to `kinds`. Await or spawn the server on an actix system; stop it with its handle.
+/// `/apis`, ...), the OpenAPI documents (`/openapi/v2`, `/openapi/v3/...`) and the object verbs, sent to `kinds`;
+/// the group/versions of non-local APIServices go to their extension servers ([`aggregator`]). Await or spawn the server on an actix system; stop it with its handle.
 pub fn serve(
     bind: SocketAddr,
     pki: &Pki,
@@ -40,6 +45,8 @@ pub fn serve(
     prometheus: PrometheusHandle,
 ) -> Result<(Server, SocketAddr), ServeError> {
     let tls = tls::server_config(pki)?;
+    // The availability actors run on this (the caller's) arbiter; the proxy in the workers.
+    let aggregator = web::Data::new(Aggregator::start(pki, kinds.clone())?);
     let tokens = web::Data::new(tokens);
     let limits = web::Data::new(crate::limits::Limits::default());
     let server = HttpServer::new(move || {
@@ -47,6 +54,8 @@ pub fn serve(
         App::new()
             .app_data(tokens.clone())
             .app_data(limits.clone())
+            .app_data(aggregator.clone())
+            .wrap(from_fn(aggregator::route))
             .wrap(from_fn(crate::limits::limit))
             .wrap(from_fn(authn::authenticate))
             .wrap(from_fn(count_requests))
@@ -54,6 +63,7 @@ pub fn serve(
             .route("/version", web::get().to(version::version))
             .configure(discovery::configure)
             .configure(openapi::configure)
+            .configure(aggregator::reviews::configure)
             .configure(|cfg| resources::configure(cfg, kinds.clone()))
             .default_service(web::to(not_found))
     })

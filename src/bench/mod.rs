@@ -3,6 +3,7 @@
 mod api;
 mod crds;
 mod etcd;
+mod scheduler;
 mod store;
 
 #[derive(clap::Subcommand)]
@@ -11,11 +12,14 @@ pub enum BenchCommand {
     Store(store::StoreBenchArgs),
     /// Creates, gets, lists and watches over HTTPS against a `flotilla up` it starts.
     Api(api::ApiBenchArgs),
+    /// Schedules pods onto nodes in one process (scheduler_perf's SchedulingBasic).
+    Scheduler(scheduler::SchedulerBenchArgs),
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Store(args) => store::run(args).await,
         BenchCommand::Api(args) => api::run(args).await,
+        BenchCommand::Scheduler(args) => scheduler::run(args).await,
     }
 }

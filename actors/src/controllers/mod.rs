@@ -8,17 +8,34 @@
 //! - [`endpoints`]: Endpoints and EndpointSlices of each Service with a selector, from its pods.
 //! - [`replica_set`]: ReplicaSets keep their number of pods (create, delete, adopt, release).
 //! - [`deployment`]: Deployments roll their template out through ReplicaSets.
+//! - [`job`]: Jobs run their pods to completion (parallelism, completions, Indexed, backoff,
+//!   deadline, suspend; pods counted through the `job-tracking` finalizer).
+//! - [`node_lifecycle`]: nodes without a heartbeat turn `Unknown` and tainted; the taint
+//!   manager evicts pods that do not tolerate `NoExecute` taints.
+//! - [`node_ipam`]: every node gets its own pod CIDR.
+//! - [`daemon_set`]: DaemonSets run one pod per eligible node and roll updates out.
+//! - [`cron_job`]: CronJobs create Jobs on their schedule (time zone, concurrency policy,
+//!   starting deadline, history limits).
+//! - [`ttl_after_finished`]: finished Jobs are deleted `ttlSecondsAfterFinished` later.
+//! - [`pod_gc`]: pods of Nodes that are gone, and finished pods past a threshold, are deleted.
 //! - [`pods`]: what the workload controllers share (readiness, owners, selectors, conditions).
 //!
 //! [`start_all`] starts every controller of a member.
 
+pub mod cron_job;
+pub mod daemon_set;
 pub mod deployment;
 pub mod endpoints;
 pub mod garbage_collector;
+pub mod job;
 pub mod namespace;
+pub mod node_ipam;
+pub mod node_lifecycle;
+pub mod pod_gc;
 pub mod pods;
 pub mod replica_set;
 pub mod service_account;
+pub mod ttl_after_finished;
 
 use raft_store::StoreNode;
 
@@ -35,6 +52,14 @@ pub fn start_all(actors: KindActors, node: StoreNode) -> actix::Addr<Controllers
         .with(|| endpoints::EndpointSliceController)
         .with(replica_set::ReplicaSets::new)
         .with(deployment::Deployments::new)
+        .with(daemon_set::DaemonSets::new)
+        .with(node_lifecycle::NodeLifecycle::default)
+        .with(node_lifecycle::TaintEviction::default)
+        .with(node_ipam::NodeIpam::default)
+        .with(job::Jobs::new)
+        .with(cron_job::CronJobs::new)
+        .with(|| ttl_after_finished::TtlAfterFinished)
+        .with(pod_gc::PodGc::new)
         .with(crate::scheduler::Scheduler::default)
         .run()
 }

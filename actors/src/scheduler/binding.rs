@@ -1,12 +1,18 @@
-//! The scheduler's writes: the binding (kube's `pods/binding` subresource: `spec.nodeName`
-//! and the `PodScheduled` condition in one write, refused for a pod already bound, being
-//! deleted or replaced by another of the same name) and the `PodScheduled` condition of a
-//! pod that cannot be scheduled.
+//! The scheduler's writes: the binding ([`Binding`], also what kube's `pods/binding`
+//! subresource writes: `spec.nodeName` and the `PodScheduled` condition in one store
+//! transaction, refused for a pod already bound, being deleted or replaced by another of
+//! the same name), the `PodScheduled` condition (and nominated node) of a pod that cannot
+//! be scheduled, and preemption's evictions.
 
-use serde_json::{json, Value};
+use raft_store::StoreNode;
+use serde_json::{json, Map, Value};
 
-use crate::api_error::{ApiError, ApiResult};
+use std::rc::Rc;
+
+use super::pod_info::PodInfo;
+use crate::api_error::{ApiError, ApiResult, FieldCause};
 use crate::controller::Ctx;
+use crate::deletion::DeleteOptions;
 use crate::kind_actor::Patch;
 use crate::kinds::{self, ResourceKind};
 use crate::object_store::{self, Part};
@@ -59,34 +65,110 @@ pub fn with_scheduled_condition(pod: &Value, status: &str, reason: &str, message
     Some(conditions)
 }
 
-fn refused(name: &str, why: String) -> ApiError {
-    ApiError::Unfulfilled { group: "", what: "pods", name: name.to_string(), why }
+/// A binding of one pod to a node: what the scheduler decided, or what a `pods/binding`
+/// request (a `v1` `Binding`) asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub namespace: String,
+    pub name: String,
+    /// Preconditions: the pod's uid and resourceVersion, when given.
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    pub node: String,
+    /// Copied onto the pod.
+    pub annotations: Map<String, Value>,
 }
 
-/// Binds `pod` (as the scheduler last saw it) to `node`. A 409 if it is bound already,
-/// being deleted, or not the same pod (uid); a 404 if it is gone.
-pub async fn bind(ctx: &Ctx, pod: &Value, node: &str) -> ApiResult<Value> {
-    let kind = pods()?;
-    let (ns, name, uid) = (meta(pod, "namespace"), meta(pod, "name"), meta(pod, "uid"));
-    let change = |current: &Value| -> ApiResult<Value> {
+impl Binding {
+    /// The binding of `pod` (as the scheduler last saw it: its uid is a precondition).
+    pub fn of(pod: &Value, node: &str) -> Binding {
+        Binding {
+            namespace: meta(pod, "namespace").into(),
+            name: meta(pod, "name").into(),
+            uid: Some(meta(pod, "uid").to_string()).filter(|u| !u.is_empty()),
+            resource_version: None,
+            node: node.into(),
+            annotations: Map::new(),
+        }
+    }
+
+    /// A `Binding` object POSTed to `pods/{name}/binding` in `namespace`: 400 if it names
+    /// another pod, 422 without a target node (kube's `ValidatePodBinding`).
+    pub fn parse(namespace: &str, name: &str, obj: &Value) -> ApiResult<Binding> {
+        if !obj.is_object() {
+            return Err(ApiError::BadRequest("the body is not a Binding object".into()));
+        }
+        let body_name = meta(obj, "name");
+        if !body_name.is_empty() && body_name != name {
+            return Err(ApiError::BadRequest("name in URL does not match name in Binding object".into()));
+        }
+        let subject = crate::api_error::Subject { group: "", resource: "bindings", kind: "Binding", name: name.into() };
+        let target_kind = obj.pointer("/target/kind").and_then(Value::as_str).unwrap_or("");
+        let node = obj.pointer("/target/name").and_then(Value::as_str).unwrap_or("");
+        let mut causes = Vec::new();
+        if !target_kind.is_empty() && target_kind != "Node" {
+            causes.push(FieldCause::not_supported("target.kind", target_kind, &["Node", "<empty>"]));
+        }
+        if node.is_empty() {
+            causes.push(FieldCause::required("target.name", ""));
+        }
+        if !causes.is_empty() {
+            return Err(ApiError::Invalid { subject, causes });
+        }
+        let text = |field: &str| Some(meta(obj, field).to_string()).filter(|v| !v.is_empty());
+        Ok(Binding {
+            namespace: namespace.into(),
+            name: name.into(),
+            uid: text("uid"),
+            resource_version: text("resourceVersion"),
+            node: node.into(),
+            annotations: obj.pointer("/metadata/annotations").and_then(Value::as_object).cloned().unwrap_or_default(),
+        })
+    }
+
+    /// The pod with this binding made: `spec.nodeName`, the annotations and `PodScheduled`
+    /// True; refused (409 naming `what`) for a pod already bound, being deleted, or not
+    /// the one the preconditions name.
+    pub fn apply(&self, what: &'static str, current: &Value) -> ApiResult<Value> {
+        let name = self.name.as_str();
+        let refused = |why: String| ApiError::Unfulfilled { group: "", what, name: name.to_string(), why };
         let current_uid = meta(current, "uid");
-        if current_uid != uid {
-            return Err(refused(
-                name,
-                format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {current_uid}"),
-            ));
+        if let Some(uid) = self.uid.as_deref().filter(|u| *u != current_uid) {
+            return Err(refused(format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {current_uid}"
+            )));
+        }
+        if let Some(rv) = self.resource_version.as_deref() {
+            let current_rv = meta(current, "resourceVersion");
+            if rv != current_rv {
+                return Err(refused(format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {current_rv}"
+                )));
+            }
         }
         if let Some(bound) = super::pod_info::node_name(current) {
-            return Err(refused(name, format!("pod {name} is already assigned to node {bound:?}")));
+            return Err(refused(format!("pod {name} is already assigned to node {bound:?}")));
         }
         if current.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) {
-            return Err(refused(name, format!("pod {name} is being deleted, cannot be assigned to a host")));
+            return Err(refused(format!("pod {name} is being deleted, cannot be assigned to a host")));
         }
         let mut new = current.clone();
         let malformed = || ApiError::InternalError(format!("pod {name} is not an object with a spec"));
         let pod = new.as_object_mut().ok_or_else(malformed)?;
         let spec = pod.get_mut("spec").and_then(Value::as_object_mut).ok_or_else(malformed)?;
-        spec.insert("nodeName".into(), json!(node));
+        spec.insert("nodeName".into(), json!(self.node));
+        if !self.annotations.is_empty() {
+            let metadata = pod.entry("metadata").or_insert_with(|| json!({}));
+            if let Some(metadata) = metadata.as_object_mut() {
+                let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
+                if !annotations.is_object() {
+                    *annotations = json!({});
+                }
+                if let Some(annotations) = annotations.as_object_mut() {
+                    annotations.extend(self.annotations.clone());
+                }
+            }
+        }
         if let Some(conditions) = with_scheduled_condition(current, "True", "", "") {
             let status = pod.entry("status").or_insert_with(|| json!({}));
             if !status.is_object() {
@@ -97,25 +179,56 @@ pub async fn bind(ctx: &Ctx, pod: &Value, node: &str) -> ApiResult<Value> {
             }
         }
         Ok(new)
-    };
-    object_store::update_with(&ctx.node, kind, Some(ns), name, Some(FIELD_MANAGER), change).await
+    }
+
+    /// Writes the binding in one store transaction (retried on a concurrent write), as
+    /// `manager`; `what` names the resource in refusals. 404 if the pod is gone.
+    pub async fn write(&self, store: &StoreNode, what: &'static str, manager: &str) -> ApiResult<Value> {
+        let kind = pods()?;
+        let change = |current: &Value| self.apply(what, current);
+        object_store::update_with(store, kind, Some(&self.namespace), &self.name, Some(manager), change).await
+    }
 }
 
-/// Sets the `PodScheduled` condition of an unscheduled pod (a strategic merge patch of its
-/// status, as kube-scheduler's `updatePod`); does nothing if it is set so already.
-pub async fn set_unscheduled_condition(ctx: &Ctx, pod: &Value, reason: &str, message: &str) -> ApiResult<()> {
-    let Some(conditions) = with_scheduled_condition(pod, "False", reason, message) else { return Ok(()) };
-    let Some(condition) =
+/// Binds `pod` (as the scheduler last saw it) to `node`. A 409 if it is bound already,
+/// being deleted, or not the same pod (uid); a 404 if it is gone.
+pub async fn bind(ctx: &Ctx, pod: &Value, node: &str) -> ApiResult<Value> {
+    Binding::of(pod, node).write(&ctx.node, "pods", FIELD_MANAGER).await
+}
+
+/// Sets the `PodScheduled` condition of an unscheduled pod, and its
+/// `status.nominatedNodeName` when preemption nominated a node (a strategic merge patch
+/// of its status, as kube-scheduler's `updatePod`); does nothing if it is so already.
+pub async fn set_unscheduled_condition(
+    ctx: &Ctx,
+    pod: &Value,
+    reason: &str,
+    message: &str,
+    nominated: Option<&str>,
+) -> ApiResult<()> {
+    let nominated = nominated.filter(|n| pod.pointer("/status/nominatedNodeName").and_then(Value::as_str) != Some(n));
+    let condition = with_scheduled_condition(pod, "False", reason, message).and_then(|conditions| {
         conditions.into_iter().find(|c| c.get("type").and_then(Value::as_str) == Some("PodScheduled"))
-    else {
+    });
+    let mut status = Map::new();
+    if let Some(condition) = condition {
+        status.insert("conditions".into(), json!([condition]));
+    }
+    if let Some(node) = nominated {
+        status.insert("nominatedNodeName".into(), json!(node));
+    }
+    if status.is_empty() {
         return Ok(());
-    };
+    }
+    patch_status(ctx, (meta(pod, "namespace"), meta(pod, "name")), json!({"status": status})).await
+}
+
+async fn patch_status(ctx: &Ctx, (namespace, name): (&str, &str), body: Value) -> ApiResult<()> {
     let kind = pods()?;
     let actor = ctx.actors.get(kind).ok_or_else(|| ApiError::ServiceUnavailable("no actor for pods".into()))?;
-    let body = json!({"status": {"conditions": [condition]}});
     let msg = Patch {
-        namespace: Some(meta(pod, "namespace").into()),
-        name: meta(pod, "name").into(),
+        namespace: Some(namespace.into()),
+        name: name.into(),
         patch_kind: PatchKind::Strategic,
         body: body.to_string().into_bytes(),
         field_manager: Some(FIELD_MANAGER.into()),
@@ -125,6 +238,35 @@ pub async fn set_unscheduled_condition(ctx: &Ctx, pod: &Value, reason: &str, mes
     };
     actor.send(msg).await.map_err(|e| ApiError::ServiceUnavailable(format!("pods actor: {e}")))??;
     Ok(())
+}
+
+/// Evicts preemption's victims on `node` for `preemptor` (of scheduler `profile`), as
+/// kube's DefaultPreemption: each gets the `DisruptionTarget` condition, is deleted with
+/// its own grace period, and gets a `Preempted` event. Failures are logged; the preemptor
+/// is tried again as its victims go.
+pub async fn preempt_victims(ctx: &Ctx, preemptor: &Value, profile: &str, node: &str, victims: &[Rc<PodInfo>]) {
+    let Ok(kind) = pods() else { return };
+    let condition = json!({"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
+        "message": format!("{profile}: preempting to accommodate a higher priority pod"),
+        "lastProbeTime": null, "lastTransitionTime": now()});
+    let message = format!("Preempted by pod {} on node {node}", meta(preemptor, "uid"));
+    for victim in victims {
+        let (ns, name) = (victim.namespace.as_str(), victim.key.name.as_str());
+        let body = json!({"status": {"conditions": [condition]}});
+        if let Err(e) = patch_status(ctx, (ns, name), body).await {
+            tracing::debug!(pod = %victim.key, error = %e, "marking a preemption victim failed");
+        }
+        let options =
+            DeleteOptions { uid: Some(victim.uid.clone()).filter(|u| !u.is_empty()), ..DeleteOptions::default() };
+        match ctx.delete(kind, (Some(ns), name), options).await {
+            Ok(_) | Err(ApiError::NotFound(_)) => {}
+            Err(e) => tracing::debug!(pod = %victim.key, error = %e, "deleting a preemption victim failed"),
+        }
+        let involved = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"namespace": ns, "name": name, "uid": victim.uid}});
+        ctx.event(&involved, "Normal", "Preempted", &message).await;
+        metrics::counter!("flotilla_scheduler_preemption_victims_total").increment(1);
+    }
 }
 
 #[cfg(test)]
@@ -147,5 +289,28 @@ mod tests {
             json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
             "lastTransitionTime": bound[1]["lastTransitionTime"]})
         );
+    }
+
+    #[test]
+    fn a_binding_sets_the_node_once_and_refuses_what_kube_refuses() {
+        let body =
+            json!({"metadata": {"name": "p", "annotations": {"a": "b"}}, "target": {"kind": "Node", "name": "n1"}});
+        let binding = Binding::parse("d", "p", &body).unwrap();
+        let pod = json!({"metadata": {"name": "p", "namespace": "d", "uid": "u", "resourceVersion": "7"}, "spec": {}});
+        let bound = binding.apply("pods/binding", &pod).unwrap();
+        assert_eq!(bound["spec"]["nodeName"], "n1");
+        assert_eq!(bound["metadata"]["annotations"]["a"], "b");
+        assert_eq!(bound["status"]["conditions"][0]["status"], "True");
+        let again = binding.apply("pods/binding", &bound).unwrap_err();
+        assert_eq!(
+            again.to_string(),
+            r#"Operation cannot be fulfilled on pods/binding "p": pod p is already assigned to node "n1""#
+        );
+        let stale = Binding { uid: Some("other".into()), ..binding.clone() };
+        assert!(stale.apply("pods", &pod).unwrap_err().to_string().contains("UID in precondition: other"));
+        assert!(matches!(Binding::parse("d", "q", &body), Err(ApiError::BadRequest(_))));
+        let no_target = Binding::parse("d", "p", &json!({"target": {"kind": "Pod"}})).unwrap_err();
+        assert_eq!(no_target.code(), 422);
+        assert!(no_target.to_string().contains("target.kind"), "{no_target}");
     }
 }

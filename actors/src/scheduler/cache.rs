@@ -22,6 +22,9 @@ pub enum PodState {
     Bound,
     /// Seen bound in the informer.
     Observed,
+    /// Not bound: reserved on the node its preemption is freeing (kube's nominated pod),
+    /// so that pods of lower priority do not take the room first.
+    Nominated,
 }
 
 /// A pod that counts on a node.

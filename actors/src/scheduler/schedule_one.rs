@@ -1,8 +1,8 @@
 //! One scheduling decision, as kube's `schedulePod`: PreFilter, then Filter over the nodes
 //! from where the last cycle stopped until enough feasible nodes are found
 //! (`percentageOfNodesToScore`'s adaptive default), Score those, pick the best (ties at
-//! random). A pod that fits nowhere gets kube's `FitError` message, with the preemption
-//! summary kube's DefaultPreemption adds.
+//! random). A pod that fits nowhere gets kube's `FitError` diagnosis ([`Unfit`]) and
+//! message, with the preemption summary kube's DefaultPreemption adds.
 
 use std::collections::BTreeMap;
 
@@ -48,11 +48,38 @@ impl Rng {
     }
 }
 
-/// Where a pod goes, or kube's message for why it goes nowhere.
-pub fn schedule(cache: &mut Cache, pod: &PodInfo, rng: &mut Rng) -> Result<String, String> {
+/// Why a pod fits no node: how many nodes there are, and each rejected node with its
+/// failure (kube's `FitError` diagnosis).
+#[derive(Debug, Clone, Default)]
+pub struct Unfit {
+    pub all: usize,
+    pub rejected: Vec<(String, Rejection)>,
+}
+
+impl Unfit {
+    /// kube's `FitError` message when preemption was not tried or found nothing (its
+    /// summary for each node as [`fit_error`] gives it).
+    pub fn message(&self, pod: &PodInfo) -> String {
+        fit_error(pod, self.all, &self.rejected)
+    }
+
+    /// The first part of the message: `0/N nodes are available: reasons.`
+    pub fn reasons(&self) -> String {
+        if self.all == 0 {
+            return NO_NODES.into();
+        }
+        let reasons = histogram(self.rejected.iter().flat_map(|(_, r)| r.reasons.iter().map(String::as_str)));
+        format!("0/{} nodes are available: {reasons}.", self.all)
+    }
+}
+
+/// The nodes a pod fits (by live index), from where the last cycle stopped, until enough
+/// are found; and the nodes it was found not to fit, with why (only when it fits none,
+/// unless `always_why`).
+pub fn feasible(cache: &mut Cache, pod: &PodInfo, always_why: bool) -> (Vec<usize>, Unfit) {
     let all = cache.live_len();
     if all == 0 {
-        return Err(NO_NODES.into());
+        return (Vec::new(), Unfit::default());
     }
     let cycle = CycleState::new(cache, pod);
     let wanted = feasible_nodes_to_find(all);
@@ -72,11 +99,18 @@ pub fn schedule(cache: &mut Cache, pod: &PodInfo, rng: &mut Rng) -> Result<Strin
         }
     }
     cache.next_start = (start + feasible.len() + rejected.len()) % all;
-    if feasible.is_empty() {
-        return Err(fit_error(pod, all, &rejected));
-    }
-    if let [only] = feasible.as_slice() {
-        return Ok(cache.live_node(*only).name.clone());
+    let rejected = if feasible.is_empty() || always_why {
+        rejected.into_iter().map(|(n, r)| (cache.live_node(n).name.clone(), r)).collect()
+    } else {
+        Vec::new()
+    };
+    (feasible, Unfit { all, rejected })
+}
+
+/// The scores of the nodes at `feasible` (live indices), in order.
+pub fn score_nodes(cache: &Cache, pod: &PodInfo, feasible: &[usize]) -> Vec<(String, i64)> {
+    if let [only] = feasible {
+        return vec![(cache.live_node(*only).name.clone(), 0)];
     }
     let nodes: Vec<(&NodeInfo, &NodeObj)> = feasible
         .iter()
@@ -86,25 +120,43 @@ pub fn schedule(cache: &mut Cache, pod: &PodInfo, rng: &mut Rng) -> Result<Strin
         })
         .collect();
     let scores = score(pod, &nodes);
-    // kube's selectHost: the best score; among equals, each equally likely.
-    let mut best = 0;
-    let mut ties = 1;
+    nodes.iter().zip(scores).map(|((info, _), s)| (info.name.clone(), s)).collect()
+}
+
+/// kube's selectHost: the index of the best score; among equals, each equally likely.
+pub fn select_host(scores: &[i64], rng: &mut Rng) -> Option<usize> {
+    let first = scores.first()?;
+    let (mut best, mut best_score, mut ties) = (0, *first, 1);
     for (i, s) in scores.iter().enumerate().skip(1) {
-        if *s > scores[best] {
-            best = i;
-            ties = 1;
-        } else if *s == scores[best] {
+        if *s > best_score {
+            (best, best_score, ties) = (i, *s, 1);
+        } else if *s == best_score {
             ties += 1;
             if rng.below(ties) == 0 {
                 best = i;
             }
         }
     }
-    nodes.get(best).map(|(info, _)| info.name.clone()).ok_or_else(|| NO_NODES.to_string())
+    Some(best)
+}
+
+/// Where a pod goes, or why it goes nowhere.
+pub fn schedule(cache: &mut Cache, pod: &PodInfo, rng: &mut Rng) -> Result<String, Unfit> {
+    let (feasible, unfit) = feasible(cache, pod, false);
+    if feasible.is_empty() {
+        return Err(unfit);
+    }
+    if let [only] = feasible.as_slice() {
+        return Ok(cache.live_node(*only).name.clone());
+    }
+    let scored = score_nodes(cache, pod, &feasible);
+    let scores: Vec<i64> = scored.iter().map(|(_, s)| *s).collect();
+    let best = select_host(&scores, rng).ok_or_else(Unfit::default)?;
+    scored.into_iter().nth(best).map(|(name, _)| name).ok_or_else(Unfit::default)
 }
 
 /// `count reason` for each reason, sorted as strings, joined by `, ` (kube's histogram).
-fn histogram<'a>(reasons: impl Iterator<Item = &'a str>) -> String {
+pub fn histogram<'a>(reasons: impl Iterator<Item = &'a str>) -> String {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for r in reasons {
         *counts.entry(r).or_insert(0) += 1;
@@ -114,24 +166,32 @@ fn histogram<'a>(reasons: impl Iterator<Item = &'a str>) -> String {
     lines.join(", ")
 }
 
-/// kube's `FitError.Error()` plus DefaultPreemption's PostFilter message: nodes that fail
-/// with an unresolvable reason are not helped by preemption; for the others there are no
-/// victims (preemption itself is not done).
-fn fit_error(pod: &PodInfo, all: usize, rejected: &[(usize, Rejection)]) -> String {
+/// kube's `FitError.Error()` plus DefaultPreemption's PostFilter message, for a pod that
+/// preemption cannot help: nodes that fail with an unresolvable reason are not helped by
+/// preemption; the others have no victims.
+pub fn fit_error(pod: &PodInfo, all: usize, rejected: &[(String, Rejection)]) -> String {
+    if all == 0 {
+        return NO_NODES.into();
+    }
     let reasons = histogram(rejected.iter().flat_map(|(_, r)| r.reasons.iter().map(String::as_str)));
     let preemption = if pod.preempt_never {
-        "not eligible due to preemptionPolicy=Never.".to_string()
+        NOT_ELIGIBLE_NEVER.to_string()
     } else {
-        // Without preemption there are never victims: a node that preemption could help
-        // (one running pods of lower priority) counts as having none.
         let outcomes = rejected.iter().map(|(_, r)| match r.code {
-            Code::Unresolvable => "Preemption is not helpful for scheduling",
-            Code::Unschedulable => "No preemption victims found for incoming pod",
+            Code::Unresolvable => NOT_HELPFUL,
+            Code::Unschedulable => NO_VICTIMS,
         });
         format!("0/{all} nodes are available: {}.", histogram(outcomes))
     };
     format!("0/{all} nodes are available: {reasons}. preemption: {preemption}")
 }
+
+/// DefaultPreemption's words for a node whose failure preemption cannot fix.
+pub const NOT_HELPFUL: &str = "Preemption is not helpful for scheduling";
+/// ... for a node with no pod of lower priority.
+pub const NO_VICTIMS: &str = "No preemption victims found for incoming pod";
+/// ... for a pod with `preemptionPolicy: Never`.
+pub const NOT_ELIGIBLE_NEVER: &str = "not eligible due to preemptionPolicy=Never.";
 
 #[cfg(test)]
 mod tests {
@@ -191,14 +251,16 @@ mod tests {
                 json!({"taints": [{"key": "key", "value": "value", "effect": "NoSchedule"}]})
             }
         });
-        let err = schedule(&mut cache, &pod("big", "5"), &mut Rng::new(1)).unwrap_err();
+        let big = pod("big", "5");
+        let err = schedule(&mut cache, &big, &mut Rng::new(1)).unwrap_err().message(&big);
         assert_eq!(
             err,
             "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint {key: value}. \
              preemption: 0/3 nodes are available: 1 No preemption victims found for incoming pod, \
              2 Preemption is not helpful for scheduling."
         );
-        assert_eq!(schedule(&mut Cache::default(), &pod("p", "1"), &mut Rng::new(1)).unwrap_err(), NO_NODES);
+        let p = pod("p", "1");
+        assert_eq!(schedule(&mut Cache::default(), &p, &mut Rng::new(1)).unwrap_err().message(&p), NO_NODES);
     }
 
     #[test]
