@@ -11,28 +11,10 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
 
-use common::{Up, DEADLINE};
-use serde_json::Value;
-
-fn node(name: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Node
-metadata:
-  name: {name}
-  labels: {{kubernetes.io/hostname: {name}}}
-status:
-  capacity: {{cpu: '4', memory: 8Gi, pods: '110'}}
-  allocatable: {{cpu: '4', memory: 8Gi, pods: '110'}}
-  conditions:
-  - {{type: Ready, status: 'True', reason: KubeletReady, message: kubelet is posting ready status}}
----
-"
-    )
-}
+use common::kubelet::{self, items, json, node_manifest, until, StopOnDrop};
+use common::Up;
 
 const BIG_POD: &str = "apiVersion: v1
 kind: Pod
@@ -44,108 +26,6 @@ spec:
     resources: {requests: {cpu: '64'}}
 ";
 
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::Null)
-}
-
-/// The kubelet of every node, faked: bound pods become Running and Ready with a pod IP;
-/// pods being deleted go (their containers "stopped"). Until `stop`.
-/// Now, as an RFC 3339 UTC timestamp (`2026-11-30T12:00:00Z`).
-fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-fn kubelet(up: &Up, stop: &AtomicBool) {
-    let mut next_ip = 10;
-    let mut last_heartbeat = Instant::now() - Duration::from_secs(60);
-    while !stop.load(Ordering::SeqCst) {
-        // Node heartbeats, as a kubelet posts them (else the node lifecycle controller
-        // marks the nodes Unknown after 40 s).
-        if last_heartbeat.elapsed() > Duration::from_secs(5) {
-            last_heartbeat = Instant::now();
-            let ready = format!(
-                r#"{{"status":{{"conditions":[{{"type":"Ready","status":"True","reason":"KubeletReady","lastHeartbeatTime":"{}"}}]}}}}"#,
-                now_rfc3339()
-            );
-            for i in 1..=3 {
-                let node = format!("node-{i}");
-                let _ = up.try_kubectl(&["patch", "node", &node, "--subresource=status", "--type=merge", "-p", &ready]);
-            }
-        }
-        let (ok, out, _) = up.try_kubectl(&["get", "pods", "-A", "-o", "json"]);
-        let pods = if ok { json(&out) } else { Value::Null };
-        for pod in pods["items"].as_array().into_iter().flatten() {
-            let (ns, name) =
-                (pod["metadata"]["namespace"].as_str().unwrap_or(""), pod["metadata"]["name"].as_str().unwrap_or(""));
-            if pod["spec"]["nodeName"].as_str().unwrap_or("").is_empty() {
-                continue;
-            }
-            if pod["metadata"].get("deletionTimestamp").is_some() {
-                let _ =
-                    up.try_kubectl(&["delete", "pod", "-n", ns, name, "--grace-period=0", "--force", "--wait=false"]);
-                continue;
-            }
-            if pod["status"]["phase"] == "Running" {
-                continue;
-            }
-            next_ip += 1;
-            let status = format!(
-                r#"{{"status":{{"phase":"Running","podIP":"10.244.0.{next_ip}","podIPs":[{{"ip":"10.244.0.{next_ip}"}}],"conditions":[{{"type":"Ready","status":"True"}}]}}}}"#
-            );
-            let _ = up.try_kubectl(&[
-                "patch",
-                "pod",
-                "-n",
-                ns,
-                name,
-                "--subresource=status",
-                "--type=merge",
-                "-p",
-                &status,
-            ]);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Polls `check` (a kubectl JSON query) until it holds.
-fn until(up: &Up, what: &str, args: &[&str], check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let (ok, out, _) = up.try_kubectl(args);
-        let value = if ok { json(&out) } else { Value::Null };
-        if check(&value) {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "never: {what}; last: {value}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn items(v: &Value) -> Vec<Value> {
-    v["items"].as_array().cloned().unwrap_or_default()
-}
-
 #[test]
 fn deployments_are_scheduled_served_and_cleaned_up_by_the_controllers() {
     let dir = tempfile::tempdir().unwrap();
@@ -153,12 +33,12 @@ fn deployments_are_scheduled_served_and_cleaned_up_by_the_controllers() {
     up.wait_ready();
     let files = tempfile::tempdir().unwrap();
     let nodes = files.path().join("nodes.yaml");
-    std::fs::write(&nodes, (1..=3).map(|i| node(&format!("node-{i}"))).collect::<String>()).unwrap();
+    std::fs::write(&nodes, (1..=3).map(|i| node_manifest(&format!("node-{i}"))).collect::<String>()).unwrap();
     up.kubectl(&["apply", "-f", &nodes.display().to_string()]);
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         let _stop = StopOnDrop(&stop);
-        s.spawn(|| kubelet(&up, &stop));
+        s.spawn(|| kubelet::run(&up, &stop, &["node-1", "node-2", "node-3"], kubelet::running));
 
         // 5 replicas, 5 pods bound, spread over the 3 nodes.
         up.kubectl(&["create", "deployment", "web", "--image=registry.invalid/web:1", "--replicas=5"]);

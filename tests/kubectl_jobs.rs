@@ -11,29 +11,23 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
 
-use common::{Up, DEADLINE};
+use common::kubelet::{self, items, json, node_manifest, until, StopOnDrop};
+use common::Up;
 use serde_json::Value;
 
 const JOB_NAME: &str = "batch.kubernetes.io/job-name";
 
-fn node(name: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Node
-metadata:
-  name: {name}
-  labels: {{kubernetes.io/hostname: {name}}}
-status:
-  capacity: {{cpu: '4', memory: 8Gi, pods: '110'}}
-  allocatable: {{cpu: '4', memory: 8Gi, pods: '110'}}
-  conditions:
-  - {{type: Ready, status: 'True', reason: KubeletReady, message: kubelet is posting ready status}}
----
-"
-    )
+/// What the fake kubelet does to a bound Job pod: it ends, `Failed` for the Job `fails`,
+/// else `Succeeded`.
+fn job_outcome(pod: &Value, _: usize) -> Option<String> {
+    let job = pod["metadata"]["labels"][JOB_NAME].as_str()?;
+    if matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed")) {
+        return None;
+    }
+    let phase = if job == "fails" { "Failed" } else { "Succeeded" };
+    Some(format!(r#"{{"status":{{"phase":"{phase}"}}}}"#))
 }
 
 const FAILING_JOB: &str = "apiVersion: batch/v1
@@ -48,75 +42,6 @@ spec:
       - {name: c, image: registry.invalid/fails:1, command: [/bin/false]}
 ";
 
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::Null)
-}
-
-fn items(v: &Value) -> Vec<Value> {
-    v["items"].as_array().cloned().unwrap_or_default()
-}
-
-/// The kubelet of every node, faked: bound Job pods end (`Failed` for the Job `fails`,
-/// else `Succeeded`); pods being deleted go. Until `stop`.
-fn kubelet(up: &Up, stop: &AtomicBool) {
-    while !stop.load(Ordering::SeqCst) {
-        let (ok, out, _) = up.try_kubectl(&["get", "pods", "-A", "-o", "json"]);
-        let pods = if ok { json(&out) } else { Value::Null };
-        for pod in items(&pods) {
-            let (ns, name) =
-                (pod["metadata"]["namespace"].as_str().unwrap_or(""), pod["metadata"]["name"].as_str().unwrap_or(""));
-            if pod["spec"]["nodeName"].as_str().unwrap_or("").is_empty() {
-                continue;
-            }
-            if pod["metadata"].get("deletionTimestamp").is_some() {
-                let _ =
-                    up.try_kubectl(&["delete", "pod", "-n", ns, name, "--grace-period=0", "--force", "--wait=false"]);
-                continue;
-            }
-            let Some(job) = pod["metadata"]["labels"][JOB_NAME].as_str() else { continue };
-            if matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed")) {
-                continue;
-            }
-            let phase = if job == "fails" { "Failed" } else { "Succeeded" };
-            let status = format!(r#"{{"status":{{"phase":"{phase}"}}}}"#);
-            let _ = up.try_kubectl(&[
-                "patch",
-                "pod",
-                "-n",
-                ns,
-                name,
-                "--subresource=status",
-                "--type=merge",
-                "-p",
-                &status,
-            ]);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Polls `check` (a kubectl JSON query) until it holds.
-fn until(up: &Up, what: &str, args: &[&str], check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let (ok, out, _) = up.try_kubectl(args);
-        let value = if ok { json(&out) } else { Value::Null };
-        if check(&value) {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "never: {what}; last: {value}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn condition<'a>(obj: &'a Value, kind: &str) -> Option<&'a Value> {
     obj["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == kind)
 }
@@ -128,12 +53,12 @@ fn jobs_run_to_completion_or_failure_through_kubectl() {
     up.wait_ready();
     let files = tempfile::tempdir().unwrap();
     let nodes = files.path().join("nodes.yaml");
-    std::fs::write(&nodes, (1..=2).map(|i| node(&format!("node-{i}"))).collect::<String>()).unwrap();
+    std::fs::write(&nodes, (1..=2).map(|i| node_manifest(&format!("node-{i}"))).collect::<String>()).unwrap();
     up.kubectl(&["apply", "-f", &nodes.display().to_string()]);
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         let _stop = StopOnDrop(&stop);
-        s.spawn(|| kubelet(&up, &stop));
+        s.spawn(|| kubelet::run(&up, &stop, &["node-1", "node-2"], job_outcome));
 
         // A Job of one pod: complete once its pod succeeded.
         up.kubectl(&["create", "job", "pi", "--image=registry.invalid/pi:1", "--", "/bin/true"]);

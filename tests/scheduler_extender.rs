@@ -15,28 +15,11 @@ mod common;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpResponse, HttpServer};
-use common::{Up, DEADLINE};
+use common::kubelet::{self, items, json as parse, node_manifest, until, StopOnDrop};
+use common::Up;
 use serde_json::{json, Value};
-
-fn node(name: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Node
-metadata:
-  name: {name}
-  labels: {{kubernetes.io/hostname: {name}}}
-status:
-  capacity: {{cpu: '4', memory: 8Gi, pods: '110'}}
-  allocatable: {{cpu: '4', memory: 8Gi, pods: '110'}}
-  conditions:
-  - {{type: Ready, status: 'True', reason: KubeletReady, message: kubelet is posting ready status}}
----
-"
-    )
-}
 
 /// Calls the extender answered, by verb.
 #[derive(Default)]
@@ -107,77 +90,6 @@ fn up_with(dir: &std::path::Path, config: &std::path::Path) -> Up {
     Up { child, dir: dir.to_path_buf(), https, store }
 }
 
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-fn parse(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::Null)
-}
-
-/// The kubelet of every node, faked: bound pods become Running and Ready with a pod IP;
-/// pods being deleted go. Until `stop`.
-fn kubelet(up: &Up, stop: &AtomicBool) {
-    let mut next_ip = 10;
-    while !stop.load(Ordering::SeqCst) {
-        let (ok, out, _) = up.try_kubectl(&["get", "pods", "-A", "-o", "json"]);
-        let pods = if ok { parse(&out) } else { Value::Null };
-        for pod in pods["items"].as_array().into_iter().flatten() {
-            let (ns, name) =
-                (pod["metadata"]["namespace"].as_str().unwrap_or(""), pod["metadata"]["name"].as_str().unwrap_or(""));
-            if pod["spec"]["nodeName"].as_str().unwrap_or("").is_empty() {
-                continue;
-            }
-            if pod["metadata"].get("deletionTimestamp").is_some() {
-                let _ =
-                    up.try_kubectl(&["delete", "pod", "-n", ns, name, "--grace-period=0", "--force", "--wait=false"]);
-                continue;
-            }
-            if pod["status"]["phase"] == "Running" {
-                continue;
-            }
-            next_ip += 1;
-            let status = format!(
-                r#"{{"status":{{"phase":"Running","podIP":"10.244.0.{next_ip}","podIPs":[{{"ip":"10.244.0.{next_ip}"}}],"conditions":[{{"type":"Ready","status":"True"}}]}}}}"#
-            );
-            let _ = up.try_kubectl(&[
-                "patch",
-                "pod",
-                "-n",
-                ns,
-                name,
-                "--subresource=status",
-                "--type=merge",
-                "-p",
-                &status,
-            ]);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Polls `check` (a kubectl JSON query) until it holds.
-fn until(up: &Up, what: &str, args: &[&str], check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + DEADLINE * 2;
-    loop {
-        let (ok, out, _) = up.try_kubectl(args);
-        let value = if ok { parse(&out) } else { Value::Null };
-        if check(&value) {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "never: {what}; last: {value}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn items(v: &Value) -> Vec<Value> {
-    v["items"].as_array().cloned().unwrap_or_default()
-}
-
 fn nodes_of(pods: &Value) -> Vec<String> {
     items(pods).iter().map(|p| p["spec"]["nodeName"].as_str().unwrap_or("").to_string()).collect()
 }
@@ -223,12 +135,12 @@ extenders:
     let up = up_with(dir.path(), &config);
     up.wait_ready();
     let nodes = files.path().join("nodes.yaml");
-    std::fs::write(&nodes, (1..=3).map(|i| node(&format!("node-{i}"))).collect::<String>()).unwrap();
+    std::fs::write(&nodes, (1..=3).map(|i| node_manifest(&format!("node-{i}"))).collect::<String>()).unwrap();
     up.kubectl(&["apply", "-f", &nodes.display().to_string()]);
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         let _stop = StopOnDrop(&stop);
-        s.spawn(|| kubelet(&up, &stop));
+        s.spawn(|| kubelet::run(&up, &stop, &["node-1", "node-2", "node-3"], kubelet::running));
 
         // 6 replicas over node-1 and node-3: the extender filters node-2 out.
         up.kubectl(&["create", "deployment", "web", "--image=registry.invalid/web:1", "--replicas=6"]);
