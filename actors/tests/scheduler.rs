@@ -29,6 +29,7 @@ const NS: &str = "sched";
 
 struct Cluster {
     kinds: KindActors,
+    node: raft_store::StoreNode,
     _dir: tempfile::TempDir,
 }
 
@@ -44,10 +45,15 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let node = single_member(dir.path()).await;
         let kinds = KindActors::start(&node);
-        let cluster = Cluster { kinds, _dir: dir };
+        let cluster = Cluster { kinds, node: node.clone(), _dir: dir };
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}});
         cluster.create("namespaces", None, ns).await;
         (cluster, node)
+    }
+
+    /// Stops the store before the process exits (its threads must not outlive main).
+    async fn stop(&self) {
+        self.node.shutdown().await;
     }
 
     fn start_scheduler(&self, node: raft_store::StoreNode) {
@@ -194,6 +200,7 @@ async fn pods_are_spread_over_the_least_allocated_nodes_and_bound() {
     assert_eq!(scheduled(&pod).unwrap()["status"], "True");
     let message = c.event("p0", "Scheduled").await;
     assert_eq!(message, format!("Successfully assigned {NS}/p0 to {}", placed[0]));
+    c.stop().await;
 }
 
 #[actix_rt::test]
@@ -219,6 +226,7 @@ async fn a_pod_too_big_for_every_node_waits_with_kubes_reason_until_a_node_fits_
     assert_eq!(c.bound("big").await, "large");
     let pod = c.get_pod("big").await;
     assert_eq!(scheduled(&pod).unwrap()["status"], "True");
+    c.stop().await;
 }
 
 #[actix_rt::test]
@@ -258,6 +266,7 @@ async fn taints_node_selectors_and_host_ports_are_honoured() {
         message.contains("2 No preemption victims found for incoming pod, 2 Preemption is not helpful"),
         "{message}"
     );
+    c.stop().await;
 }
 
 #[actix_rt::test]
@@ -302,6 +311,7 @@ async fn anti_affinity_keeps_replicas_apart_and_a_deleted_pod_makes_room() {
     let delete = Delete { namespace: Some(NS.into()), name: gone.into(), options };
     c.actor("pods").send(delete).await.unwrap().unwrap();
     assert_eq!(c.bound(pending[0]).await, gone_node);
+    c.stop().await;
 }
 
 #[actix_rt::test]
@@ -321,6 +331,7 @@ async fn pods_waiting_together_go_by_priority_before_age() {
          preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
     );
     assert!(c.events("a-low").await.iter().all(|(_, reason, _)| reason != "Scheduled"));
+    c.stop().await;
 }
 
 #[actix_rt::test]
@@ -355,6 +366,7 @@ async fn a_pod_of_high_priority_preempts_the_fewest_lower_ones_and_takes_their_r
     assert_eq!(c.bound("high").await, "n1");
     let spared = if name == "low-1" { "low-2" } else { "low-1" };
     assert!(c.get_pod(spared).await["metadata"]["deletionTimestamp"].is_null());
+    c.stop().await;
 }
 
 #[actix_rt::test]

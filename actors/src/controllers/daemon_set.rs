@@ -8,7 +8,7 @@
 //! it. Expectations as the ReplicaSet controller's: a DaemonSet is not managed again until
 //! its informer has seen the pods it created and deleted.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -20,6 +20,7 @@ use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
 use super::deployment::util::{equal_ignore_hash, scaled_value, template_hash};
+use super::expectations::Expectations;
 use super::node_lifecycle::{
     nodes, DISK_PRESSURE, MEMORY_PRESSURE, NETWORK_UNAVAILABLE, NOT_READY, PID_PRESSURE, UNREACHABLE, UNSCHEDULABLE,
 };
@@ -42,8 +43,7 @@ pub const TEMPLATE_GENERATION: &str = "pod-template-generation";
 const TEMPLATE_GENERATION_ANNOTATION: &str = "deprecated.daemonset.template.generation";
 /// At most this many pods created or deleted per reconcile (upstream's `BurstReplicas`).
 pub const BURST_REPLICAS: usize = 250;
-/// Expectations not met by then are forgotten.
-pub const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(60);
+pub use super::expectations::EXPECTATIONS_TIMEOUT;
 /// The first and the longest wait before deleting a failed pod on a node again.
 const FAILED_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(15 * 60));
 
@@ -491,20 +491,10 @@ pub fn new_revision(ds: &Value, number: i64) -> Value {
 // ---------------------------------------------------------------------------------------
 // The controller
 
-/// Writes a reconcile made that its informer has not shown yet.
-#[derive(Debug)]
-struct Expectation {
-    created: i64,
-    deleted: Vec<(String, String)>,
-    since: Instant,
-}
-
 /// The controller; keys are DaemonSets.
 #[derive(Default)]
 pub struct DaemonSets {
-    expectations: RefCell<HashMap<ObjectKey, Expectation>>,
-    /// The highest pod resourceVersion the pod informer has applied.
-    seen_pods: Rc<Cell<i64>>,
+    expectations: Expectations,
     /// The informers' copies of DaemonSets and nodes, for the key functions (known once the
     /// first reconcile ran; by then every DaemonSet was queued by the first list).
     daemon_sets: Rc<RefCell<Option<Lister>>>,
@@ -529,21 +519,6 @@ fn node_fingerprint(node: &Value) -> Value {
 impl DaemonSets {
     pub fn new() -> Self {
         DaemonSets::default()
-    }
-
-    fn satisfied(&self, key: &ObjectKey, pods: &Lister) -> bool {
-        let mut expectations = self.expectations.borrow_mut();
-        let Some(e) = expectations.get(key) else { return true };
-        let seen_creates = self.seen_pods.get() >= e.created;
-        let seen_deletes = e.deleted.iter().all(|(pod, uid)| {
-            pods.get(&ObjectKey::new(key.namespace.as_deref(), pod))
-                .is_none_or(|p| pods::uid(&p) != uid || terminating(&p))
-        });
-        let done = (seen_creates && seen_deletes) || e.since.elapsed() > EXPECTATIONS_TIMEOUT;
-        if done {
-            expectations.remove(key);
-        }
-        done
     }
 
     /// The pods to create and delete so that each node has its one pod (kube's `manage`
@@ -708,10 +683,7 @@ impl DaemonSets {
             }
         }
         join_all(events.iter().map(|(t, reason, msg)| ctx.event(ds, t, reason, msg))).await;
-        if created != 0 || !deleted.is_empty() {
-            let e = Expectation { created, deleted, since: Instant::now() };
-            self.expectations.borrow_mut().insert(key.clone(), e);
-        }
+        self.expectations.expect(key, created, deleted);
         failure.map_or(Ok(()), Err)
     }
 }
@@ -830,12 +802,10 @@ impl Reconciler for DaemonSets {
     }
 
     fn watches(&self) -> Vec<Watched> {
-        let seen = self.seen_pods.clone();
+        let observe = self.expectations.observer();
         let owners = self.daemon_sets.clone();
         let pod_keys = move |pod: &Value, old: Option<&Value>| {
-            if let Some(rv) = resource_version(pod) {
-                seen.set(seen.get().max(rv));
-            }
+            observe(pod);
             let mut keys: Vec<ObjectKey> = Vec::new();
             for p in std::iter::once(pod).chain(old) {
                 let found: Vec<ObjectKey> = match controller_ref(p) {
@@ -896,7 +866,7 @@ impl Reconciler for DaemonSets {
             *self.daemon_sets.borrow_mut() = Some(ds_lister.clone());
             *self.nodes.borrow_mut() = Some(node_lister.clone());
             let Some(ds) = ds_lister.get(&key) else {
-                self.expectations.borrow_mut().remove(&key);
+                self.expectations.forget(&key);
                 self.failed_backoff.borrow_mut().retain(|(k, _), _| *k != key);
                 return Ok(Action::Done);
             };
@@ -916,7 +886,7 @@ impl Reconciler for DaemonSets {
             let hash = label(&cur, REVISION_HASH).unwrap_or_default().to_string();
             let placement = Placement::of(&ds);
             let by_node = by_node(&pods);
-            let satisfied = self.satisfied(&key, &pod_lister);
+            let satisfied = self.expectations.satisfied(&key, &pod_lister);
             let mut failure = None;
             let mut requeue = None;
             if satisfied {

@@ -6,6 +6,7 @@
 //!   `Foreground` propagation (the `orphan` and `foregroundDeletion` finalizers).
 //! - [`namespace`]: a terminating namespace's content is deleted, then its `kubernetes` finalizer.
 //! - [`endpoints`]: Endpoints and EndpointSlices of each Service with a selector, from its pods.
+//! - [`expectations`]: the writes a ReplicaSet or DaemonSet reconcile made, until seen.
 //! - [`replica_set`]: ReplicaSets keep their number of pods (create, delete, adopt, release).
 //! - [`deployment`]: Deployments roll their template out through ReplicaSets.
 //! - [`job`]: Jobs run their pods to completion (parallelism, completions, Indexed, backoff,
@@ -26,6 +27,7 @@ pub mod cron_job;
 pub mod daemon_set;
 pub mod deployment;
 pub mod endpoints;
+pub mod expectations;
 pub mod garbage_collector;
 pub mod job;
 pub mod namespace;

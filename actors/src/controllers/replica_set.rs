@@ -8,16 +8,16 @@
 //! managed again until its informer has seen those writes (or [`EXPECTATIONS_TIMEOUT`]
 //! passed), so a stale copy never creates twice.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::{join_all, LocalBoxFuture};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
+use super::expectations::Expectations;
 use super::pods::{
     self, claim, controller_ref, deletion_order, int_at, is_active, is_available, is_ready, name, now, spec_replicas,
     status_count, terminating, Selector,
@@ -30,25 +30,12 @@ use crate::object_store::Part;
 
 /// At most this many pods created or deleted per reconcile (upstream's `burstReplicas`).
 pub const BURST_REPLICAS: usize = 500;
-/// Expectations not met by then are forgotten (upstream waits 5 minutes).
-pub const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Writes a reconcile made that its informer has not shown yet.
-#[derive(Debug)]
-struct Expectation {
-    /// The highest resourceVersion among the pods it created.
-    created: i64,
-    /// The pods it deleted (name, uid).
-    deleted: Vec<(String, String)>,
-    since: Instant,
-}
+pub use super::expectations::EXPECTATIONS_TIMEOUT;
 
 /// The controller; keys are ReplicaSets.
 #[derive(Default)]
 pub struct ReplicaSets {
-    expectations: RefCell<HashMap<ObjectKey, Expectation>>,
-    /// The highest pod resourceVersion the pod informer has applied.
-    seen_pods: Rc<Cell<i64>>,
+    expectations: Expectations,
     /// The ReplicaSet informer's copy, for mapping orphan pods to ReplicaSets (known once
     /// the first reconcile ran; by then every ReplicaSet was queued by the first list).
     replica_sets: Rc<RefCell<Option<Lister>>>,
@@ -57,30 +44,6 @@ pub struct ReplicaSets {
 impl ReplicaSets {
     pub fn new() -> Self {
         ReplicaSets::default()
-    }
-
-    /// Whether the writes of the last reconcile of `key` are all seen (forgets them if so).
-    fn satisfied(&self, key: &ObjectKey, pods: &Lister) -> bool {
-        let mut expectations = self.expectations.borrow_mut();
-        let Some(e) = expectations.get(key) else { return true };
-        let seen_creates = self.seen_pods.get() >= e.created;
-        let seen_deletes = e.deleted.iter().all(|(pod, uid)| {
-            pods.get(&ObjectKey::new(key.namespace.as_deref(), pod))
-                .is_none_or(|p| pods::uid(&p) != uid || terminating(&p))
-        });
-        let done = (seen_creates && seen_deletes) || e.since.elapsed() > EXPECTATIONS_TIMEOUT;
-        if done {
-            expectations.remove(key);
-        }
-        done
-    }
-
-    fn expect(&self, key: &ObjectKey, created: i64, deleted: Vec<(String, String)>) {
-        if created == 0 && deleted.is_empty() {
-            return;
-        }
-        let e = Expectation { created, deleted, since: Instant::now() };
-        self.expectations.borrow_mut().insert(key.clone(), e);
     }
 
     /// Creates or deletes pods so that `pods` (the active ones it controls) number
@@ -124,7 +87,7 @@ impl ReplicaSets {
                 remaining -= n;
                 batch *= 2;
             }
-            self.expect(key, created, Vec::new());
+            self.expectations.expect(key, created, Vec::new());
             return match failed {
                 Some(Some(e)) => Err(e),
                 _ => Ok(()),
@@ -151,7 +114,7 @@ impl ReplicaSets {
                 }
             }
             join_all(events.iter().map(|(t, reason, msg)| ctx.event(rs, t, reason, msg))).await;
-            self.expect(key, 0, deleted);
+            self.expectations.expect(key, 0, deleted);
             if let Some(e) = failed {
                 return Err(e);
             }
@@ -242,12 +205,10 @@ impl Reconciler for ReplicaSets {
     }
 
     fn watches(&self) -> Vec<Watched> {
-        let seen = self.seen_pods.clone();
+        let observe = self.expectations.observer();
         let replica_sets = self.replica_sets.clone();
         let pod_keys = move |pod: &Value, old: Option<&Value>| {
-            if let Some(rv) = resource_version(pod) {
-                seen.set(seen.get().max(rv));
-            }
+            observe(pod);
             let mut keys: Vec<ObjectKey> = Vec::new();
             for p in std::iter::once(pod).chain(old) {
                 let found: Vec<ObjectKey> = match controller_ref(p) {
@@ -283,14 +244,14 @@ impl Reconciler for ReplicaSets {
             };
             *self.replica_sets.borrow_mut() = Some(rs_lister.clone());
             let Some(rs) = rs_lister.get(&key) else {
-                self.expectations.borrow_mut().remove(&key);
+                self.expectations.forget(&key);
                 return Ok(Action::Done);
             };
             let selector = Selector::of(&rs);
             let active: Vec<Arc<Value>> =
                 pod_lister.list(key.namespace.as_deref()).into_iter().filter(|p| is_active(p)).collect();
             let pods = claim(&ctx, pods::pods(), &rs, "ReplicaSet", &selector, active).await?;
-            let satisfied = self.satisfied(&key, &pod_lister);
+            let satisfied = self.expectations.satisfied(&key, &pod_lister);
             let mut failure = None;
             if satisfied && !terminating(&rs) {
                 failure = self.manage_replicas(&ctx, &key, &rs, &pods).await.err();
