@@ -12,7 +12,7 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
-echo "==> building (the chaos and end-to-end tests run the flotilla binary)"
-cargo build --bin flotilla
+echo "==> building (the chaos and end-to-end tests run the flotilla and loadtest-webhook binaries)"
+cargo build -p flotilla -p admission-webhook -p metrics-server --bin flotilla --bin loadtest-webhook --bin flotilla-metrics-server
 echo "==> tests"
 cargo nextest run --workspace --no-fail-fast "$@"

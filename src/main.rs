@@ -1,12 +1,15 @@
 //! The `flotilla` binary: assembles the crates into the commands users run.
 //!
 //! `up` runs the embedded single-node cluster, `server` runs one control-plane member,
-//! `store` pokes a member's store API, `bench` runs the benchmarks kept in the repo.
+//! `cluster up` runs a local multi-member control plane, `store` pokes a member's store API,
+//! `bench` runs the benchmarks kept in the repo.
 
 mod bench;
+mod cluster;
 mod gateway;
 mod logging;
 mod member;
+mod member_cmd;
 mod store_cmd;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +30,11 @@ enum Command {
     Up(member::UpArgs),
     /// Run one member of a (possibly multi-member) control plane.
     Server(member::ServerArgs),
+    /// Run a local multi-member control plane (one process per member).
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// The control plane's members: list, add, remove (online).
+    Member(member_cmd::MemberArgs),
     /// Talk to a member's store: status, get, put, membership.
     Store(store_cmd::StoreArgs),
     /// Run a benchmark.
@@ -42,6 +50,8 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Up(args) => member::up(args).await,
             Command::Server(args) => member::server(args).await,
+            Command::Cluster(cmd) => cluster::run(cmd).await,
+            Command::Member(args) => member_cmd::run(args).await,
             Command::Store(args) => store_cmd::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
         }

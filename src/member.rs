@@ -56,15 +56,36 @@ pub struct ServerArgs {
     #[arg(long)]
     join: Option<String>,
     /// Address of the health and metrics endpoints (/livez, /readyz, /metrics) over plain HTTP,
-    /// without TLS or authentication; off when not given. (The HTTPS API server with the
-    /// cluster's certificates runs in `flotilla up` only, for now.)
+    /// without TLS or authentication; off when not given.
     #[arg(long)]
     http_addr: Option<SocketAddr>,
-    #[arg(long, default_value_t = 100)]
+    /// Address of this member's HTTPS Kubernetes API server; off when not given. Every member
+    /// serves the whole API: writes go through the Raft leader, reads and watches are served
+    /// from this member's store.
+    #[arg(long)]
+    api_addr: Option<SocketAddr>,
+    /// The cluster's certificates (CA, serving, admin, front-proxy): one directory that every
+    /// member shares (copy it to other machines); made here when missing. Defaults to
+    /// DATA_DIR/pki.
+    #[arg(long)]
+    pki_dir: Option<PathBuf>,
+    /// Extra DNS name or IP address for the serving certificate (repeatable), as for `up`.
+    #[arg(long = "tls-san", value_name = "NAME")]
+    tls_sans: Vec<String>,
+    /// Static bearer tokens, as for `up`.
+    #[arg(long, value_name = "FILE")]
+    token_auth_file: Option<PathBuf>,
+    /// The scheduler's KubeSchedulerConfiguration, as for `up`.
+    #[arg(long, value_name = "FILE")]
+    scheduler_config: Option<PathBuf>,
+    /// Raft timings: leader heartbeats, and the randomised election timeout after which a
+    /// follower that heard nothing stands for election (openraft's defaults; etcd's are 100 ms
+    /// and 1 s). Failover takes about one to two election timeouts (BENCHMARKS.md).
+    #[arg(long, default_value_t = 50)]
     heartbeat_ms: u64,
-    #[arg(long, default_value_t = 400)]
+    #[arg(long, default_value_t = 150)]
     election_timeout_min_ms: u64,
-    #[arg(long, default_value_t = 800)]
+    #[arg(long, default_value_t = 300)]
     election_timeout_max_ms: u64,
     /// Build a Raft snapshot after this many log entries.
     #[arg(long, default_value_t = 20_000)]
@@ -95,11 +116,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let serving = pki.clone();
     let store = node.clone();
     let api = crate::gateway::start(node.clone(), prometheus, move |health, prometheus| {
-        // Runs inside the gateway's actix system: the kind actors live there.
-        let kinds = actors::KindActors::start(&store);
-        kinds.set_admission(std::sync::Arc::new(actors::admission::builtin::chain(store.clone())));
-        actors::CrdController::start_supervised(store.clone(), kinds.clone());
-        actors::controllers::start_all(kinds.clone(), store.clone());
+        let kinds = start_control_plane(&store);
         api_gateway::serve(bind, &serving, tokens, health, kinds, prometheus)
     })?;
     let kubeconfig = args.data_dir.join("kubeconfig");
@@ -113,7 +130,21 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         args.data_dir.display(),
         kubeconfig.display()
     );
-    run_until_signal(node).await
+    run_until_signal(node, async {}).await
+}
+
+/// Starts what serves and runs the cluster's objects on this member: the kind actors with
+/// their admission chain, the CRD controller, and the controllers and scheduler (which work
+/// only while this member leads). Runs inside the gateway's actix system, where the kind
+/// actors live.
+fn start_control_plane(store: &StoreNode) -> actors::KindActors {
+    let kinds = actors::KindActors::start(store);
+    // Built-in plugins, with the admission webhooks before ResourceQuota (as kube orders them).
+    let webhooks = std::sync::Arc::new(api_gateway::admission_webhooks::Webhooks::start(kinds.clone()));
+    kinds.set_admission(std::sync::Arc::new(actors::admission::builtin::chain_with_webhooks(store.clone(), webhooks)));
+    actors::CrdController::start_supervised(store.clone(), kinds.clone());
+    actors::controllers::start_all(kinds.clone(), store.clone());
+    kinds
 }
 
 pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
@@ -139,12 +170,50 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         join(&node, seed).await?;
     }
     if let Some(http) = args.http_addr {
-        let bound = crate::gateway::start(node.clone(), prometheus, move |health, prometheus| {
+        let bound = crate::gateway::start(node.clone(), prometheus.clone(), move |health, prometheus| {
             api_gateway::serve_health_http(http, health, prometheus)
         })?;
         tracing::info!(%bound, "serving /livez, /readyz, /metrics over plain HTTP");
     }
-    run_until_signal(node).await
+    if let Some(bind) = args.api_addr {
+        if let Some(path) = &args.scheduler_config {
+            actors::scheduler::config::install(actors::scheduler::config::SchedulerConfig::load(path)?);
+        }
+        let pki_dir = args.pki_dir.clone().unwrap_or_else(|| args.data_dir.join("pki"));
+        let pki = api_gateway::pki::load_or_create(&pki_dir, &args.tls_sans)?;
+        let tokens = match &args.token_auth_file {
+            Some(path) => api_gateway::Tokens::load(path)?,
+            None => api_gateway::Tokens::default(),
+        };
+        let store = node.clone();
+        let api = crate::gateway::start(node.clone(), prometheus, move |health, prometheus| {
+            let kinds = start_control_plane(&store);
+            api_gateway::serve(bind, &pki, tokens, health, kinds, prometheus)
+        })?;
+        tracing::info!(%api, "serving the Kubernetes API");
+        // Not spawned: admission futures are not Send. It runs beside the signal wait.
+        return run_until_signal(node.clone(), bootstrap_objects(node, api.port())).await;
+    }
+    run_until_signal(node, async {}).await
+}
+
+/// The objects every cluster starts with, made (if absent) once a leader is known; any
+/// member may make them, the others then find them. Retried until the store takes them.
+async fn bootstrap_objects(node: StoreNode, api_port: u16) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let made = async {
+            wait_for_leader(&node).await?;
+            create_initial_namespaces(&node).await?;
+            create_kubernetes_service(&node, api_port).await
+        };
+        match made.await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(error = %e, "the initial objects are not made yet; retrying"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
 }
 
 /// `1=127.0.0.1:2380,2=127.0.0.1:2381` -> {1: "127.0.0.1:2380", 2: ...}
@@ -226,11 +295,17 @@ async fn create_kubernetes_service(node: &StoreNode, api_port: u16) -> anyhow::R
     Ok(())
 }
 
-async fn run_until_signal(node: StoreNode) -> anyhow::Result<()> {
+/// Runs `beside` (to its end) until SIGINT/SIGTERM, then shuts the store down.
+async fn run_until_signal(node: StoreNode, beside: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let beside = async {
+        beside.await;
+        std::future::pending::<()>().await
+    };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+        _ = beside => {}
     }
     tracing::info!("shutting down");
     node.shutdown().await;

@@ -234,6 +234,10 @@ pub enum ApiError {
     /// 504: the request did not finish in its time (the `timeout` parameter, or 60 s).
     #[error("Timeout: request did not complete within requested timeout - context deadline exceeded")]
     Timeout,
+    /// Any code and reason, as another party decided them: an admission webhook's refusal
+    /// keeps the code and reason the webhook gave, as kube-apiserver passes it on.
+    #[error("{message}")]
+    Status { code: u16, reason: String, message: String, details: Option<Value> },
 }
 
 /// One `details.causes` entry of a `Status` that is not a field's invalid value.
@@ -337,11 +341,12 @@ impl ApiError {
             ApiError::ServiceUnavailable(_) => 503,
             ApiError::TooManyRequests => 429,
             ApiError::Timeout => 504,
+            ApiError::Status { code, .. } => *code,
         }
     }
 
     /// The `Status` reason.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> &str {
         match self {
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Forbidden { .. } => "Forbidden",
@@ -358,6 +363,7 @@ impl ApiError {
             ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
             ApiError::TooManyRequests => "TooManyRequests",
             ApiError::Timeout => "Timeout",
+            ApiError::Status { reason, .. } => reason,
         }
     }
 
@@ -408,6 +414,7 @@ impl ApiError {
             }
             ApiError::TooManyRequests => Some(json!({"retryAfterSeconds": 1})),
             ApiError::Timeout => Some(json!({})),
+            ApiError::Status { details, .. } => details.clone(),
             _ => None,
         };
         if let Some(details) = details {
@@ -420,9 +427,10 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(_) | StoreError::NotLeader { .. } | StoreError::Indeterminate(_) => {
-                ApiError::ServiceUnavailable(e.to_string())
-            }
+            StoreError::Unavailable(_)
+            | StoreError::NotLeader { .. }
+            | StoreError::Indeterminate(_)
+            | StoreError::Fenced { .. } => ApiError::ServiceUnavailable(e.to_string()),
             StoreError::Compacted { .. } => ApiError::Expired(e.to_string()),
             _ => ApiError::InternalError(e.to_string()),
         }
@@ -475,6 +483,11 @@ mod tests {
             (ApiError::ServiceUnavailable("u".into()), 503, "ServiceUnavailable"),
             (ApiError::TooManyRequests, 429, "TooManyRequests"),
             (ApiError::Timeout, 504, "Timeout"),
+            (
+                ApiError::Status { code: 422, reason: "Invalid".into(), message: "m".into(), details: None },
+                422,
+                "Invalid",
+            ),
         ];
         for (error, code, reason) in cases {
             assert_eq!((error.code(), error.reason()), (code, reason));

@@ -25,7 +25,7 @@ use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
-use crate::api_error::{ApiError, ApiResult, Cause, FieldCause, Subject};
+use crate::api_error::{ApiError, ApiResult, FieldCause, Subject};
 use crate::kinds::{ResourceKind, BUILTIN};
 use crate::object_store::{page_of, ListPage};
 use crate::objects::{list_prefix, storage_key, timestamp, with_resource_version};
@@ -776,32 +776,6 @@ async fn empty_namespace(node: &StoreNode, ns_kind: &ResourceKind, name: &str) -
     Ok(false)
 }
 
-/// The 404 of a create in a namespace that does not exist, and the 403 of one in a
-/// namespace being terminated (kube's `NamespaceLifecycle` admission).
-pub async fn check_namespace_open(node: &StoreNode, kind: &ResourceKind, ns: &str, name: &str) -> ApiResult<()> {
-    let key = format!("/registry/core/namespaces/{ns}");
-    let found = node.range(RangeRequest::key(key), true).await?;
-    let Some(kv) = found.kvs.first() else {
-        let subject = Subject { group: "", resource: "namespaces", kind: "Namespace", name: ns.into() };
-        return Err(ApiError::NotFound(subject));
-    };
-    let namespace: Value = serde_json::from_slice(&kv.value)
-        .map_err(|e| ApiError::InternalError(format!("stored namespace is not JSON: {e}")))?;
-    if namespace.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") {
-        let cause = Cause {
-            reason: "NamespaceTerminating",
-            message: format!("namespace {ns} is being terminated"),
-            field: "metadata.namespace".into(),
-        };
-        return Err(ApiError::Forbidden {
-            subject: Subject::of(kind, name),
-            why: format!("unable to create new content in namespace {ns} because it is being terminated"),
-            causes: vec![cause],
-        });
-    }
-    Ok(())
-}
-
 /// What an update of `stored` to `new` must respect of a deletion (kube's `BeforeUpdate`
 /// and `ValidateObjectMetaUpdate`): a deletionTimestamp and grace period stay as they are,
 /// no finalizer may be added to an object being deleted (422), none set by an update.
@@ -910,7 +884,7 @@ async fn put_if_unchanged(
     let txn = Txn {
         compare: vec![Compare::mod_revision_is(key, revision)],
         success: vec![Op::put(key, bytes)],
-        failure: vec![],
+        ..Txn::default()
     };
     let response = node.txn(txn).await?;
     Ok(response.succeeded.then_some(response.revision))
@@ -919,8 +893,11 @@ async fn put_if_unchanged(
 /// Removes the key if it is still at `revision`: the object as it last was, or `None` if
 /// it changed (or went) meanwhile.
 pub async fn remove_if_unchanged(node: &StoreNode, key: &str, revision: Revision) -> ApiResult<Option<Value>> {
-    let txn =
-        Txn { compare: vec![Compare::mod_revision_is(key, revision)], success: vec![Op::delete(key)], failure: vec![] };
+    let txn = Txn {
+        compare: vec![Compare::mod_revision_is(key, revision)],
+        success: vec![Op::delete(key)],
+        ..Txn::default()
+    };
     let response = node.txn(txn).await?;
     let last = match response.responses.into_iter().next() {
         Some(OpResponse::Delete { mut deleted }) if response.succeeded => deleted.pop(),

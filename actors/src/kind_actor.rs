@@ -221,6 +221,14 @@ impl<M: Message> Message for AsUser<M> {
     type Result = M::Result;
 }
 
+/// A control-plane write fenced to the Raft leadership of a term (the controllers'): the
+/// store rejects it if that leadership has ended (`raft_store::Txn::leader_term`).
+pub struct Fenced<M>(pub u64, pub M);
+
+impl<M: Message> Message for Fenced<M> {
+    type Result = M::Result;
+}
+
 impl KindActor {
     /// Starts the actor of `kind` under a supervisor on the current actix arbiter.
     pub fn start_supervised(kind: &'static ResourceKind, node: StoreNode) -> Addr<KindActor> {
@@ -252,9 +260,21 @@ impl KindActor {
         })
     }
 
-    /// The admission of a write of `part` of `name` by `user`, if a chain is set.
-    fn admit(&self, user: UserInfo, namespace: Option<&str>, name: &str, part: Part) -> Option<Admit> {
-        let chain = self.admission.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()?;
+    /// The admission of a write of `part` of `name` by `user`, if a chain is set or the
+    /// write is fenced to a leadership term (with no chain, an empty one).
+    fn admit(
+        &self,
+        (user, fence): (UserInfo, Option<u64>),
+        namespace: Option<&str>,
+        name: &str,
+        part: Part,
+    ) -> Option<Admit> {
+        let chain = self.admission.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let chain = match (chain, fence) {
+            (Some(chain), _) => chain,
+            (None, Some(_)) => Arc::new(crate::admission::Chain::default()),
+            (None, None) => return None,
+        };
         let subresource = match part {
             Part::Main => None,
             Part::Status => Some("status"),
@@ -269,7 +289,7 @@ impl KindActor {
             user,
             dry_run: false,
         };
-        Some(Admit { chain, attrs })
+        Some(Admit { chain, attrs, leader_term: fence })
     }
 
     /// Lists the kind's prefix from the store, then resets the cache and watches from there.
@@ -654,8 +674,8 @@ impl Handler<Get> for KindActor {
 impl Handler<Create> for KindActor {
     type Result = ResponseFuture<ApiResult<Value>>;
 
-    fn handle(&mut self, msg: Create, ctx: &mut Context<Self>) -> Self::Result {
-        <Self as Handler<AsUser<Create>>>::handle(self, AsUser(UserInfo::control_plane(), msg), ctx)
+    fn handle(&mut self, msg: Create, _ctx: &mut Context<Self>) -> Self::Result {
+        self.create((UserInfo::control_plane(), None), msg)
     }
 }
 
@@ -663,8 +683,25 @@ impl Handler<AsUser<Create>> for KindActor {
     type Result = ResponseFuture<ApiResult<Value>>;
 
     fn handle(&mut self, AsUser(user, msg): AsUser<Create>, _ctx: &mut Context<Self>) -> Self::Result {
+        self.create((user, None), msg)
+    }
+}
+
+impl Handler<Fenced<Create>> for KindActor {
+    type Result = ResponseFuture<ApiResult<Value>>;
+
+    fn handle(&mut self, Fenced(term, msg): Fenced<Create>, _ctx: &mut Context<Self>) -> Self::Result {
+        self.create((UserInfo::control_plane(), Some(term)), msg)
+    }
+}
+
+/// The writes, by who makes them: a user (or the control plane) and the leadership fence.
+type Writer = (UserInfo, Option<u64>);
+
+impl KindActor {
+    fn create(&self, writer: Writer, msg: Create) -> ResponseFuture<ApiResult<Value>> {
         let (node, kind) = (self.node.clone(), self.kind);
-        let admit = self.admit(user, msg.namespace.as_deref(), "", Part::Main);
+        let admit = self.admit(writer, msg.namespace.as_deref(), "", Part::Main);
         Box::pin(async move {
             let manager = msg.field_manager.as_deref();
             object_store::create_admitted(&node, kind, msg.namespace.as_deref(), msg.obj, manager, admit.as_ref()).await
@@ -675,8 +712,8 @@ impl Handler<AsUser<Create>> for KindActor {
 impl Handler<Update> for KindActor {
     type Result = ResponseFuture<ApiResult<Value>>;
 
-    fn handle(&mut self, msg: Update, ctx: &mut Context<Self>) -> Self::Result {
-        <Self as Handler<AsUser<Update>>>::handle(self, AsUser(UserInfo::control_plane(), msg), ctx)
+    fn handle(&mut self, msg: Update, _ctx: &mut Context<Self>) -> Self::Result {
+        self.update((UserInfo::control_plane(), None), msg)
     }
 }
 
@@ -684,8 +721,22 @@ impl Handler<AsUser<Update>> for KindActor {
     type Result = ResponseFuture<ApiResult<Value>>;
 
     fn handle(&mut self, AsUser(user, msg): AsUser<Update>, _ctx: &mut Context<Self>) -> Self::Result {
+        self.update((user, None), msg)
+    }
+}
+
+impl Handler<Fenced<Update>> for KindActor {
+    type Result = ResponseFuture<ApiResult<Value>>;
+
+    fn handle(&mut self, Fenced(term, msg): Fenced<Update>, _ctx: &mut Context<Self>) -> Self::Result {
+        self.update((UserInfo::control_plane(), Some(term)), msg)
+    }
+}
+
+impl KindActor {
+    fn update(&self, writer: Writer, msg: Update) -> ResponseFuture<ApiResult<Value>> {
         let (node, kind) = (self.node.clone(), self.kind);
-        let admit = self.admit(user, msg.namespace.as_deref(), &msg.name, msg.part);
+        let admit = self.admit(writer, msg.namespace.as_deref(), &msg.name, msg.part);
         Box::pin(async move {
             let manager = msg.field_manager.as_deref().unwrap_or(UNKNOWN_MANAGER);
             let target = (msg.namespace.as_deref(), msg.name.as_str(), msg.part);
@@ -697,8 +748,8 @@ impl Handler<AsUser<Update>> for KindActor {
 impl Handler<Patch> for KindActor {
     type Result = ResponseFuture<ApiResult<Written>>;
 
-    fn handle(&mut self, msg: Patch, ctx: &mut Context<Self>) -> Self::Result {
-        <Self as Handler<AsUser<Patch>>>::handle(self, AsUser(UserInfo::control_plane(), msg), ctx)
+    fn handle(&mut self, msg: Patch, _ctx: &mut Context<Self>) -> Self::Result {
+        self.patch((UserInfo::control_plane(), None), msg)
     }
 }
 
@@ -706,8 +757,22 @@ impl Handler<AsUser<Patch>> for KindActor {
     type Result = ResponseFuture<ApiResult<Written>>;
 
     fn handle(&mut self, AsUser(user, msg): AsUser<Patch>, _ctx: &mut Context<Self>) -> Self::Result {
+        self.patch((user, None), msg)
+    }
+}
+
+impl Handler<Fenced<Patch>> for KindActor {
+    type Result = ResponseFuture<ApiResult<Written>>;
+
+    fn handle(&mut self, Fenced(term, msg): Fenced<Patch>, _ctx: &mut Context<Self>) -> Self::Result {
+        self.patch((UserInfo::control_plane(), Some(term)), msg)
+    }
+}
+
+impl KindActor {
+    fn patch(&self, writer: Writer, msg: Patch) -> ResponseFuture<ApiResult<Written>> {
         let (node, kind) = (self.node.clone(), self.kind);
-        let admit = self.admit(user, msg.namespace.as_deref(), &msg.name, msg.part);
+        let admit = self.admit(writer, msg.namespace.as_deref(), &msg.name, msg.part);
         Box::pin(async move {
             let admit = admit.as_ref();
             let ns = msg.namespace.as_deref();
@@ -739,8 +804,28 @@ impl Handler<Delete> for KindActor {
     type Result = ResponseFuture<ApiResult<Deleted>>;
 
     fn handle(&mut self, msg: Delete, _ctx: &mut Context<Self>) -> Self::Result {
+        self.delete((UserInfo::control_plane(), None), msg)
+    }
+}
+
+impl Handler<AsUser<Delete>> for KindActor {
+    type Result = ResponseFuture<ApiResult<Deleted>>;
+
+    fn handle(&mut self, AsUser(user, msg): AsUser<Delete>, _ctx: &mut Context<Self>) -> Self::Result {
+        self.delete((user, None), msg)
+    }
+}
+
+impl KindActor {
+    fn delete(&self, writer: Writer, msg: Delete) -> ResponseFuture<ApiResult<Deleted>> {
         let (node, kind) = (self.node.clone(), self.kind);
-        Box::pin(async move { deletion::delete(&node, kind, msg.namespace.as_deref(), &msg.name, &msg.options).await })
+        let admit = self.admit(writer, msg.namespace.as_deref(), &msg.name, Part::Main);
+        Box::pin(async move {
+            // Deletes go through admission too (NamespaceLifecycle keeps `default` alive;
+            // webhooks see the stored object as `oldObject`).
+            let target = (msg.namespace.as_deref(), msg.name.as_str());
+            object_store::delete(&node, kind, target, &msg.options, admit.as_ref()).await
+        })
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use raft_store::{Compare, KeyValue, Op, RangeRequest, Revision, StoreError, StoreNode, Txn};
+use raft_store::{Compare, KeyValue, Op, OpResponse, RangeRequest, Revision, StoreError, StoreNode, Txn};
 use serde_json::{json, Value};
 
 use crate::admission::{Admit, Attributes, Operation};
@@ -229,6 +229,13 @@ pub async fn create_admitted(
     if let Some((admit, attrs)) = &attrs {
         admit.chain.mutate(attrs, &mut obj, None).await?;
         crate::defaults::apply(kind, &mut obj);
+        // The pod's QoS class follows what admission set (LimitRanger's defaults).
+        if kind.group.is_empty() && kind.resource == "pods" {
+            let qos = crate::objects::qos_class(&obj);
+            if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) {
+                status.insert("qosClass".into(), json!(qos));
+            }
+        }
     }
     crate::validation::check(kind, &obj, None)?;
     if let Some((admit, attrs)) = &attrs {
@@ -239,9 +246,10 @@ pub async fn create_admitted(
         track_update(None, &mut obj, Writer { manager, kind, now: &now }, schema_cursor(kind));
     }
     if let Some(ns) = ns {
-        // 404 if the namespace is missing, 403 if it is being terminated.
+        // 404 if the namespace is missing, 403 if it is being terminated: NamespaceLifecycle's
+        // rule, kept here too for writes that skip admission (bootstrap, fenced controllers).
         let name = crate::objects::name_of(&obj).unwrap_or_default();
-        crate::deletion::check_namespace_open(node, kind, ns, name).await?;
+        crate::admission::namespace_lifecycle::check_open(node, kind, ns, name).await?;
     }
     // A Service's cluster IP is claimed in the same transaction as the Service.
     let claim = match ns {
@@ -260,16 +268,20 @@ pub async fn create_admitted(
     let bytes = encode(&obj)?;
     let mut compare = vec![Compare::absent(key.clone())];
     compare.extend(claim.compare);
-    let mut success = vec![Op::put(key, bytes.clone())];
+    let mut success = vec![Op::put(key.clone(), bytes.clone())];
     success.extend(claim.ops);
-    let txn = Txn { compare, success, failure: vec![] };
+    // On failure the transaction reads the key: taken then is AlreadyExists, decided in the
+    // same transaction (a later read could find it deleted meanwhile).
+    let failure = vec![Op::get(key)];
+    let txn = Txn { compare, success, failure, ..Txn::default() }.fenced(admit.and_then(|a| a.leader_term));
     let response = node.txn(txn).await?;
     if !response.succeeded {
-        // The name is taken, or (rarely) another Service took the IP meanwhile.
-        if node.range(RangeRequest::key(storage_key(kind, ns, &name)), true).await?.kvs.is_empty() {
-            return Err(ApiError::Conflict(Subject::of(kind, name)));
+        let taken = matches!(response.responses.first(), Some(OpResponse::Range(r)) if !r.kvs.is_empty());
+        if taken {
+            return Err(ApiError::AlreadyExists(Subject::of(kind, name)));
         }
-        return Err(ApiError::AlreadyExists(Subject::of(kind, name)));
+        // The name was free: another Service took the IP meanwhile.
+        return Err(ApiError::Conflict(Subject::of(kind, name)));
     }
     with_resource_version(&bytes, response.revision)
 }
@@ -444,8 +456,9 @@ where
         let txn = Txn {
             compare: vec![Compare::mod_revision_is(key.clone(), current.mod_revision)],
             success: vec![Op::put(key.clone(), bytes.clone())],
-            failure: vec![],
-        };
+            ..Txn::default()
+        }
+        .fenced(attrs.as_ref().and_then(|(a, _)| a.leader_term));
         let response = node.txn(txn).await?;
         if response.succeeded {
             return with_resource_version(&bytes, response.revision);
@@ -455,14 +468,30 @@ where
 }
 
 /// Deletes the object `name` as kube-apiserver does: at once, or marked while finalizers or
-/// a pod's grace period hold it (see [`crate::deletion`]); 404 if absent.
+/// a pod's grace period hold it (see [`crate::deletion`]); 404 if absent. With `admit`, the
+/// chain runs first (both steps, operation DELETE, `obj` null, `old` the object as stored,
+/// `dry_run` from the options), as kube's delete admission: a refusal deletes nothing.
 pub async fn delete(
     node: &StoreNode,
     kind: &ResourceKind,
-    ns: Option<&str>,
-    name: &str,
+    (ns, name): (Option<&str>, &str),
     options: &crate::deletion::DeleteOptions,
+    admit: Option<&Admit>,
 ) -> ApiResult<crate::deletion::Deleted> {
+    if let Some(admit) = admit {
+        // Bad options are a 400 before any plugin (or webhook) hears of the delete.
+        options.validate()?;
+        let stored = get(node, kind, ns, name).await?;
+        let attrs = Attributes {
+            operation: Operation::Delete,
+            name: name.to_string(),
+            namespace: ns.map(String::from),
+            dry_run: options.is_dry_run(),
+            ..admit.attrs.clone()
+        };
+        admit.chain.mutate(&attrs, &mut Value::Null, Some(&stored)).await?;
+        admit.chain.validate(&attrs, &Value::Null, Some(&stored)).await?;
+    }
     crate::deletion::delete(node, kind, ns, name, options).await
 }
 

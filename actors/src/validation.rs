@@ -748,7 +748,25 @@ fn workload(spec: &Value, kind: Workload, out: &mut Vec<FieldCause>) {
             ));
         }
     }
-    pod_template(template, "spec.template", out);
+    if kind == Workload::StatefulSet {
+        // Its pods get a volume per claim template, which its containers may mount.
+        let mut with_claims = template.clone();
+        let mut volumes = with_claims.pointer("/spec/volumes").and_then(Value::as_array).cloned().unwrap_or_default();
+        for claim in list(spec, "volumeClaimTemplates") {
+            let claim_name = claim.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+            if !volumes.iter().any(|v| str_at(v, "name") == claim_name) {
+                let volume =
+                    serde_json::json!({"name": claim_name, "persistentVolumeClaim": {"claimName": claim_name}});
+                volumes.push(volume);
+            }
+        }
+        if let Some(spec) = with_claims.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.insert("volumes".into(), Value::Array(volumes));
+        }
+        pod_template(&with_claims, "spec.template", out);
+    } else {
+        pod_template(template, "spec.template", out);
+    }
     let restart = template.pointer("/spec/restartPolicy").and_then(Value::as_str).unwrap_or("");
     if !restart.is_empty() && restart != "Always" {
         out.push(FieldCause::not_supported("spec.template.spec.restartPolicy", restart, &["Always"]));

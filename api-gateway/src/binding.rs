@@ -6,21 +6,25 @@
 //!   not the one its preconditions name.
 //! - eviction: a `policy/v1` `Eviction` deletes the pod with the eviction's
 //!   `deleteOptions`, unless the one PodDisruptionBudget selecting it allows no disruption
-//!   now (429, kube's words; `kubectl drain` retries). A budget a controller keeps is read
-//!   (and its `disruptionsAllowed` taken down by one, with the pod in `disruptedPods`);
-//!   one without status is counted here from the ready pods it selects
-//!   (`actors::scheduler::disruption`). Terminal, pending and terminating pods go without a
-//!   budget check; the pod gets the `DisruptionTarget` condition first.
+//!   now (429, kube's words; `kubectl drain` retries), as kube's `checkAndDecrement`: the
+//!   budget's status, kept by the disruption controller (`actors::controllers::disruption`),
+//!   is the word; a budget whose status is behind its spec (`observedGeneration`) refuses
+//!   (429, retry after 10 s); an allowed eviction takes `disruptionsAllowed` down by one and
+//!   records the pod in `disruptedPods` with a conflict-checked status write before the
+//!   delete. A pod that is not Ready goes when the budget is met anyway (or under
+//!   `unhealthyPodEvictionPolicy: AlwaysAllow`), its delete conditioned on its
+//!   resourceVersion. Terminal, pending and terminating pods go without a budget check; the
+//!   pod gets the `DisruptionTarget` condition first.
 //!
 //! Both answer 201 with a `Success` `Status`. Bodies are JSON, or protobuf as client-go's
 //! typed clients send them.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest};
+use actors::controllers::disruption;
 use actors::deletion::DeleteOptions;
 use actors::kinds::{self, ResourceKind};
 use actors::scheduler::binding::Binding;
-use actors::scheduler::disruption;
 use actors::{ApiError, ApiResult, Delete, FieldValidation, Get, KindActors, List, Part, Patch, PatchKind, Update};
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
@@ -176,119 +180,168 @@ async fn evict(
     let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("Pending");
     let terminating = pod.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null());
     if !(matches!(phase, "Succeeded" | "Failed" | "Pending") || terminating) {
-        if let Some(refusal) = check_budgets(actors, namespace, &pod, dry_run).await? {
-            return Ok(Some(refusal));
+        match check_budgets(actors, namespace, &pod, dry_run).await? {
+            Budgeted::Refused(refusal) => return Ok(Some(refusal)),
+            // kube's `updateDeletionOptions`: an unhealthy pod goes only as it was checked.
+            Budgeted::IfUnchanged => {
+                if options.resource_version.is_none() {
+                    let rv = pod.pointer("/metadata/resourceVersion").and_then(Value::as_str);
+                    options.resource_version = rv.map(String::from);
+                }
+            }
+            Budgeted::Allowed => {}
         }
     }
     if !dry_run {
-        mark_disrupted(actors, namespace, name).await;
+        // kube checks the preconditions as it adds the condition; one that no longer holds
+        // is left to the delete to refuse (409).
+        let field = |f: &str| pod.pointer(&format!("/metadata/{f}")).and_then(Value::as_str).unwrap_or("");
+        let stale = options.resource_version.as_deref().is_some_and(|rv| rv != field("resourceVersion"))
+            || options.uid.as_deref().is_some_and(|uid| uid != field("uid"));
+        if !stale {
+            let marked = mark_disrupted(actors, namespace, name).await;
+            // The condition is this eviction's own change: the delete expects it.
+            if let (Some(rv), Some(_)) = (marked, options.resource_version.as_ref()) {
+                options.resource_version = Some(rv);
+            }
+        }
     }
     let delete = Delete { namespace: Some(namespace.into()), name: name.into(), options };
     pods.send(delete).await.map_err(mailbox)??;
     Ok(None)
 }
 
-/// The budgets selecting `pod`: none, or one that allows a disruption (taken off its
-/// status when a controller keeps it). A refusal (429) when it allows none, 500 for more
-/// than one.
-async fn check_budgets(actors: &KindActors, namespace: &str, pod: &Value, dry_run: bool) -> ApiResult<Option<Refusal>> {
-    let pdb_kind = kinds::find("policy", "v1", "poddisruptionbudgets")
-        .ok_or_else(|| ApiError::InternalError("no poddisruptionbudgets kind".into()))?;
+/// What the budgets say of an eviction.
+enum Budgeted {
+    /// No budget selects the pod, or one allowed it (and counted it).
+    Allowed,
+    /// The pod is not Ready and the budget is met without it: it goes if still as read.
+    IfUnchanged,
+    /// A refusal, answered as is.
+    Refused(Refusal),
+}
+
+fn status_int(pdb: &Value, field: &str) -> i64 {
+    pdb.pointer(&format!("/status/{field}")).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn is_ready(pod: &Value) -> bool {
+    pod.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| {
+        cs.iter().any(|c| {
+            c.get("type").and_then(Value::as_str) == Some("Ready")
+                && c.get("status").and_then(Value::as_str) == Some("True")
+        })
+    })
+}
+
+/// The budgets selecting `pod` (kube's eviction): none; or the one, which lets an unready pod
+/// go when it is met anyway, else must allow a disruption (taken off its status); 500 for
+/// more than one.
+async fn check_budgets(actors: &KindActors, namespace: &str, pod: &Value, dry_run: bool) -> ApiResult<Budgeted> {
+    let pdb_kind = disruption::budgets();
     let pdbs = list(actors, pdb_kind, namespace).await?;
     let selecting: Vec<&Value> = pdbs.iter().filter(|b| disruption::selects(b, pod)).collect();
-    let pdb = match selecting.as_slice() {
-        [] => return Ok(None),
+    let mut pdb = match selecting.as_slice() {
+        [] => return Ok(Budgeted::Allowed),
         [one] => (*one).clone(),
         _ => {
             let message =
                 "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.";
             let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                 "message": message, "code": 500});
-            return Ok(Some((StatusCode::INTERNAL_SERVER_ERROR, status)));
+            return Ok(Budgeted::Refused((StatusCode::INTERNAL_SERVER_ERROR, status)));
         }
     };
-    let pods = list(actors, pods_kind()?, namespace).await?;
-    let mut budget = disruption::budget(&pdb, pods.iter());
-    let healthy = disruption::is_healthy(pod);
-    if !healthy {
+    if !is_ready(pod) {
         let policy = pdb.pointer("/spec/unhealthyPodEvictionPolicy").and_then(Value::as_str);
-        if policy == Some("AlwaysAllow")
-            || (budget.current_healthy >= budget.desired_healthy && budget.desired_healthy > 0)
-        {
-            return Ok(None);
+        let (current, desired) = (status_int(&pdb, "currentHealthy"), status_int(&pdb, "desiredHealthy"));
+        if policy == Some("AlwaysAllow") || (current >= desired && desired > 0) {
+            return Ok(Budgeted::IfUnchanged);
         }
     }
-    let mut pdb = pdb;
     for _ in 0..PDB_ATTEMPTS {
-        if budget.disruptions_allowed < 0 {
-            return Err(ApiError::Forbidden {
-                subject: actors::Subject::of(pdb_kind, &budget.name),
-                why: "pdb disruptions allowed is negative".into(),
-                causes: Vec::new(),
-            });
-        }
-        if budget.disruptions_allowed == 0 {
-            let message = format!(
-                "The disruption budget {} needs {} healthy pods and has {} currently",
-                budget.name, budget.desired_healthy, budget.current_healthy
-            );
-            return Ok(Some(budget_refusal(message, 0)));
-        }
-        if !budget.from_status || dry_run {
-            return Ok(None);
-        }
-        match take_one(actors, pdb_kind, &pdb, pod).await {
-            Ok(()) => return Ok(None),
+        match check_and_decrement(actors, &pdb, pod, dry_run).await {
+            Ok(None) => return Ok(Budgeted::Allowed),
+            Ok(Some(refusal)) => return Ok(Budgeted::Refused(refusal)),
             Err(ApiError::Conflict(_)) => {
-                let get = Get { namespace: Some(namespace.into()), name: budget.name.clone() };
+                let name = pdb.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+                let get = Get { namespace: Some(namespace.into()), name };
                 pdb = actor(actors, pdb_kind)?.send(get).await.map_err(mailbox)??;
-                budget = disruption::budget(&pdb, pods.iter());
             }
             Err(e) => return Err(e),
         }
     }
-    let cause = format!("The disruption budget {} is still being processed by the server.", budget.name);
-    Ok(Some(budget_refusal(cause, 10)))
+    let name = pdb.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    Err(ApiError::Status {
+        code: 504,
+        reason: "Timeout".into(),
+        message: format!("Timeout: couldn't update PodDisruptionBudget {name:?} due to conflicts"),
+        details: Some(json!({"retryAfterSeconds": 10})),
+    })
 }
 
-/// Takes one disruption off a budget a controller keeps, the pod recorded in
-/// `disruptedPods` (its status write fails on a concurrent change).
-async fn take_one(actors: &KindActors, pdb_kind: &'static ResourceKind, pdb: &Value, pod: &Value) -> ApiResult<()> {
-    let mut updated = pdb.clone();
-    let pod_name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
-    let status = updated.get_mut("status").and_then(Value::as_object_mut);
-    let Some(status) = status else { return Ok(()) };
-    let allowed = status.get("disruptionsAllowed").and_then(Value::as_i64).unwrap_or(0);
-    status.insert("disruptionsAllowed".into(), json!(allowed.saturating_sub(1)));
-    let disrupted = status.entry("disruptedPods").or_insert_with(|| json!({}));
-    if !disrupted.is_object() {
-        *disrupted = json!({});
-    }
-    if let Some(disrupted) = disrupted.as_object_mut() {
-        if disrupted.len() > MAX_DISRUPTED_PODS {
-            return Err(ApiError::Forbidden {
-                subject: actors::Subject::of(
-                    pdb_kind,
-                    pdb.pointer("/metadata/name").and_then(Value::as_str).unwrap_or(""),
-                ),
-                why: "DisruptedPods map too big - too many evictions not confirmed by PDB controller".into(),
-                causes: Vec::new(),
-            });
-        }
-        let now =
-            time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-        disrupted.insert(pod_name.into(), json!(now));
-    }
-    let namespace = pdb.pointer("/metadata/namespace").and_then(Value::as_str).map(String::from);
+/// kube's `checkAndDecrement`: a refusal while the budget's status is behind its spec or
+/// allows nothing; else one disruption taken off its status, the pod recorded in
+/// `disruptedPods` (a status write that fails on a concurrent change; none under dry run).
+async fn check_and_decrement(
+    actors: &KindActors,
+    pdb: &Value,
+    pod: &Value,
+    dry_run: bool,
+) -> ApiResult<Option<Refusal>> {
+    let pdb_kind = disruption::budgets();
     let name = pdb.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+    let generation = pdb.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+    if status_int(pdb, "observedGeneration") < generation {
+        let cause = format!("The disruption budget {name} is still being processed by the server.");
+        return Ok(Some(budget_refusal(cause, 10)));
+    }
+    let allowed = status_int(pdb, "disruptionsAllowed");
+    let forbidden = |why: &str| ApiError::Forbidden {
+        subject: actors::Subject::of(pdb_kind, name.clone()),
+        why: why.into(),
+        causes: Vec::new(),
+    };
+    if allowed < 0 {
+        return Err(forbidden("pdb disruptions allowed is negative"));
+    }
+    let disrupted = pdb.pointer("/status/disruptedPods").and_then(Value::as_object).map_or(0, |m| m.len());
+    if disrupted > MAX_DISRUPTED_PODS {
+        return Err(forbidden("DisruptedPods map too big - too many evictions not confirmed by PDB controller"));
+    }
+    if allowed == 0 {
+        let cause = format!(
+            "The disruption budget {name} needs {} healthy pods and has {} currently",
+            status_int(pdb, "desiredHealthy"),
+            status_int(pdb, "currentHealthy")
+        );
+        return Ok(Some(budget_refusal(cause, 0)));
+    }
+    if dry_run {
+        return Ok(None);
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let mut updated = pdb.clone();
+    let Some(status) = updated.get_mut("status").filter(|s| s.is_object()) else { return Ok(None) };
+    status["disruptionsAllowed"] = json!(allowed - 1);
+    if allowed - 1 == 0 {
+        disruption::update_allowed_condition(status, now);
+    }
+    if !status.get("disruptedPods").is_some_and(Value::is_object) {
+        status["disruptedPods"] = json!({});
+    }
+    let pod_name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    status["disruptedPods"][pod_name] = json!(actors::objects::timestamp(now));
+    let namespace = pdb.pointer("/metadata/namespace").and_then(Value::as_str).map(String::from);
     let msg = Update { namespace, name, obj: updated, field_manager: None, part: Part::Status };
     actor(actors, pdb_kind)?.send(msg).await.map_err(mailbox)??;
-    Ok(())
+    Ok(None)
 }
 
-/// kube's `DisruptionTarget` condition, set before the delete (a failure is no refusal).
-async fn mark_disrupted(actors: &KindActors, namespace: &str, name: &str) {
-    let Ok(pods) = pods_kind().and_then(|k| actor(actors, k)) else { return };
+/// kube's `DisruptionTarget` condition, set before the delete (a failure is no refusal);
+/// the pod's new resourceVersion.
+async fn mark_disrupted(actors: &KindActors, namespace: &str, name: &str) -> Option<String> {
+    let pods = pods_kind().and_then(|k| actor(actors, k)).ok()?;
     let now =
         time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
     let condition = json!({"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
@@ -303,8 +356,13 @@ async fn mark_disrupted(actors: &KindActors, namespace: &str, name: &str) {
         part: Part::Status,
         field_validation: FieldValidation::Ignore,
     };
-    if let Ok(Err(e)) = pods.send(msg).await {
-        tracing::debug!(pod = name, error = %e, "setting DisruptionTarget failed");
+    match pods.send(msg).await {
+        Ok(Ok(written)) => written.obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(String::from),
+        Ok(Err(e)) => {
+            tracing::debug!(pod = name, error = %e, "setting DisruptionTarget failed");
+            None
+        }
+        Err(_) => None,
     }
 }
 

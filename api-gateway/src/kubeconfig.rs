@@ -17,16 +17,28 @@ pub const USER: &str = "admin";
 /// The kubeconfig text: cluster `flotilla` at `server` (e.g. `https://127.0.0.1:6443`), user
 /// `admin` with the admin client certificate, and context `flotilla` as the current one.
 pub fn render(server: &str, pki: &Pki) -> String {
+    render_contexts(&[(CLUSTER.to_string(), server.to_string())], pki)
+}
+
+/// The kubeconfig of a multi-member control plane: one cluster and one context per
+/// `(name, server)` (e.g. `member-1` at `https://127.0.0.1:6443`), all with the admin user;
+/// the first is the current context.
+pub fn render_contexts(servers: &[(String, String)], pki: &Pki) -> String {
+    let ca = STANDARD.encode(&pki.ca.cert_pem);
+    let clusters: Vec<_> = servers
+        .iter()
+        .map(|(name, server)| {
+            serde_json::json!({"name": name, "cluster": {"server": server, "certificate-authority-data": ca}})
+        })
+        .collect();
+    let contexts: Vec<_> = servers
+        .iter()
+        .map(|(name, _)| serde_json::json!({"name": name, "context": {"cluster": name, "user": USER}}))
+        .collect();
     let config = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{
-            "name": CLUSTER,
-            "cluster": {
-                "server": server,
-                "certificate-authority-data": STANDARD.encode(&pki.ca.cert_pem),
-            },
-        }],
+        "clusters": clusters,
         "users": [{
             "name": USER,
             "user": {
@@ -34,8 +46,8 @@ pub fn render(server: &str, pki: &Pki) -> String {
                 "client-key-data": STANDARD.encode(&pki.admin.key_pem),
             },
         }],
-        "contexts": [{ "name": CLUSTER, "context": { "cluster": CLUSTER, "user": USER } }],
-        "current-context": CLUSTER,
+        "contexts": contexts,
+        "current-context": servers.first().map(|(name, _)| name.as_str()).unwrap_or(CLUSTER),
         "preferences": {},
     });
     format!("{config:#}\n")
@@ -44,6 +56,11 @@ pub fn render(server: &str, pki: &Pki) -> String {
 /// Writes the kubeconfig to `path`, readable by its owner only (it holds the admin's key).
 pub fn write(path: &Path, server: &str, pki: &Pki) -> Result<(), PkiError> {
     write_file(path, &render(server, pki), 0o600)
+}
+
+/// Writes the kubeconfig of [`render_contexts`] to `path`, readable by its owner only.
+pub fn write_contexts(path: &Path, servers: &[(String, String)], pki: &Pki) -> Result<(), PkiError> {
+    write_file(path, &render_contexts(servers, pki), 0o600)
 }
 
 #[cfg(test)]

@@ -27,6 +27,8 @@
 //!   `extension-apiserver-authentication` ConfigMap, and the TokenReview/SubjectAccessReview APIs.
 //! - [`webhook_client`]: POST JSON to a webhook's `clientConfig` (URL or Service, TLS verified
 //!   against its `caBundle`, timeouts, kube's error words), for conversion and admission webhooks.
+//! - [`admission_webhooks`]: Mutating- and ValidatingWebhookConfigurations watched and called
+//!   (`AdmissionReview`), an admission plugin appended to the kind actors' chain.
 //! - [`limits`]: requests in flight (429 beyond) and per-request deadlines (504).
 //! - [`protobuf`]: protobuf request bodies (kubectl's imperative commands) decoded into JSON.
 //! - [`tables`]: server-side `Table` responses (kubectl's columns) for gets, lists and watches.
@@ -34,6 +36,7 @@
 //!
 //! Start at [`server::serve`].
 
+pub mod admission_webhooks;
 pub mod aggregator;
 pub mod authn;
 pub mod binding;

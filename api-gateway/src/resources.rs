@@ -350,7 +350,8 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
             let options = delete_options(req, body).await?;
             // kube-apiserver's 202: not deleted yet, and the client asked to cascade.
             let accepted = options.orphan_dependents == Some(false);
-            let deleted = actor.send(Delete { namespace: ns, name, options }).await.map_err(mailbox)??;
+            let msg = AsUser(user_of(req), Delete { namespace: ns, name, options });
+            let deleted = actor.send(msg).await.map_err(mailbox)??;
             let code = if accepted && !deleted.gone { StatusCode::ACCEPTED } else { StatusCode::OK };
             let body = if deleted.gone && !deletion::returns_deleted_object(kind) {
                 deletion::success_status(kind, &deleted.object)

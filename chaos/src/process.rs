@@ -56,6 +56,8 @@ pub fn flotilla_binary() -> Result<PathBuf> {
 }
 
 struct Member {
+    /// `https://127.0.0.1:PORT` when the member serves the Kubernetes API.
+    api: Option<String>,
     addr: String,
     args: Vec<String>,
     log: PathBuf,
@@ -84,6 +86,48 @@ impl FlotillaCluster {
         Ok(cluster)
     }
 
+    /// [`Self::start`], every member also serving the Kubernetes API over HTTPS with the
+    /// certificates in `base/pki` (made first by `flotilla cluster pki`; see [`Self::pki_dir`]).
+    pub fn start_with_api(bin: &Path, base: &Path, n: u64, extra: &[&str]) -> Result<Self> {
+        let pki = base.join("pki");
+        let made = Command::new(bin).args(["cluster", "pki", "--dir"]).arg(&pki).stderr(Stdio::null()).status()?;
+        if !made.success() {
+            return Err(Error::Io(std::io::Error::other(format!("flotilla cluster pki failed: {made}"))));
+        }
+        let addrs: BTreeMap<NodeId, String> =
+            (1..=n).map(|id| Ok((id, format!("127.0.0.1:{}", free_port()?)))).collect::<Result<_>>()?;
+        let initial: Vec<String> = addrs.iter().map(|(id, a)| format!("{id}={a}")).collect();
+        let mut cluster =
+            FlotillaCluster { bin: bin.to_path_buf(), base: base.to_path_buf(), members: BTreeMap::new() };
+        for (id, addr) in &addrs {
+            let api = format!("127.0.0.1:{}", free_port()?);
+            let pki = pki.display().to_string();
+            let how = ["--initial-cluster", &initial.join(","), "--api-addr", &api, "--pki-dir", &pki];
+            cluster.add(*id, addr.clone(), &how, extra)?;
+            if let Some(member) = cluster.members.get_mut(id) {
+                member.api = Some(format!("https://{api}"));
+            }
+        }
+        Ok(cluster)
+    }
+
+    /// The directory of the members' data and logs.
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    /// The shared certificates of a cluster started by [`Self::start_with_api`]: `ca.crt`,
+    /// `admin.crt`, `admin.key` are what a client needs.
+    pub fn pki_dir(&self) -> PathBuf {
+        self.base.join("pki")
+    }
+
+    /// The API server URL of member `id` (started by [`Self::start_with_api`]).
+    pub fn api(&self, id: NodeId) -> Result<&str> {
+        let member = self.members.get(&id).ok_or(Error::NoMember(id))?;
+        member.api.as_deref().ok_or(Error::NoMember(id))
+    }
+
     /// Starts a new member `id` that joins the running cluster through member `via`.
     pub fn join(&mut self, id: NodeId, via: NodeId, extra: &[&str]) -> Result<()> {
         let seed = self.addr(via)?.to_string();
@@ -103,7 +147,7 @@ impl FlotillaCluster {
         ];
         args.extend(how.iter().chain(extra).map(|s| s.to_string()));
         let log = self.base.join(format!("member-{id}.log"));
-        self.members.insert(id, Member { addr, args, log, child: None });
+        self.members.insert(id, Member { api: None, addr, args, log, child: None });
         self.spawn(id)
     }
 
@@ -142,6 +186,27 @@ impl FlotillaCluster {
         if let Some(mut child) = member.child.take() {
             child.kill()?;
             child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGSTOP: the member freezes (as a stalled machine would) until [`Self::resume`].
+    pub fn pause(&mut self, id: NodeId) -> Result<()> {
+        self.signal(id, "-STOP")
+    }
+
+    /// SIGCONT after [`Self::pause`].
+    pub fn resume(&mut self, id: NodeId) -> Result<()> {
+        self.signal(id, "-CONT")
+    }
+
+    fn signal(&mut self, id: NodeId, signal: &str) -> Result<()> {
+        let member = self.members.get_mut(&id).ok_or(Error::NoMember(id))?;
+        if let Some(child) = &member.child {
+            let status = Command::new("kill").args([signal, &child.id().to_string()]).status()?;
+            if !status.success() {
+                return Err(Error::Io(std::io::Error::other(format!("kill {signal} of member {id}: {status}"))));
+            }
         }
         Ok(())
     }

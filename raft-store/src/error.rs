@@ -25,6 +25,11 @@ pub enum StoreError {
     /// This member is not the leader; the caller should ask the named one.
     #[error("not the leader; leader is {leader:?}")]
     NotLeader { leader: Option<NodeId>, leader_addr: Option<String> },
+    /// The write was fenced to a leadership that has ended (see `Txn::leader_term`).
+    #[error(
+        "write fenced: it was made for the leadership of term {fenced}, but the leader of term {proposed} proposed it"
+    )]
+    Fenced { fenced: u64, proposed: u64 },
     /// Local storage failed (disk, corruption).
     #[error("storage error: {0}")]
     Storage(String),
@@ -40,6 +45,10 @@ pub enum Rejection {
     Compacted { requested: Revision, compacted: Revision },
     #[error("required revision {requested} is a future revision (current {current})")]
     FutureRevision { requested: Revision, current: Revision },
+    #[error(
+        "write fenced: it was made for the leadership of term {fenced}, but the leader of term {proposed} proposed it"
+    )]
+    Fenced { fenced: u64, proposed: u64 },
 }
 
 impl From<Rejection> for StoreError {
@@ -47,6 +56,7 @@ impl From<Rejection> for StoreError {
         match r {
             Rejection::Compacted { requested, compacted } => StoreError::Compacted { requested, compacted },
             Rejection::FutureRevision { requested, current } => StoreError::FutureRevision { requested, current },
+            Rejection::Fenced { fenced, proposed } => StoreError::Fenced { fenced, proposed },
         }
     }
 }

@@ -5,6 +5,7 @@
 //! gRPC. Reads are served locally, after a read-index round trip when linearizable.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -233,7 +234,7 @@ impl StoreNode {
                 },
             };
             if let Some((leader_id, addr)) = &leader {
-                match self.forward(*leader_id, addr, &cmd).await {
+                match self.forward_while_leading(*leader_id, addr, &cmd, deadline).await {
                     Err(StoreError::NotLeader { .. }) | Err(StoreError::Unavailable(_)) => {}
                     other => return other,
                 }
@@ -283,6 +284,44 @@ impl StoreNode {
         };
         let cap = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(200));
         let _ = tokio::time::timeout(cap, wait).await;
+    }
+
+    /// Waits for `call` (a request to `leader`) until it answers; `None` if first `leader`
+    /// stops being the leader this member knows (a paused or partitioned leader may never
+    /// answer) or `deadline` passes.
+    async fn while_leading<T>(&self, leader: NodeId, deadline: Instant, call: impl Future<Output = T>) -> Option<T> {
+        let mut metrics = self.inner.raft.metrics();
+        let deposed = async {
+            loop {
+                if metrics.borrow().current_leader != Some(leader) {
+                    return;
+                }
+                if metrics.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        tokio::select! {
+            answer = call => Some(answer),
+            _ = deposed => None,
+            _ = tokio::time::sleep(timeout) => None,
+        }
+    }
+
+    /// [`Self::forward`] while `leader` leads: given up, the proposal may still be committed
+    /// by a later leader, so the outcome is unknown.
+    async fn forward_while_leading(
+        &self,
+        leader: NodeId,
+        addr: &str,
+        cmd: &Command,
+        deadline: Instant,
+    ) -> Result<CommandResult> {
+        match self.while_leading(leader, deadline, self.forward(leader, addr, cmd)).await {
+            Some(result) => result,
+            None => Err(StoreError::Indeterminate(format!("leader {leader} was replaced or silent while forwarding"))),
+        }
     }
 
     async fn forward(&self, leader: NodeId, addr: &str, cmd: &Command) -> Result<CommandResult> {
@@ -357,15 +396,18 @@ impl StoreNode {
             };
             if let Some((id, addr)) = &leader {
                 let mut client = self.peer(addr)?;
-                match client.read_index(tonic::Request::new(Blob { data: Vec::new() })).await {
-                    Ok(resp) => match decode::<Result<u64>>(&resp.into_inner().data)? {
+                let asked = client.read_index(tonic::Request::new(Blob { data: Vec::new() }));
+                // Reads are safe to ask again: a silent leader is given up when replaced.
+                match self.while_leading(*id, deadline, asked).await {
+                    Some(Ok(resp)) => match decode::<Result<u64>>(&resp.into_inner().data)? {
                         Ok(index) => return Ok(index),
                         Err(StoreError::NotLeader { .. }) => {}
                         Err(e) => return Err(e),
                     },
-                    Err(status) => {
+                    Some(Err(status)) => {
                         tracing::debug!(leader = id, %status, "read index from leader failed")
                     }
+                    None => tracing::debug!(leader = id, "read index: the leader was replaced or silent"),
                 }
             }
             if Instant::now() >= deadline {
@@ -438,6 +480,13 @@ impl StoreNode {
 
     pub fn is_leader(&self) -> bool {
         self.inner.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// The term of this member's leadership, when it is the leader; the fence for writes
+    /// that only this leadership may make ([`Txn::fenced`]).
+    pub fn leader_term(&self) -> Option<u64> {
+        let metrics = self.inner.raft.metrics().borrow().clone();
+        (metrics.state == ServerState::Leader).then_some(metrics.current_term)
     }
 
     /// Adds a non-voting member and waits until it has caught up with the log.

@@ -22,7 +22,7 @@ use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 
 use crate::db::{cf, CF_META, SM_CFS};
-use crate::error::StoreError;
+use crate::error::{Rejection, StoreError};
 use crate::mvcc::{decode, encode, Mvcc, Overlay, Revisions};
 use crate::types::{Command, CommandResult, NodeId, TypeConfig};
 use crate::watch::WatchHub;
@@ -100,6 +100,11 @@ impl StateMachine {
                 let mut overlay = Overlay::new(revs.current);
                 let mut results = Vec::with_capacity(txns.len());
                 for txn in &txns {
+                    let proposed = log_id.leader_id.term;
+                    if let Some(fenced) = txn.leader_term.filter(|term| *term != proposed) {
+                        results.push(Err(Rejection::Fenced { fenced, proposed }));
+                        continue;
+                    }
                     match self.mvcc.apply_txn(&snap, &mut overlay, txn, &mut revs, &mut batch)? {
                         Ok((resp, events)) => {
                             published.extend(events);
@@ -315,6 +320,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_fenced_txn_applies_only_under_the_leader_of_its_term() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::open(dir.path()).unwrap();
+        let mut sm = StateMachine::open(db, dir.path().into()).unwrap();
+        // `entry` proposes in term 1.
+        let current = Txn::put("k", "mine").fenced(Some(1));
+        let deposed = Txn::put("k", "stale").fenced(Some(0));
+        let results = sm.apply([entry(1, vec![current, deposed])]).await.unwrap();
+        let CommandResult::Txns(results) = &results[0] else { panic!("{results:?}") };
+        assert!(results[0].as_ref().unwrap().succeeded);
+        assert_eq!(results[1], Err(Rejection::Fenced { fenced: 0, proposed: 1 }));
+        let read = sm.mvcc().range(&RangeRequest::key("k")).unwrap();
+        assert_eq!((read.kvs[0].value.as_slice(), read.revision), (&b"mine"[..], 1), "the fenced write left no trace");
+    }
+
+    #[tokio::test]
     async fn an_entry_is_applied_atomically_and_watchers_hear_each_revision() {
         let dir = tempfile::tempdir().unwrap();
         let db = crate::db::open(dir.path()).unwrap();
@@ -375,6 +396,7 @@ mod tests {
             compare: vec![crate::types::Compare::absent("k")],
             success: vec![crate::types::Op::put("k", "v")],
             failure: vec![],
+            leader_term: None,
         };
         let results = sm.apply([entry(1, vec![create.clone(), create])]).await.unwrap();
         let CommandResult::Txns(results) = &results[0] else { panic!("{results:?}") };

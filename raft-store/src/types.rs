@@ -147,12 +147,23 @@ pub struct Txn {
     pub compare: Vec<Compare>,
     pub success: Vec<Op>,
     pub failure: Vec<Op>,
+    /// Leadership fencing: when set, the transaction is applied only if the Raft leader that
+    /// proposed its log entry is of this term; otherwise it is rejected with
+    /// [`crate::Rejection::Fenced`]. Controllers stamp their writes with the term in which
+    /// they started leading, so a deposed leader's writes fail here, on every member alike.
+    pub leader_term: Option<u64>,
 }
 
 impl Txn {
     /// An unconditional single put.
     pub fn put(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
-        Txn { compare: vec![], success: vec![Op::put(key, value)], failure: vec![] }
+        Txn { success: vec![Op::put(key, value)], ..Txn::default() }
+    }
+
+    /// This transaction, fenced to the leadership of `term` (see [`Txn::leader_term`]).
+    pub fn fenced(mut self, term: Option<u64>) -> Self {
+        self.leader_term = term;
+        self
     }
 }
 

@@ -37,6 +37,7 @@ async fn three_members_elect_a_leader_and_accept_writes_through_any_member() {
         compare: vec![Compare::absent("/k/once")],
         success: vec![Op::put("/k/once", v)],
         failure: vec![],
+        leader_term: None,
     };
     let a = cluster.node(leader).txn(create("a")).await.unwrap();
     let b = cluster.node(follower).txn(create("b")).await.unwrap();
@@ -320,6 +321,35 @@ async fn a_watch_with_progress_notify_learns_how_far_the_store_has_gone() {
             assert!(item.revision > seen, "progress only moves forward");
             seen = item.revision;
         }
+    }
+    cluster.shutdown().await;
+}
+
+/// Leadership fencing: once another member has taken over (the leader was stopped and came
+/// back as a follower), a write fenced to the old leader's term is refused whichever member
+/// it is sent to, and leaves no trace; a write fenced to the new term goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_fenced_to_a_deposed_leaders_term_are_rejected() {
+    let mut cluster = TestCluster::start(3).await;
+    let old = cluster.leader().await;
+    let old_term = cluster.node(old).leader_term().unwrap();
+    let fenced = |v: &str, term| Txn::put("/fence/k", v).fenced(Some(term));
+    cluster.node(old).txn(fenced("old", old_term)).await.unwrap();
+
+    cluster.stop(old).await;
+    let successor = cluster.leader().await;
+    let new_term = cluster.node(successor).leader_term().unwrap();
+    assert!(new_term > old_term);
+    cluster.restart(old).await;
+    assert_eq!(cluster.leader().await, successor);
+
+    for member in [old, successor] {
+        let refused = cluster.node(member).txn(fenced("stale", old_term)).await.unwrap_err();
+        assert_eq!(refused, StoreError::Fenced { fenced: old_term, proposed: new_term }, "via member {member}");
+    }
+    cluster.node(old).txn(fenced("new", new_term)).await.unwrap();
+    for node in cluster.nodes.values() {
+        assert_eq!(value(&node.get("/fence/k").await.unwrap()).as_deref(), Some("new"), "member {}", node.id());
     }
     cluster.shutdown().await;
 }

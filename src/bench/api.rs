@@ -45,10 +45,10 @@ pub struct ApiBenchArgs {
 }
 
 /// A `flotilla up` child process, killed when dropped.
-struct Member {
+pub(super) struct Member {
     child: Child,
-    port: u16,
-    dir: PathBuf,
+    pub(super) port: u16,
+    pub(super) dir: PathBuf,
 }
 
 impl Drop for Member {
@@ -58,7 +58,7 @@ impl Drop for Member {
     }
 }
 
-fn start_member(dir: &Path) -> anyhow::Result<Member> {
+pub(super) fn start_member(dir: &Path) -> anyhow::Result<Member> {
     let port = chaos::free_port()?;
     let store = format!("127.0.0.1:{}", chaos::free_port()?);
     let log = std::fs::File::create(dir.join("member.log"))?;
@@ -74,7 +74,7 @@ fn start_member(dir: &Path) -> anyhow::Result<Member> {
 }
 
 /// An HTTPS client trusting the member's CA and presenting the admin certificate.
-fn client(pki: &Path, connections: usize) -> anyhow::Result<Client> {
+pub(super) fn client(pki: &Path, connections: usize) -> anyhow::Result<Client> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from_pem_file(pki.join("ca.crt"))?)?;
     let chain = vec![CertificateDer::from_pem_file(pki.join("admin.crt"))?];
@@ -181,7 +181,7 @@ async fn run_local(args: ApiBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn wait_for(path: &Path) -> anyhow::Result<()> {
+pub(super) fn wait_for(path: &Path) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !path.exists() {
         if Instant::now() > deadline {
@@ -192,7 +192,7 @@ fn wait_for(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_ready(client: &Client, base: &str) -> anyhow::Result<()> {
+pub(super) async fn wait_ready(client: &Client, base: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(response) = client.get(format!("{base}/readyz")).send().await {

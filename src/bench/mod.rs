@@ -3,8 +3,10 @@
 mod api;
 mod crds;
 mod etcd;
+mod failover;
 mod scheduler;
 mod store;
+mod webhook;
 
 #[derive(clap::Subcommand)]
 pub enum BenchCommand {
@@ -14,6 +16,10 @@ pub enum BenchCommand {
     Api(api::ApiBenchArgs),
     /// Schedules pods onto nodes in one process (scheduler_perf's SchedulingBasic).
     Scheduler(scheduler::SchedulerBenchArgs),
+    /// ConfigMap creates without and with one validating admission webhook: the latency it adds.
+    Webhook(webhook::WebhookBenchArgs),
+    /// SIGKILL the leader again and again: time to the first acknowledged write, vs etcd.
+    Failover(failover::FailoverBenchArgs),
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -21,5 +27,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Store(args) => store::run(args).await,
         BenchCommand::Api(args) => api::run(args).await,
         BenchCommand::Scheduler(args) => scheduler::run(args).await,
+        BenchCommand::Webhook(args) => webhook::run(args).await,
+        BenchCommand::Failover(args) => failover::run(args).await,
     }
 }

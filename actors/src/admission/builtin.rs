@@ -1,17 +1,26 @@
 //! Built-in admission plugins, as kube-apiserver's of the same names:
 //!
+//! - [`NamespaceLifecycle`] (first): no content in missing or terminating namespaces, the
+//!   initial namespaces are never deleted (`namespace_lifecycle.rs`).
+//! - [`LimitRanger`] (mutating and validating, pods and claims): LimitRange defaults and
+//!   bounds (`limit_ranger.rs`).
 //! - [`ServiceAccount`] (mutating, pods): `serviceAccountName` defaults to `default`, and
 //!   unless `automountServiceAccountToken: false` the pod gets the projected
 //!   `kube-api-access-*` volume (token, CA, namespace) mounted in every container.
 //! - [`PodSecurity`] (validating, pods): the Pod Security Standards level a namespace's
 //!   `pod-security.kubernetes.io/enforce` label names (`privileged`, `baseline`,
 //!   `restricted`); a pod that violates it is 403 with kube's list of violations.
+//! - [`ResourceQuota`] (validating, last): usage checked against and charged to the
+//!   namespace's ResourceQuotas (`resource_quota/`).
 
 use std::sync::Arc;
 
 use raft_store::StoreNode;
 use serde_json::{json, Value};
 
+pub use super::limit_ranger::LimitRanger;
+pub use super::namespace_lifecycle::NamespaceLifecycle;
+pub use super::resource_quota::ResourceQuota;
 use super::{Admission, Attributes, Operation, Step};
 use crate::api_error::{ApiError, Subject};
 
@@ -314,9 +323,25 @@ impl Admission for PodSecurity {
     }
 }
 
-/// The built-in plugins, in kube-apiserver's order.
+/// The built-in plugins, in kube-apiserver's order. ResourceQuota charges the quota, so
+/// it stays last: whatever could still refuse the write (validating webhooks too) goes
+/// before it.
 pub fn chain(node: StoreNode) -> super::Chain {
-    super::Chain::new(vec![Arc::new(ServiceAccount), Arc::new(PodSecurity { node })])
+    chain_with_webhooks(node, Arc::new(super::Chain::default()))
+}
+
+/// [`chain`] with `webhooks` (the gateway's admission webhook dispatch) in kube's place:
+/// after the other plugins (mutating webhooks after built-in mutation, validating webhooks
+/// after built-in validation), before ResourceQuota.
+pub fn chain_with_webhooks(node: StoreNode, webhooks: Arc<dyn Admission>) -> super::Chain {
+    super::Chain::new(vec![
+        Arc::new(NamespaceLifecycle { node: node.clone() }),
+        Arc::new(LimitRanger { node: node.clone() }),
+        Arc::new(ServiceAccount),
+        Arc::new(PodSecurity { node: node.clone() }),
+        webhooks,
+        Arc::new(ResourceQuota { node }),
+    ])
 }
 
 #[cfg(test)]

@@ -8,6 +8,10 @@
 //! to it. Each write carries [`Attributes`]: what is written and by whom ([`UserInfo`]).
 
 pub mod builtin;
+pub mod limit_ranger;
+pub mod namespace_lifecycle;
+pub mod quantity;
+pub mod resource_quota;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -75,7 +79,9 @@ pub struct Attributes {
 pub type Step<'a> = LocalBoxFuture<'a, ApiResult<Vec<String>>>;
 
 /// An admission plugin. Both steps return warnings for the client; an error refuses the
-/// write (as the Status it is).
+/// write (as the Status it is). On DELETE both steps run too, before anything is deleted:
+/// `obj` is `null` (there is no new object; a change to it is ignored) and `old` is the
+/// object as stored, as kube's `GetObject()` is nil and `GetOldObject()` the object then.
 pub trait Admission: Send + Sync {
     /// May change `obj`. `old` is the stored object on update.
     fn mutate<'a>(&'a self, attrs: &'a Attributes, obj: &'a mut Value, old: Option<&'a Value>) -> Step<'a>;
@@ -123,9 +129,11 @@ impl Admission for Chain {
     }
 }
 
-/// A write's admission: the chain and the write's attributes.
+/// A write's admission: the chain and the write's attributes; and, for the controllers'
+/// writes, the Raft leadership term the store must still be in (`raft_store::Txn::leader_term`).
 #[derive(Clone)]
 pub struct Admit {
     pub chain: Arc<dyn Admission>,
     pub attrs: Attributes,
+    pub leader_term: Option<u64>,
 }

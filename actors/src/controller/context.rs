@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::informer::Lister;
 use crate::api_error::{ApiError, ApiResult};
 use crate::deletion::{DeleteOptions, Deleted};
-use crate::kind_actor::{Create, Delete, Get, KindActors, Patch, Update};
+use crate::kind_actor::{Create, Delete, Fenced, Get, KindActor, KindActors, Patch, Update};
 use crate::kinds::{self, ResourceKind};
 use crate::object_store::Part;
 use crate::patch::PatchKind;
@@ -24,6 +24,10 @@ pub struct Ctx {
     listers: HashMap<(&'static str, &'static str), Lister>,
     /// The field manager of its writes, and the Events' source: the controller's name.
     pub manager: &'static str,
+    /// The Raft leadership term the controller started leading in: its writes are fenced to
+    /// it, so they fail at the store once that leadership has ended. `None` in tests that
+    /// run a reconcile without leadership.
+    pub leader_term: Option<u64>,
 }
 
 fn unreachable(kind: &ResourceKind, e: actix::MailboxError) -> ApiError {
@@ -37,7 +41,28 @@ impl Ctx {
         listers: HashMap<(&'static str, &'static str), Lister>,
         manager: &'static str,
     ) -> Self {
-        Ctx { actors, node, listers, manager }
+        Ctx { actors, node, listers, manager, leader_term: None }
+    }
+
+    /// This context with its writes fenced to the leadership of `term`.
+    pub fn fenced(mut self, term: Option<u64>) -> Self {
+        self.leader_term = term;
+        self
+    }
+
+    /// Sends a write to `kind`'s actor, fenced to the leadership term if there is one.
+    async fn write<M, R>(&self, kind: &ResourceKind, msg: M) -> ApiResult<R>
+    where
+        M: actix::Message<Result = ApiResult<R>> + Send + 'static,
+        R: Send + 'static,
+        KindActor: actix::Handler<M> + actix::Handler<Fenced<M>>,
+    {
+        let actor = self.actor(kind)?;
+        let sent = match self.leader_term {
+            Some(term) => actor.send(Fenced(term, msg)).await,
+            None => actor.send(msg).await,
+        };
+        sent.map_err(|e| unreachable(kind, e))?
     }
 
     /// The copy of a watched kind's objects.
@@ -57,7 +82,7 @@ impl Ctx {
 
     pub async fn create(&self, kind: &ResourceKind, ns: Option<&str>, obj: Value) -> ApiResult<Value> {
         let msg = Create { namespace: ns.map(String::from), obj, field_manager: Some(self.manager.into()) };
-        self.actor(kind)?.send(msg).await.map_err(|e| unreachable(kind, e))?
+        self.write(kind, msg).await
     }
 
     /// Replaces the object (or its status, with `Part::Status`); its resourceVersion is a
@@ -66,7 +91,7 @@ impl Ctx {
         let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
         let namespace = obj.pointer("/metadata/namespace").and_then(Value::as_str).map(String::from);
         let msg = Update { namespace, name, obj, field_manager: Some(self.manager.into()), part };
-        self.actor(kind)?.send(msg).await.map_err(|e| unreachable(kind, e))?
+        self.write(kind, msg).await
     }
 
     /// A JSON merge patch of the object (or of its status, with `Part::Status`).
@@ -87,8 +112,7 @@ impl Ctx {
             part,
             field_validation: FieldValidation::Ignore,
         };
-        let written = self.actor(kind)?.send(msg).await.map_err(|e| unreachable(kind, e))??;
-        Ok(written.obj)
+        Ok(self.write(kind, msg).await?.obj)
     }
 
     pub async fn delete(

@@ -133,6 +133,8 @@ pub struct ControllerActor<R: Reconciler> {
     queue: WorkQueue<ObjectKey>,
     running: usize,
     leading: bool,
+    /// The Raft term of this leadership; every write is fenced to it.
+    term: Option<u64>,
 }
 
 impl<R: Reconciler> ControllerActor<R> {
@@ -150,6 +152,7 @@ impl<R: Reconciler> ControllerActor<R> {
             queue: WorkQueue::default(),
             running: 0,
             leading: false,
+            term: None,
         }
     }
 
@@ -163,21 +166,18 @@ impl<R: Reconciler> ControllerActor<R> {
             .iter()
             .map(|i| ((i.watched.kind.group, i.watched.kind.resource), i.lister.clone()))
             .collect();
-        Ctx::new(self.actors.clone(), self.node.clone(), listers, self.name())
+        Ctx::new(self.actors.clone(), self.node.clone(), listers, self.name()).fenced(self.term)
     }
 
-    /// Starts or stops the work as this member gains or loses leadership.
+    /// Starts or stops the work as this member gains or loses leadership. A leadership of
+    /// another term (lost and won again between two checks) starts afresh: writes in flight
+    /// for the old term fail at the store.
     fn check_leadership(&mut self, ctx: &mut Context<Self>) {
-        let leader = self.node.is_leader();
-        if leader && !self.leading {
-            tracing::info!(controller = self.name(), "leading: starting");
-            self.leading = true;
-            for i in 0..self.informers.len() {
-                self.start_informer(i, ctx);
-            }
-        } else if !leader && self.leading {
-            tracing::info!(controller = self.name(), "no longer leading: stopping");
+        let term = self.node.leader_term();
+        if self.leading && term != self.term {
+            tracing::info!(controller = self.name(), term = ?self.term, "no longer leading: stopping");
             self.leading = false;
+            self.term = None;
             for informer in &mut self.informers {
                 if let Some(handle) = informer.watch.take() {
                     ctx.cancel_future(handle);
@@ -185,6 +185,14 @@ impl<R: Reconciler> ControllerActor<R> {
                 informer.lister.clear();
             }
             self.queue.clear();
+        }
+        if let (Some(term), false) = (term, self.leading) {
+            tracing::info!(controller = self.name(), term, "leading: starting");
+            self.leading = true;
+            self.term = Some(term);
+            for i in 0..self.informers.len() {
+                self.start_informer(i, ctx);
+            }
         }
     }
 

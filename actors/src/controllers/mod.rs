@@ -19,6 +19,10 @@
 //!   starting deadline, history limits).
 //! - [`ttl_after_finished`]: finished Jobs are deleted `ttlSecondsAfterFinished` later.
 //! - [`pod_gc`]: pods of Nodes that are gone, and finished pods past a threshold, are deleted.
+//! - [`resource_quota`]: ResourceQuotas' `status.used`, recounted from their namespaces.
+//! - [`stateful_set`]: StatefulSets run ordinal pods with their own claims, in order, and roll
+//!   updates out through ControllerRevisions.
+//! - [`disruption`]: PodDisruptionBudgets' status (healthy, expected and allowed disruptions).
 //! - [`pods`]: what the workload controllers share (readiness, owners, selectors, conditions).
 //!
 //! [`start_all`] starts every controller of a member.
@@ -26,6 +30,7 @@
 pub mod cron_job;
 pub mod daemon_set;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod expectations;
 pub mod garbage_collector;
@@ -36,7 +41,9 @@ pub mod node_lifecycle;
 pub mod pod_gc;
 pub mod pods;
 pub mod replica_set;
+pub mod resource_quota;
 pub mod service_account;
+pub mod stateful_set;
 pub mod ttl_after_finished;
 
 use raft_store::StoreNode;
@@ -62,6 +69,10 @@ pub fn start_all(actors: KindActors, node: StoreNode) -> actix::Addr<Controllers
         .with(cron_job::CronJobs::new)
         .with(|| ttl_after_finished::TtlAfterFinished)
         .with(pod_gc::PodGc::new)
+        .with(resource_quota::ResourceQuotaController::default)
+        .with(stateful_set::StatefulSets::new)
+        .with(disruption::Disruption::default)
+        .with(disruption::StalePodDisruption::default)
         .with(crate::scheduler::Scheduler::default)
         .run()
 }

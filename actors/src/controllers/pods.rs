@@ -389,6 +389,7 @@ fn owner_kind_resource(owner_kind: &str) -> &'static ResourceKind {
     match owner_kind {
         "Deployment" => deployments(),
         "DaemonSet" => crate::kinds::find("apps", "v1", "daemonsets").unwrap_or_else(replica_sets),
+        "StatefulSet" => crate::kinds::find("apps", "v1", "statefulsets").unwrap_or_else(replica_sets),
         _ => replica_sets(),
     }
 }

@@ -8,8 +8,10 @@ use raft_store::StoreNode;
 use serde_json::{json, Map, Value};
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use super::pod_info::PodInfo;
+use crate::admission::{Admit, Attributes, Chain, Operation, UserInfo};
 use crate::api_error::{ApiError, ApiResult, FieldCause};
 use crate::controller::Ctx;
 use crate::deletion::DeleteOptions;
@@ -184,16 +186,42 @@ impl Binding {
     /// Writes the binding in one store transaction (retried on a concurrent write), as
     /// `manager`; `what` names the resource in refusals. 404 if the pod is gone.
     pub async fn write(&self, store: &StoreNode, what: &'static str, manager: &str) -> ApiResult<Value> {
+        self.write_fenced(store, what, manager, None).await
+    }
+
+    /// [`Self::write`], fenced to the Raft leadership of `term` when there is one (the
+    /// scheduler's bindings: a deposed leader's scheduler cannot bind).
+    pub async fn write_fenced(
+        &self,
+        store: &StoreNode,
+        what: &'static str,
+        manager: &str,
+        term: Option<u64>,
+    ) -> ApiResult<Value> {
         let kind = pods()?;
         let change = |current: &Value| self.apply(what, current);
-        object_store::update_with(store, kind, Some(&self.namespace), &self.name, Some(manager), change).await
+        let fence = term.map(|term| Admit {
+            chain: Arc::new(Chain::default()),
+            attrs: Attributes {
+                kind,
+                subresource: Some("binding"),
+                operation: Operation::Create,
+                namespace: Some(self.namespace.clone()),
+                name: self.name.clone(),
+                user: UserInfo::control_plane(),
+                dry_run: false,
+            },
+            leader_term: Some(term),
+        });
+        let (ns, name) = (Some(self.namespace.as_str()), self.name.as_str());
+        object_store::update_with_admitted(store, kind, ns, name, Some(manager), change, fence.as_ref()).await
     }
 }
 
 /// Binds `pod` (as the scheduler last saw it) to `node`. A 409 if it is bound already,
 /// being deleted, or not the same pod (uid); a 404 if it is gone.
 pub async fn bind(ctx: &Ctx, pod: &Value, node: &str) -> ApiResult<Value> {
-    Binding::of(pod, node).write(&ctx.node, "pods", FIELD_MANAGER).await
+    Binding::of(pod, node).write_fenced(&ctx.node, "pods", FIELD_MANAGER, ctx.leader_term).await
 }
 
 /// Sets the `PodScheduled` condition of an unscheduled pod, and its

@@ -15,15 +15,13 @@
 //!   `FailedScheduling` event, preemption's evictions; [`queue`]: when a pod that found no
 //!   node is tried again.
 //!
-//! [`disruption`] reads pod disruption budgets (for the eviction subresource); [`bench`]
-//! measures throughput on a store in one process.
+//! [`bench`] measures throughput on a store in one process.
 
 pub mod active;
 pub mod bench;
 pub mod binding;
 pub mod cache;
 pub mod config;
-pub mod disruption;
 pub mod extender;
 pub mod filters;
 pub mod inter_pod;

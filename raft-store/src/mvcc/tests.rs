@@ -98,6 +98,7 @@ fn compares_decide_the_branch() {
         compare: vec![Compare::absent("k")],
         success: vec![Op::put("k", v)],
         failure: vec![Op::get("k")],
+        leader_term: None,
     };
     assert!(f.txn(create("first")).succeeded);
     let resp = f.txn(create("second"));
@@ -110,6 +111,7 @@ fn compares_decide_the_branch() {
         compare: vec![Compare::mod_revision_is("k", rev)],
         success: vec![Op::put("k", "updated")],
         failure: vec![],
+        leader_term: None,
     };
     assert!(f.txn(cas(rev)).succeeded);
     assert!(!f.txn(cas(rev)).succeeded, "update with a stale mod_revision must fail");
@@ -128,7 +130,7 @@ fn compares_decide_the_branch() {
         (Compare { key: b"k".to_vec(), op: CompareOp::Less, target: CompareTarget::CreateRevision(2) }, true),
         (Compare::exists("nope"), false),
     ] {
-        let txn = Txn { compare: vec![cmp.clone()], success: vec![], failure: vec![] };
+        let txn = Txn { compare: vec![cmp.clone()], success: vec![], failure: vec![], leader_term: None };
         assert_eq!(f.txn(txn).succeeded, expect, "{cmp:?}");
     }
 }

@@ -1,0 +1,200 @@
+//! End-to-end: admission webhooks through real kubectl on `flotilla up`, with a real HTTPS
+//! webhook server in this process (actix-web, certificate from `api_gateway::pki`). A
+//! validating webhook refuses configmaps labelled `deny=yes` (kubectl prints its message), a
+//! mutating one labels every configmap (the label is stored), a DELETE webhook protects
+//! configmaps labelled `protected=yes`; with the server stopped, `failurePolicy: Fail` refuses
+//! with a 500 naming the webhook. (The dispatcher's finer points are covered in-process by
+//! `api-gateway/tests/admission_webhooks.rs`.)
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use common::Up;
+use serde_json::{json, Value};
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char } else { '=' });
+        }
+    }
+    out
+}
+
+/// The three webhooks, by path.
+async fn hook(path: web::Path<String>, review: web::Json<Value>) -> HttpResponse {
+    let request = &review["request"];
+    let labels = &request["object"]["metadata"]["labels"];
+    let mut response = match path.as_str() {
+        "validate" if labels["deny"] == "yes" => {
+            json!({"allowed": false, "status": {"message": "the label deny=yes is not allowed"}})
+        }
+        "mutate" => {
+            let patch = if labels.is_object() {
+                json!([{"op": "add", "path": "/metadata/labels/mutated", "value": "yes"}])
+            } else {
+                json!([{"op": "add", "path": "/metadata/labels", "value": {"mutated": "yes"}}])
+            };
+            json!({"allowed": true, "patchType": "JSONPatch", "patch": base64(patch.to_string().as_bytes())})
+        }
+        "protect" if request["oldObject"]["metadata"]["labels"]["protected"] == "yes" => {
+            json!({"allowed": false, "status": {"message": "this configmap is protected"}})
+        }
+        _ => json!({"allowed": true}),
+    };
+    response["uid"] = request["uid"].clone();
+    HttpResponse::Ok()
+        .json(json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}))
+}
+
+/// The webhook server, serving HTTPS on 127.0.0.1 from its own thread.
+struct Webhook {
+    port: u16,
+    ca_pem: String,
+    handle: ServerHandle,
+    thread: Option<JoinHandle<()>>,
+    _pki: tempfile::TempDir,
+}
+
+impl Webhook {
+    fn start() -> Webhook {
+        let pki_dir = tempfile::tempdir().unwrap();
+        let pki = api_gateway::pki::load_or_create(pki_dir.path(), &[]).unwrap();
+        let tls = api_gateway::tls::server_config(&pki).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let server = HttpServer::new(|| App::new().route("/{path}", web::post().to(hook)))
+                    .workers(1)
+                    .disable_signals()
+                    .shutdown_timeout(1)
+                    .bind_rustls_0_23(("127.0.0.1", 0), tls)
+                    .unwrap();
+                let port = server.addrs()[0].port();
+                let server = server.run();
+                tx.send((port, server.handle())).unwrap();
+                server.await.unwrap();
+            })
+        });
+        let (port, handle) = rx.recv().unwrap();
+        Webhook { port, ca_pem: pki.ca.cert_pem, handle, thread: Some(thread), _pki: pki_dir }
+    }
+
+    /// Stops serving; returns once the port is closed.
+    fn stop(&mut self) {
+        futures::executor::block_on(self.handle.stop(true));
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn configurations(webhook: &Webhook) -> String {
+    let client = |path: &str| {
+        format!("{{url: 'https://127.0.0.1:{}/{path}', caBundle: {}}}", webhook.port, base64(webhook.ca_pem.as_bytes()))
+    };
+    let rules =
+        |ops: &str| format!("[{{operations: [{ops}], apiGroups: [''], apiVersions: [v1], resources: [configmaps]}}]");
+    format!(
+        "apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {{name: guard}}
+webhooks:
+- {{name: deny.example.com, clientConfig: {validate}, rules: {write}, sideEffects: None, admissionReviewVersions: [v1]}}
+- {{name: protect.example.com, clientConfig: {protect}, rules: {delete}, sideEffects: None, admissionReviewVersions: [v1]}}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {{name: labeller}}
+webhooks:
+- {{name: label.example.com, clientConfig: {mutate}, rules: {write}, sideEffects: None, admissionReviewVersions: [v1]}}
+",
+        validate = client("validate"),
+        protect = client("protect"),
+        mutate = client("mutate"),
+        write = rules("CREATE, UPDATE"),
+        delete = rules("DELETE"),
+    )
+}
+
+fn configmap(name: &str, labels: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, labels: {{{labels}}}}}\ndata: {{k: v}}\n")
+}
+
+#[test]
+fn webhooks_refuse_label_and_protect_configmaps_through_kubectl() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(dir.path());
+    let mut webhook = Webhook::start();
+    up.wait_ready();
+    let files = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = files.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    up.kubectl(&["apply", "-f", &write("hooks.yaml", &configurations(&webhook))]);
+
+    // The configurations reach the dispatcher through a watch: wait for the label.
+    let deadline = Instant::now() + common::DEADLINE;
+    for i in 0.. {
+        let probe = write("probe.yaml", &configmap(&format!("probe-{i}"), ""));
+        let created: Value = serde_json::from_str(&up.kubectl(&["create", "-f", &probe, "-o", "json"])).unwrap();
+        if created["metadata"]["labels"]["mutated"] == "yes" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the mutating webhook never acted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    up.kubectl(&["create", "-f", &write("web.yaml", &configmap("web", "app: web"))]);
+    let web: Value = serde_json::from_str(&up.kubectl(&["get", "configmap", "web", "-o", "json"])).unwrap();
+    assert_eq!(web["metadata"]["labels"], json!({"app": "web", "mutated": "yes"}));
+
+    let (ok, _, stderr) = up.try_kubectl(&["create", "-f", &write("bad.yaml", &configmap("bad", "deny: 'yes'"))]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            r#"Error from server (Forbidden): error when creating "#
+        ) && stderr.contains(
+            r#"configmaps "bad" is forbidden: admission webhook "deny.example.com" denied the request: the label deny=yes is not allowed"#
+        ),
+        "{stderr}"
+    );
+
+    up.kubectl(&["create", "-f", &write("kept.yaml", &configmap("kept", "protected: 'yes'"))]);
+    let (ok, _, stderr) = up.try_kubectl(&["delete", "configmap", "kept"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            r#"Error from server (Forbidden): configmaps "kept" is forbidden: admission webhook "protect.example.com" denied the request: this configmap is protected"#
+        ),
+        "{stderr}"
+    );
+    assert!(up.kubectl(&["delete", "configmap", "web"]).contains(r#"configmap "web" deleted"#));
+
+    // The webhooks fail closed (failurePolicy defaults to Fail) once their server is gone.
+    webhook.stop();
+    let (ok, _, stderr) = up.try_kubectl(&["create", "-f", &write("late.yaml", &configmap("late", ""))]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(r#"Error from server (InternalError): error when creating "#)
+            && stderr.contains(r#"Internal error occurred: failed calling webhook "label.example.com": failed to call webhook: Post "https://127.0.0.1:"#),
+        "{stderr}"
+    );
+}
