@@ -58,11 +58,8 @@ async fn a_dead_member_is_replaced_online_with_flotilla_member() {
 
     let endpoint = cluster.addr(leader).unwrap().to_string();
     let member = |args: &[&str]| {
-        let out = std::process::Command::new(&bin)
-            .args(["member", "--endpoint", &endpoint])
-            .args(args)
-            .output()
-            .unwrap();
+        let out =
+            std::process::Command::new(&bin).args(["member", "--endpoint", &endpoint]).args(args).output().unwrap();
         assert!(out.status.success(), "flotilla member {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     };

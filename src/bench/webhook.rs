@@ -99,6 +99,9 @@ async fn run_local(args: WebhookBenchArgs) -> anyhow::Result<()> {
     let data = reviews.clone();
     let server = HttpServer::new(move || App::new().app_data(data.clone()).route("/validate", web::post().to(allow)))
         .workers(2)
+        // Without it the answer waits behind the TLS 1.3 session tickets for the client's
+        // delayed ACK: ~40 ms on every fresh connection.
+        .tcp_nodelay(true)
         .disable_signals()
         .bind_rustls_0_23(("127.0.0.1", 0), tls)?;
     let port = server.addrs().first().map(|a| a.port()).context("the webhook has no address")?;
