@@ -558,18 +558,20 @@ pub fn plan(kind: &ResourceKind, current: &Value, options: &DeleteOptions, now: 
 
 /// Deletes the object `name` as kube-apiserver does (see [`plan`]; namespaces terminate
 /// first, see [`begin_termination`]); 404 if absent.
+/// With `fence`, its writes are fenced to that Raft leadership term (a controller's delete).
 pub async fn delete(
     node: &StoreNode,
     kind: &ResourceKind,
     ns: Option<&str>,
     name: &str,
     options: &DeleteOptions,
+    fence: Option<u64>,
 ) -> ApiResult<Deleted> {
     options.validate()?;
     if is_namespaces(kind) {
-        return delete_namespace(node, kind, name, options).await;
+        return delete_namespace(node, kind, name, options, fence).await;
     }
-    delete_object(node, kind, ns, name, options).await
+    delete_object(node, kind, ns, name, options, fence).await
 }
 
 async fn delete_object(
@@ -578,6 +580,7 @@ async fn delete_object(
     ns: Option<&str>,
     name: &str,
     options: &DeleteOptions,
+    fence: Option<u64>,
 ) -> ApiResult<Deleted> {
     let key = storage_key(kind, ns, name);
     for _ in 0..ATTEMPTS {
@@ -590,7 +593,7 @@ async fn delete_object(
                 let revision = if options.is_dry_run() || object == current {
                     kv.mod_revision
                 } else {
-                    match put_if_unchanged(node, &key, &object, kv.mod_revision).await? {
+                    match put_if_unchanged(node, &key, &object, kv.mod_revision, fence).await? {
                         Some(revision) => revision,
                         None => continue,
                     }
@@ -605,7 +608,7 @@ async fn delete_object(
         if options.is_dry_run() {
             return Ok(Deleted { object, gone: true });
         }
-        if let Some(last) = remove_if_unchanged(node, &key, revision).await? {
+        if let Some(last) = remove_if_unchanged(node, &key, revision, fence).await? {
             return Ok(Deleted { object: last, gone: true });
         }
     }
@@ -685,6 +688,7 @@ async fn delete_namespace(
     kind: &ResourceKind,
     name: &str,
     options: &DeleteOptions,
+    fence: Option<u64>,
 ) -> ApiResult<Deleted> {
     let key = storage_key(kind, None, name);
     for _ in 0..ATTEMPTS {
@@ -693,7 +697,7 @@ async fn delete_namespace(
         check_namespace_preconditions(&current, options)?;
         let object = if being_deleted(&current) {
             if spec_finalizers(&current).is_empty() {
-                return delete_object(node, kind, None, name, options).await;
+                return delete_object(node, kind, None, name, options, fence).await;
             }
             current
         } else {
@@ -701,7 +705,7 @@ async fn delete_namespace(
             if options.is_dry_run() {
                 return Ok(Deleted { object, gone: false });
             }
-            match put_if_unchanged(node, &key, &object, kv.mod_revision).await? {
+            match put_if_unchanged(node, &key, &object, kv.mod_revision, fence).await? {
                 Some(revision) => with_revision(object, revision),
                 None => continue,
             }
@@ -731,7 +735,7 @@ async fn empty_namespace(node: &StoreNode, ns_kind: &ResourceKind, name: &str) -
             let Some(object) = kv.key.strip_prefix(prefix.as_bytes()).and_then(|n| std::str::from_utf8(n).ok()) else {
                 continue;
             };
-            match delete_object(node, kind, Some(name), object, &DeleteOptions::default()).await {
+            match delete_object(node, kind, Some(name), object, &DeleteOptions::default(), None).await {
                 Ok(deleted) if !deleted.gone => left += 1,
                 Ok(_) | Err(ApiError::NotFound(_)) => {}
                 Err(e) => return Err(e),
@@ -764,12 +768,12 @@ async fn empty_namespace(node: &StoreNode, ns_kind: &ResourceKind, name: &str) -
             && finalizers_of(&object).is_empty()
             && matches!(deletion_grace(&object), None | Some(0))
         {
-            if remove_if_unchanged(node, &key, kv.mod_revision).await?.is_some() {
+            if remove_if_unchanged(node, &key, kv.mod_revision, None).await?.is_some() {
                 return Ok(true);
             }
             continue;
         }
-        if object == current || put_if_unchanged(node, &key, &object, kv.mod_revision).await?.is_some() {
+        if object == current || put_if_unchanged(node, &key, &object, kv.mod_revision, None).await?.is_some() {
             return Ok(false);
         }
     }
@@ -848,7 +852,7 @@ pub async fn delete_collection(
     for kv in &chosen {
         let object = with_resource_version(&kv.value, kv.mod_revision)?;
         let object_ns = object.pointer("/metadata/namespace").and_then(Value::as_str).filter(|_| kind.namespaced);
-        match delete(node, kind, object_ns, name_of(&object), options).await {
+        match delete(node, kind, object_ns, name_of(&object), options, None).await {
             Ok(_) | Err(ApiError::NotFound(_)) => {}
             Err(e) => return Err(e),
         }
@@ -869,12 +873,13 @@ fn with_revision(mut object: Value, revision: Revision) -> Value {
 }
 
 /// Writes `object` (its resourceVersion left out, as stored) if the key is still at
-/// `revision`; the new revision, or `None` if it changed meanwhile.
+/// `revision`; the new revision, or `None` if it changed meanwhile. `fence`: see [`delete`].
 async fn put_if_unchanged(
     node: &StoreNode,
     key: &str,
     object: &Value,
     revision: Revision,
+    fence: Option<u64>,
 ) -> ApiResult<Option<Revision>> {
     let mut stored = object.clone();
     if let Some(meta) = metadata_mut(&mut stored) {
@@ -885,19 +890,26 @@ async fn put_if_unchanged(
         compare: vec![Compare::mod_revision_is(key, revision)],
         success: vec![Op::put(key, bytes)],
         ..Txn::default()
-    };
+    }
+    .fenced(fence);
     let response = node.txn(txn).await?;
     Ok(response.succeeded.then_some(response.revision))
 }
 
 /// Removes the key if it is still at `revision`: the object as it last was, or `None` if
-/// it changed (or went) meanwhile.
-pub async fn remove_if_unchanged(node: &StoreNode, key: &str, revision: Revision) -> ApiResult<Option<Value>> {
+/// it changed (or went) meanwhile. `fence`: see [`delete`].
+pub async fn remove_if_unchanged(
+    node: &StoreNode,
+    key: &str,
+    revision: Revision,
+    fence: Option<u64>,
+) -> ApiResult<Option<Value>> {
     let txn = Txn {
         compare: vec![Compare::mod_revision_is(key, revision)],
         success: vec![Op::delete(key)],
         ..Txn::default()
-    };
+    }
+    .fenced(fence);
     let response = node.txn(txn).await?;
     let last = match response.responses.into_iter().next() {
         Some(OpResponse::Delete { mut deleted }) if response.succeeded => deleted.pop(),

@@ -217,8 +217,21 @@ pub type AdmissionSlot = Arc<std::sync::RwLock<Option<Arc<dyn Admission>>>>;
 /// control plane's own writes ([`UserInfo::control_plane`]).
 pub struct AsUser<M>(pub UserInfo, pub M);
 
-impl<M: Message> Message for AsUser<M> {
-    type Result = M::Result;
+/// A user's create or update answers with the admission plugins' warnings too.
+impl Message for AsUser<Create> {
+    type Result = ApiResult<Written>;
+}
+
+impl Message for AsUser<Update> {
+    type Result = ApiResult<Written>;
+}
+
+impl Message for AsUser<Patch> {
+    type Result = ApiResult<Written>;
+}
+
+impl Message for AsUser<Delete> {
+    type Result = ApiResult<Deleted>;
 }
 
 /// A control-plane write fenced to the Raft leadership of a term (the controllers'): the
@@ -289,7 +302,7 @@ impl KindActor {
             user,
             dry_run: false,
         };
-        Some(Admit { chain, attrs, leader_term: fence })
+        Some(Admit { chain, attrs, leader_term: fence, warnings: Default::default() })
     }
 
     /// Lists the kind's prefix from the store, then resets the cache and watches from there.
@@ -675,12 +688,12 @@ impl Handler<Create> for KindActor {
     type Result = ResponseFuture<ApiResult<Value>>;
 
     fn handle(&mut self, msg: Create, _ctx: &mut Context<Self>) -> Self::Result {
-        self.create((UserInfo::control_plane(), None), msg)
+        object_only(self.create((UserInfo::control_plane(), None), msg))
     }
 }
 
 impl Handler<AsUser<Create>> for KindActor {
-    type Result = ResponseFuture<ApiResult<Value>>;
+    type Result = ResponseFuture<ApiResult<Written>>;
 
     fn handle(&mut self, AsUser(user, msg): AsUser<Create>, _ctx: &mut Context<Self>) -> Self::Result {
         self.create((user, None), msg)
@@ -691,20 +704,35 @@ impl Handler<Fenced<Create>> for KindActor {
     type Result = ResponseFuture<ApiResult<Value>>;
 
     fn handle(&mut self, Fenced(term, msg): Fenced<Create>, _ctx: &mut Context<Self>) -> Self::Result {
-        self.create((UserInfo::control_plane(), Some(term)), msg)
+        object_only(self.create((UserInfo::control_plane(), Some(term)), msg))
     }
+}
+
+/// The object of a write, without its warnings (the control plane's own writes).
+fn object_only(written: ResponseFuture<ApiResult<Written>>) -> ResponseFuture<ApiResult<Value>> {
+    Box::pin(async move { written.await.map(|w| w.obj) })
+}
+
+/// The warnings the admission plugins gave a write, after its own.
+fn with_admission_warnings(mut written: Written, admit: Option<&Admit>) -> Written {
+    if let Some(admit) = admit {
+        written.warnings.extend(admit.take_warnings());
+    }
+    written
 }
 
 /// The writes, by who makes them: a user (or the control plane) and the leadership fence.
 type Writer = (UserInfo, Option<u64>);
 
 impl KindActor {
-    fn create(&self, writer: Writer, msg: Create) -> ResponseFuture<ApiResult<Value>> {
+    fn create(&self, writer: Writer, msg: Create) -> ResponseFuture<ApiResult<Written>> {
         let (node, kind) = (self.node.clone(), self.kind);
         let admit = self.admit(writer, msg.namespace.as_deref(), "", Part::Main);
         Box::pin(async move {
             let manager = msg.field_manager.as_deref();
-            object_store::create_admitted(&node, kind, msg.namespace.as_deref(), msg.obj, manager, admit.as_ref()).await
+            let ns = msg.namespace.as_deref();
+            let obj = object_store::create_admitted(&node, kind, ns, msg.obj, manager, admit.as_ref()).await?;
+            Ok(with_admission_warnings(Written { obj, warnings: Vec::new() }, admit.as_ref()))
         })
     }
 }
@@ -713,12 +741,12 @@ impl Handler<Update> for KindActor {
     type Result = ResponseFuture<ApiResult<Value>>;
 
     fn handle(&mut self, msg: Update, _ctx: &mut Context<Self>) -> Self::Result {
-        self.update((UserInfo::control_plane(), None), msg)
+        object_only(self.update((UserInfo::control_plane(), None), msg))
     }
 }
 
 impl Handler<AsUser<Update>> for KindActor {
-    type Result = ResponseFuture<ApiResult<Value>>;
+    type Result = ResponseFuture<ApiResult<Written>>;
 
     fn handle(&mut self, AsUser(user, msg): AsUser<Update>, _ctx: &mut Context<Self>) -> Self::Result {
         self.update((user, None), msg)
@@ -729,18 +757,19 @@ impl Handler<Fenced<Update>> for KindActor {
     type Result = ResponseFuture<ApiResult<Value>>;
 
     fn handle(&mut self, Fenced(term, msg): Fenced<Update>, _ctx: &mut Context<Self>) -> Self::Result {
-        self.update((UserInfo::control_plane(), Some(term)), msg)
+        object_only(self.update((UserInfo::control_plane(), Some(term)), msg))
     }
 }
 
 impl KindActor {
-    fn update(&self, writer: Writer, msg: Update) -> ResponseFuture<ApiResult<Value>> {
+    fn update(&self, writer: Writer, msg: Update) -> ResponseFuture<ApiResult<Written>> {
         let (node, kind) = (self.node.clone(), self.kind);
         let admit = self.admit(writer, msg.namespace.as_deref(), &msg.name, msg.part);
         Box::pin(async move {
             let manager = msg.field_manager.as_deref().unwrap_or(UNKNOWN_MANAGER);
             let target = (msg.namespace.as_deref(), msg.name.as_str(), msg.part);
-            object_store::update(&node, kind, target, msg.obj, manager, admit.as_ref()).await
+            let obj = object_store::update(&node, kind, target, msg.obj, manager, admit.as_ref()).await?;
+            Ok(with_admission_warnings(Written { obj, warnings: Vec::new() }, admit.as_ref()))
         })
     }
 }
@@ -777,7 +806,7 @@ impl KindActor {
             let admit = admit.as_ref();
             let ns = msg.namespace.as_deref();
             let manager = msg.field_manager.as_deref();
-            match (msg.patch_kind, manager) {
+            let written = match (msg.patch_kind, manager) {
                 (PatchKind::Apply, _) if msg.part != Part::Main => {
                     Err(ApiError::MethodNotSupported("server-side apply is served on the object only".into()))
                 }
@@ -795,7 +824,8 @@ impl KindActor {
                     let body = (patch_kind, msg.body.as_slice());
                     object_store::patch(&node, kind, target, body, manager, msg.field_validation, admit).await
                 }
-            }
+            };
+            written.map(|w| with_admission_warnings(w, admit))
         })
     }
 }
@@ -805,6 +835,14 @@ impl Handler<Delete> for KindActor {
 
     fn handle(&mut self, msg: Delete, _ctx: &mut Context<Self>) -> Self::Result {
         self.delete((UserInfo::control_plane(), None), msg)
+    }
+}
+
+impl Handler<Fenced<Delete>> for KindActor {
+    type Result = ResponseFuture<ApiResult<Deleted>>;
+
+    fn handle(&mut self, Fenced(term, msg): Fenced<Delete>, _ctx: &mut Context<Self>) -> Self::Result {
+        self.delete((UserInfo::control_plane(), Some(term)), msg)
     }
 }
 

@@ -227,7 +227,7 @@ pub async fn create_admitted(
         (a, attrs)
     });
     if let Some((admit, attrs)) = &attrs {
-        admit.chain.mutate(attrs, &mut obj, None).await?;
+        admit.warn(admit.chain.mutate(attrs, &mut obj, None).await?);
         crate::defaults::apply(kind, &mut obj);
         // The pod's QoS class follows what admission set (LimitRanger's defaults).
         if kind.group.is_empty() && kind.resource == "pods" {
@@ -239,7 +239,7 @@ pub async fn create_admitted(
     }
     crate::validation::check(kind, &obj, None)?;
     if let Some((admit, attrs)) = &attrs {
-        admit.chain.validate(attrs, &obj, None).await?;
+        admit.warn(admit.chain.validate(attrs, &obj, None).await?);
     }
     if let Some(manager) = manager {
         let now = timestamp(now);
@@ -430,12 +430,12 @@ where
         // Defaulted and validated (immutable fields too) before anything compares it.
         crate::defaults::apply(kind, &mut new);
         if let Some((admit, attrs)) = &attrs {
-            admit.chain.mutate(attrs, &mut new, Some(&stored)).await?;
+            admit.warn(admit.chain.mutate(attrs, &mut new, Some(&stored)).await?);
             crate::defaults::apply(kind, &mut new);
         }
         crate::validation::check(kind, &new, Some(&stored))?;
         if let Some((admit, attrs)) = &attrs {
-            admit.chain.validate(attrs, &new, Some(&stored)).await?;
+            admit.warn(admit.chain.validate(attrs, &new, Some(&stored)).await?);
         }
         let mut new = prepare_update(kind, &stored, new);
         if let Some(manager) = manager {
@@ -444,7 +444,8 @@ where
         }
         // An update that empties the finalizers of an object being deleted deletes it.
         if crate::deletion::check_update(kind, &stored, &mut new)? {
-            if crate::deletion::remove_if_unchanged(node, &key, current.mod_revision).await?.is_some() {
+            let fence = attrs.as_ref().and_then(|(a, _)| a.leader_term);
+            if crate::deletion::remove_if_unchanged(node, &key, current.mod_revision, fence).await?.is_some() {
                 return with_resource_version(&encode(&new)?, current.mod_revision);
             }
             continue;
@@ -489,10 +490,10 @@ pub async fn delete(
             dry_run: options.is_dry_run(),
             ..admit.attrs.clone()
         };
-        admit.chain.mutate(&attrs, &mut Value::Null, Some(&stored)).await?;
-        admit.chain.validate(&attrs, &Value::Null, Some(&stored)).await?;
+        admit.warn(admit.chain.mutate(&attrs, &mut Value::Null, Some(&stored)).await?);
+        admit.warn(admit.chain.validate(&attrs, &Value::Null, Some(&stored)).await?);
     }
-    crate::deletion::delete(node, kind, ns, name, options).await
+    crate::deletion::delete(node, kind, ns, name, options, admit.and_then(|a| a.leader_term)).await
 }
 
 fn encode(obj: &Value) -> ApiResult<Vec<u8>> {

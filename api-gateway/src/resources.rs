@@ -295,14 +295,15 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
             let validation = field_validation(req, "CreateOptions")?;
             let field_manager = Some(field_manager(req)?);
             let bytes = read_json_body(req, body).await?;
-            let (obj, warnings) = actors::decode::decode_body(kind, false, &bytes, validation)?;
+            let (obj, mut warnings) = actors::decode::decode_body(kind, false, &bytes, validation)?;
             let obj = match &webhook {
                 Some(custom) => to_storage_by_webhook(kind, store_kind, custom, obj, actors).await?,
                 None => to_storage(kind, store_kind, obj)?,
             };
             let msg = AsUser(user_of(req), Create { namespace: ns, obj, field_manager });
             let created = actor.send(msg).await.map_err(mailbox)??;
-            let created = present(kind, webhook.as_deref(), created, actors).await?;
+            warnings.extend(created.warnings);
+            let created = present(kind, webhook.as_deref(), created.obj, actors).await?;
             return Ok(Reply::Written(StatusCode::CREATED, created, warnings));
         }
         ("PUT", Some(name)) => {
@@ -317,7 +318,10 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
             };
             warnings = found;
             let msg = AsUser(user_of(req), Update { namespace: ns, name, obj, field_manager, part });
-            actor.send(msg).await.map_err(mailbox)?
+            actor.send(msg).await.map_err(mailbox)?.map(|written| {
+                warnings.extend(written.warnings);
+                written.obj
+            })
         }
         ("PATCH", Some(name)) => {
             let patch_kind = PatchKind::from_content_type(content_type(req))?;

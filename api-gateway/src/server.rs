@@ -70,6 +70,8 @@ pub fn serve(
     .on_connect(authn::on_connect)
     .workers(1)
     .disable_signals()
+    // Answers go out at once, not after the client's delayed ACK (tens of ms on new connections).
+    .tcp_nodelay(true)
     .bind_rustls_0_23(bind, tls)
     .map_err(|source| ServeError::Bind { addr: bind, source })?;
     let addr = first_addr(&server.addrs(), bind)?;

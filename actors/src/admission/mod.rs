@@ -136,4 +136,20 @@ pub struct Admit {
     pub chain: Arc<dyn Admission>,
     pub attrs: Attributes,
     pub leader_term: Option<u64>,
+    /// The warnings the plugins (webhooks) gave, for the client's `Warning` headers.
+    pub warnings: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Admit {
+    /// Keeps `warnings` for the client.
+    pub fn warn(&self, warnings: Vec<String>) {
+        if !warnings.is_empty() {
+            self.warnings.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).extend(warnings);
+        }
+    }
+
+    /// The warnings kept so far.
+    pub fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
 }

@@ -122,7 +122,7 @@ impl Ctx {
         options: DeleteOptions,
     ) -> ApiResult<Deleted> {
         let msg = Delete { namespace: ns.map(String::from), name: name.into(), options };
-        self.actor(kind)?.send(msg).await.map_err(|e| unreachable(kind, e))?
+        self.write(kind, msg).await
     }
 
     /// Records a core/v1 Event about `involved` (`Normal` or `Warning`), as upstream's

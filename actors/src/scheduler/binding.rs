@@ -212,6 +212,7 @@ impl Binding {
                 dry_run: false,
             },
             leader_term: Some(term),
+            warnings: Default::default(),
         });
         let (ns, name) = (Some(self.namespace.as_str()), self.name.as_str());
         object_store::update_with_admitted(store, kind, ns, name, Some(manager), change, fence.as_ref()).await

@@ -216,7 +216,7 @@ pub fn apply_patch(obj: &Value, patch: &[u8]) -> Result<Value, String> {
 
 /// The error a webhook's refusal is, as kube's `ToStatusErr`: the webhook's code (403 if it
 /// gave none) and reason (`Forbidden`, `InternalError` for a 500), the message
-/// `<resource> "<name>" is forbidden: admission webhook "<webhook>" denied the request: <why>`.
+/// `admission webhook "<webhook>" denied the request: <why>`.
 pub fn denied(attrs: &Attributes, webhook: &str, status: Option<&Value>) -> ApiError {
     let empty = json!({});
     let status = status.unwrap_or(&empty);
@@ -231,15 +231,9 @@ pub fn denied(attrs: &Attributes, webhook: &str, status: Option<&Value>) -> ApiE
         (true, true) => format!("{denied_by} without explanation"),
     };
     let name = if attrs.name.is_empty() { "Unknown" } else { attrs.name.as_str() };
-    let resource = match attrs.kind.group {
-        "" => attrs.kind.resource.to_string(),
-        group => format!("{}.{group}", attrs.kind.resource),
-    };
-    let (prefix, default_reason) = match code {
-        500 => ("Internal error occurred".to_string(), "InternalError"),
-        _ => (format!("{resource} {name:?} is forbidden"), "Forbidden"),
-    };
-    let message = format!("{prefix}: {why}");
+    // kube's ToStatusErr: the message is the refusal alone, with no `... is forbidden:` prefix.
+    let default_reason = if code == 500 { "InternalError" } else { "Forbidden" };
+    let message = why.clone();
     let details = match status.get("details").filter(|d| d.is_object()) {
         Some(details) => details.clone(),
         None if code == 500 => json!({"causes": [{"message": why}]}),
@@ -365,21 +359,15 @@ mod tests {
     fn refusals_become_kubes_status() {
         let e = denied(&attrs(Operation::Create), "deny.example.com", Some(&json!({"message": "no thanks"})));
         assert_eq!((e.code(), e.reason()), (403, "Forbidden"));
-        assert_eq!(
-            e.to_string(),
-            r#"configmaps "cm" is forbidden: admission webhook "deny.example.com" denied the request: no thanks"#
-        );
+        assert_eq!(e.to_string(), r#"admission webhook "deny.example.com" denied the request: no thanks"#);
         assert_eq!(e.status()["details"], json!({"group": "", "kind": "configmaps", "name": "cm"}));
         let e = denied(&attrs(Operation::Create), "w", None);
-        assert_eq!(
-            e.to_string(),
-            r#"configmaps "cm" is forbidden: admission webhook "w" denied the request without explanation"#
-        );
+        assert_eq!(e.to_string(), r#"admission webhook "w" denied the request without explanation"#);
         let e = denied(&attrs(Operation::Create), "w", Some(&json!({"code": 422, "reason": "Invalid"})));
         assert_eq!((e.code(), e.reason()), (422, "Invalid"));
-        assert_eq!(e.to_string(), r#"configmaps "cm" is forbidden: admission webhook "w" denied the request: Invalid"#);
+        assert_eq!(e.to_string(), r#"admission webhook "w" denied the request: Invalid"#);
         let e = denied(&attrs(Operation::Create), "w", Some(&json!({"code": 500, "message": "boom"})));
         assert_eq!((e.code(), e.reason()), (500, "InternalError"));
-        assert_eq!(e.to_string(), r#"Internal error occurred: admission webhook "w" denied the request: boom"#);
+        assert_eq!(e.to_string(), r#"admission webhook "w" denied the request: boom"#);
     }
 }
