@@ -5,6 +5,7 @@
 //! `bench` runs the benchmarks kept in the repo.
 
 mod bench;
+mod chaos_cmd;
 mod cluster;
 mod gateway;
 mod logging;
@@ -40,6 +41,9 @@ enum Command {
     /// Run a benchmark.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Chaos tools: check a recorded history.
+    #[command(subcommand)]
+    Chaos(chaos_cmd::ChaosCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,6 +58,7 @@ fn main() -> anyhow::Result<()> {
             Command::Member(args) => member_cmd::run(args).await,
             Command::Store(args) => store_cmd::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
+            Command::Chaos(cmd) => chaos_cmd::run(cmd).await,
         }
     })
 }

@@ -34,6 +34,15 @@ pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Member `id`'s store address: its own loopback address `127.0.1.<id>` (every 127/8 address
+/// is the loopback device's) and a free port. Members connect to each other from their own
+/// address, so that [`FlotillaCluster::partition`] can cut pairs of members apart; clients
+/// (from 127.0.0.1) are never cut off.
+fn member_addr(id: NodeId) -> Result<String> {
+    let ip = format!("127.0.1.{}", id.clamp(1, 254));
+    Ok(format!("{ip}:{}", TcpListener::bind(format!("{ip}:0"))?.local_addr()?.port()))
+}
+
 /// The `flotilla` binary: `$FLOTILLA_BIN`, else the one cargo built next to the test binary.
 pub fn flotilla_binary() -> Result<PathBuf> {
     if let Some(bin) = std::env::var_os("FLOTILLA_BIN") {
@@ -69,17 +78,22 @@ pub struct FlotillaCluster {
     bin: PathBuf,
     base: PathBuf,
     members: BTreeMap<NodeId, Member>,
+    /// The iptables rules of a partition in force, to delete when it heals.
+    partition: Vec<Vec<String>>,
 }
 
 impl FlotillaCluster {
     /// Starts members 1..=n under `base` (one data dir and log file each), bootstrapped
     /// together. `extra` arguments go to every member (e.g. election timings).
     pub fn start(bin: &Path, base: &Path, n: u64, extra: &[&str]) -> Result<Self> {
-        let addrs: BTreeMap<NodeId, String> =
-            (1..=n).map(|id| Ok((id, format!("127.0.0.1:{}", free_port()?)))).collect::<Result<_>>()?;
+        let addrs: BTreeMap<NodeId, String> = (1..=n).map(|id| Ok((id, member_addr(id)?))).collect::<Result<_>>()?;
         let initial: Vec<String> = addrs.iter().map(|(id, a)| format!("{id}={a}")).collect();
-        let mut cluster =
-            FlotillaCluster { bin: bin.to_path_buf(), base: base.to_path_buf(), members: BTreeMap::new() };
+        let mut cluster = FlotillaCluster {
+            bin: bin.to_path_buf(),
+            base: base.to_path_buf(),
+            members: BTreeMap::new(),
+            partition: Vec::new(),
+        };
         for (id, addr) in &addrs {
             cluster.add(*id, addr.clone(), &["--initial-cluster", &initial.join(",")], extra)?;
         }
@@ -94,11 +108,14 @@ impl FlotillaCluster {
         if !made.success() {
             return Err(Error::Io(std::io::Error::other(format!("flotilla cluster pki failed: {made}"))));
         }
-        let addrs: BTreeMap<NodeId, String> =
-            (1..=n).map(|id| Ok((id, format!("127.0.0.1:{}", free_port()?)))).collect::<Result<_>>()?;
+        let addrs: BTreeMap<NodeId, String> = (1..=n).map(|id| Ok((id, member_addr(id)?))).collect::<Result<_>>()?;
         let initial: Vec<String> = addrs.iter().map(|(id, a)| format!("{id}={a}")).collect();
-        let mut cluster =
-            FlotillaCluster { bin: bin.to_path_buf(), base: base.to_path_buf(), members: BTreeMap::new() };
+        let mut cluster = FlotillaCluster {
+            bin: bin.to_path_buf(),
+            base: base.to_path_buf(),
+            members: BTreeMap::new(),
+            partition: Vec::new(),
+        };
         for (id, addr) in &addrs {
             let api = format!("127.0.0.1:{}", free_port()?);
             let pki = pki.display().to_string();
@@ -131,7 +148,7 @@ impl FlotillaCluster {
     /// Starts a new member `id` that joins the running cluster through member `via`.
     pub fn join(&mut self, id: NodeId, via: NodeId, extra: &[&str]) -> Result<()> {
         let seed = self.addr(via)?.to_string();
-        self.add(id, format!("127.0.0.1:{}", free_port()?), &["--join", &seed], extra)
+        self.add(id, member_addr(id)?, &["--join", &seed], extra)
     }
 
     fn add(&mut self, id: NodeId, addr: String, how: &[&str], extra: &[&str]) -> Result<()> {
@@ -190,6 +207,42 @@ impl FlotillaCluster {
         Ok(())
     }
 
+    /// Cuts the members of `side` off from the others (both ways) with iptables rules on
+    /// their store ports, until [`Self::heal`]. Clients still reach every member's API.
+    pub fn partition(&mut self, side: &[NodeId]) -> Result<()> {
+        self.heal()?;
+        let split = |id: &NodeId| -> Result<(String, String)> {
+            let addr = self.addr(*id)?;
+            let (ip, port) = addr.rsplit_once(':').unwrap_or((addr, ""));
+            Ok((ip.to_string(), port.to_string()))
+        };
+        let (inside, outside): (Vec<NodeId>, Vec<NodeId>) = self.ids().into_iter().partition(|id| side.contains(id));
+        let mut rules = Vec::new();
+        for a in &inside {
+            for b in &outside {
+                let ((a_ip, a_port), (b_ip, b_port)) = (split(a)?, split(b)?);
+                for (from, to, port) in [(&a_ip, &b_ip, &b_port), (&b_ip, &a_ip, &a_port)] {
+                    let rule: Vec<String> = ["INPUT", "-p", "tcp", "-s", from, "-d", to, "--dport", port, "-j", "DROP"]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect();
+                    iptables("-I", &rule)?;
+                    rules.push(rule);
+                }
+            }
+        }
+        self.partition = rules;
+        Ok(())
+    }
+
+    /// Lifts the partition of [`Self::partition`].
+    pub fn heal(&mut self) -> Result<()> {
+        for rule in std::mem::take(&mut self.partition) {
+            iptables("-D", &rule)?;
+        }
+        Ok(())
+    }
+
     /// SIGSTOP: the member freezes (as a stalled machine would) until [`Self::resume`].
     pub fn pause(&mut self, id: NodeId) -> Result<()> {
         self.signal(id, "-STOP")
@@ -219,11 +272,17 @@ impl FlotillaCluster {
 
     /// Waits until every running member reports the same leader, which is running.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId> {
+        self.wait_for_leader_among(&self.running(), timeout).await
+    }
+
+    /// Waits until the members `among` (a partition's majority side, say) report the same
+    /// leader, which is one of them.
+    pub async fn wait_for_leader_among(&self, among: &[NodeId], timeout: Duration) -> Result<NodeId> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut tick = tokio::time::interval(Duration::from_millis(25));
         loop {
             tick.tick().await;
-            let running = self.running();
+            let running = among.to_vec();
             let mut views = Vec::new();
             for id in &running {
                 let view = match self.client(*id)?.status().await {
@@ -252,8 +311,18 @@ impl FlotillaCluster {
     }
 }
 
+/// Runs `iptables -w <action> <rule>`.
+fn iptables(action: &str, rule: &[String]) -> Result<()> {
+    let status = Command::new("iptables").args(["-w", action]).args(rule).stderr(Stdio::null()).status()?;
+    if !status.success() {
+        return Err(Error::Io(std::io::Error::other(format!("iptables {action} {}: {status}", rule.join(" ")))));
+    }
+    Ok(())
+}
+
 impl Drop for FlotillaCluster {
     fn drop(&mut self) {
+        let _ = self.heal();
         for member in self.members.values_mut() {
             if let Some(mut child) = member.child.take() {
                 let _ = child.kill();

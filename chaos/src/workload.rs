@@ -78,6 +78,8 @@ fn outcome(kind: &OpKind, result: Result<Answer, ApiError>) -> Outcome {
             Outcome::Ok { rv: rv_of(&answer.body), value: value_of(&answer.body) }
         }
         Ok(answer) => match (answer.status, answer.reason()) {
+            // A create's 404 is its namespace's (not made yet at the very start): no effect.
+            (404, _) if matches!(kind, OpKind::Create { .. }) => Outcome::Fail { reason: FailReason::Other },
             (404, _) => Outcome::Fail { reason: FailReason::NotFound },
             (409, "AlreadyExists") => Outcome::Fail { reason: FailReason::AlreadyExists },
             (409, _) => Outcome::Fail { reason: FailReason::Conflict },

@@ -1,7 +1,9 @@
 //! The chaos suite through the Kubernetes API: a multi-process cluster (every member serving
 //! the API), the workload of `chaos::workload` (creates, compare-and-swap updates, deletes and
 //! quorum reads of ConfigMaps through every member, watchers on different members), and
-//! faults: SIGKILL of the leader (five times), SIGKILL of a follower, SIGSTOP of the leader.
+//! faults: SIGKILL of the leader (five times), SIGKILL of a follower, a network partition
+//! isolating the leader (iptables rules on the members' loopback addresses), SIGSTOP of the
+//! leader.
 //! The history goes through the checkers: no linearizability violation, no acknowledged write
 //! lost, no watch gap, duplicate, reordering or phantom. A failed run keeps its history in
 //! `$CARGO_TARGET_TMPDIR/chaos-*` (or the system temp dir) for `Report::check_dir`.
@@ -56,6 +58,16 @@ async fn run(members: u64, leader_kills: usize) {
     cluster.kill(follower).unwrap();
     progress(&workload, &cluster, 30, "follower kill").await;
     cluster.restart(follower).unwrap();
+    // The leader cut off from the others: the majority elects another and goes on; the old
+    // leader's side can neither commit nor answer a quorum read.
+    let leader = cluster.wait_for_leader(DEADLINE).await.unwrap();
+    cluster.partition(&[leader]).unwrap();
+    let majority: Vec<_> = cluster.running().into_iter().filter(|id| *id != leader).collect();
+    let successor = cluster.wait_for_leader_among(&majority, DEADLINE).await.unwrap();
+    assert_ne!(successor, leader, "the majority side elects one of its own");
+    progress(&workload, &cluster, 30, "leader partition").await;
+    cluster.heal().unwrap();
+    progress(&workload, &cluster, 30, "partition healed").await;
     let leader = cluster.wait_for_leader(DEADLINE).await.unwrap();
     cluster.pause(leader).unwrap();
     progress(&workload, &cluster, 30, "leader pause").await;
@@ -75,11 +87,11 @@ async fn run(members: u64, leader_kills: usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_members_survive_leader_kills_pauses_and_follower_kills() {
+async fn three_members_survive_leader_kills_partitions_pauses_and_follower_kills() {
     run(3, 5).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn five_members_survive_leader_kills_pauses_and_follower_kills() {
+async fn five_members_survive_leader_kills_partitions_pauses_and_follower_kills() {
     run(5, 5).await;
 }

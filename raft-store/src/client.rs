@@ -32,7 +32,8 @@ fn transport(addr: &str, status: tonic::Status) -> StoreError {
 impl StoreClient {
     /// A lazily connected client for the member at `addr` (`host:port`).
     pub fn new(addr: &str) -> Result<Self> {
-        let ch = network::channel(addr).map_err(|e| StoreError::InvalidArgument(format!("address {addr}: {e}")))?;
+        let ch =
+            network::channel(addr, None).map_err(|e| StoreError::InvalidArgument(format!("address {addr}: {e}")))?;
         let kv =
             KvClient::new(ch).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES);
         Ok(StoreClient { addr: addr.to_string(), kv })

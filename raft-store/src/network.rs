@@ -2,6 +2,7 @@
 //! channel per peer.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
@@ -23,11 +24,14 @@ use crate::types::{NodeId, TypeConfig};
 /// Largest message between members (snapshot chunks are 3 MiB by default).
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
-/// A lazily connected channel to a member's gRPC address (`host:port`).
-pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
+/// A lazily connected channel to a member's gRPC address (`host:port`), from the local
+/// address `local` when given (a member's own listen address: a network fault between two
+/// members on one machine, each on its own loopback address, is then a rule on their pair).
+pub fn channel(addr: &str, local: Option<IpAddr>) -> Result<Channel, tonic::transport::Error> {
     Ok(Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(std::time::Duration::from_secs(2))
         .tcp_nodelay(true)
+        .local_address(local)
         .connect_lazy())
 }
 
@@ -37,15 +41,22 @@ pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
 #[derive(Clone, Default)]
 pub struct Network {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// The member's own address, where its connections to peers come from.
+    local: Option<IpAddr>,
 }
 
 impl Network {
+    /// Peers' connections from `local` (see [`channel`]).
+    pub fn from(local: Option<IpAddr>) -> Self {
+        Network { local, ..Network::default() }
+    }
+
     fn channel(&self, addr: &str) -> Result<Channel, String> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(ch) = channels.get(addr) {
             return Ok(ch.clone());
         }
-        let ch = channel(addr).map_err(|e| e.to_string())?;
+        let ch = channel(addr, self.local).map_err(|e| e.to_string())?;
         channels.insert(addr.to_string(), ch.clone());
         Ok(ch)
     }

@@ -89,10 +89,20 @@ struct Inner {
     hub: WatchHub,
     request_timeout: Duration,
     peers: Mutex<HashMap<String, KvClient<Channel>>>,
+    /// Where connections to peers come from (see [`local_address`]).
+    local: Option<std::net::IpAddr>,
     batcher: mpsc::Sender<batcher::Pending>,
     reads: mpsc::Sender<read_index::Waiter>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// The address a member's connections to its peers come from: its listen address, when that
+/// names one (so that members on one machine, each on its own loopback address, can be
+/// partitioned from each other by address); the system's choice otherwise.
+fn local_address(cfg: &StoreConfig) -> Option<std::net::IpAddr> {
+    let ip = cfg.listen.ip();
+    (!ip.is_unspecified()).then_some(ip)
 }
 
 fn fatal(e: impl std::fmt::Display) -> StoreError {
@@ -119,7 +129,9 @@ impl StoreNode {
         }
         .validate()
         .map_err(|e| StoreError::InvalidArgument(format!("raft config: {e}")))?;
-        let raft = Raft::new(cfg.id, Arc::new(raft_config), Network::default(), log_store, sm).await.map_err(fatal)?;
+        let raft = Raft::new(cfg.id, Arc::new(raft_config), Network::from(local_address(&cfg)), log_store, sm)
+            .await
+            .map_err(fatal)?;
 
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
@@ -138,6 +150,7 @@ impl StoreNode {
                 hub,
                 request_timeout: cfg.request_timeout,
                 peers: Mutex::new(HashMap::new()),
+                local: local_address(&cfg),
                 batcher: batch_tx,
                 reads: reads_tx,
                 stop: Mutex::new(Some(stop_tx)),
@@ -343,8 +356,8 @@ impl StoreNode {
         if let Some(c) = peers.get(addr) {
             return Ok(c.clone());
         }
-        let ch =
-            network::channel(addr).map_err(|e| StoreError::Unavailable(format!("bad peer address {addr}: {e}")))?;
+        let ch = network::channel(addr, self.inner.local)
+            .map_err(|e| StoreError::Unavailable(format!("bad peer address {addr}: {e}")))?;
         let client = KvClient::new(ch)
             .max_decoding_message_size(network::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(network::MAX_MESSAGE_BYTES);
