@@ -42,9 +42,9 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 2380)]
     store_port: u16,
     /// Raft election timeout range (ms); heartbeats every third of the minimum.
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, default_value_t = 100)]
     election_timeout_min_ms: u64,
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 200)]
     election_timeout_max_ms: u64,
 }
 

@@ -79,13 +79,15 @@ pub struct ServerArgs {
     #[arg(long, value_name = "FILE")]
     scheduler_config: Option<PathBuf>,
     /// Raft timings: leader heartbeats, and the randomised election timeout after which a
-    /// follower that heard nothing stands for election (openraft's defaults; etcd's are 100 ms
-    /// and 1 s). Failover takes about one to two election timeouts (BENCHMARKS.md).
-    #[arg(long, default_value_t = 50)]
+    /// follower that heard nothing stands for election (etcd's are 100 ms and 1 s). Failover
+    /// takes about two election timeouts: a voter refuses votes for the maximum timeout after
+    /// its last heartbeat (openraft's leader lease), so the first round fails
+    /// (BENCHMARKS.md: p99 about 0.4 s with these, 0.65 s with 150-300 ms).
+    #[arg(long, default_value_t = 40)]
     heartbeat_ms: u64,
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, default_value_t = 100)]
     election_timeout_min_ms: u64,
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 200)]
     election_timeout_max_ms: u64,
     /// Build a Raft snapshot after this many log entries.
     #[arg(long, default_value_t = 20_000)]

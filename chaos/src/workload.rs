@@ -39,6 +39,8 @@ impl Default for WorkloadConfig {
 
 /// A running workload; [`Workload::finish`] stops it and returns the history.
 pub struct Workload {
+    /// When the run began: operations' times are nanoseconds since then.
+    started: Instant,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     ops: Arc<Mutex<Vec<Op>>>,
@@ -117,7 +119,12 @@ impl Workload {
                 run_watcher(watcher as u32, members, watches, stopped, timeout).await;
             }));
         }
-        Ok(Workload { stop, tasks, ops, watches, members, timeout: config.timeout })
+        Ok(Workload { started, stop, tasks, ops, watches, members, timeout: config.timeout })
+    }
+
+    /// Nanoseconds since the run began, on the clock of the operations' times.
+    pub fn now_ns(&self) -> u64 {
+        self.started.elapsed().as_nanos() as u64
     }
 
     /// Operations recorded so far.

@@ -43,12 +43,15 @@ pub struct Network {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     /// The member's own address, where its connections to peers come from.
     local: Option<IpAddr>,
+    /// How soon a failed peer is tried again (see [`Connection::backoff`]).
+    retry: std::time::Duration,
 }
 
 impl Network {
-    /// Peers' connections from `local` (see [`channel`]).
-    pub fn from(local: Option<IpAddr>) -> Self {
-        Network { local, ..Network::default() }
+    /// Peers' connections from `local` (see [`channel`]); a failed peer is tried again
+    /// every `retry`.
+    pub fn new(local: Option<IpAddr>, retry: std::time::Duration) -> Self {
+        Network { local, retry, ..Network::default() }
     }
 
     fn channel(&self, addr: &str) -> Result<Channel, String> {
@@ -71,13 +74,14 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES)
         });
-        Connection { target, client }
+        Connection { target, client, retry: self.retry }
     }
 }
 
 pub struct Connection {
     target: NodeId,
     client: Result<RaftClient<Channel>, String>,
+    retry: std::time::Duration,
 }
 
 impl Connection {
@@ -124,6 +128,14 @@ enum RpcKind {
 }
 
 impl RaftNetwork<TypeConfig> for Connection {
+    /// openraft waits 500 ms between tries to reach a failed peer by default. A restarted
+    /// member then goes that long without heartbeats, times out and stands for election with
+    /// a higher term, deposing a healthy leader; tried again every heartbeat, it hears from
+    /// the leader first.
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(self.retry))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,

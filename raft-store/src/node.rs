@@ -97,6 +97,37 @@ struct Inner {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
+/// A member that restarts into a cluster of several voters stands for election only once it
+/// has heard from a leader or waited `hold`: without a leader's heartbeat yet, its election
+/// timer would otherwise fire first and its higher term depose the healthy leader (openraft
+/// 0.9 has no pre-vote).
+fn hold_elections_after_restart(raft: &Raft<TypeConfig>, hold: Duration) {
+    let metrics = raft.metrics();
+    let voters = metrics.borrow().membership_config.membership().voter_ids().count();
+    if voters < 2 {
+        return;
+    }
+    raft.runtime_config().elect(false);
+    let raft = raft.clone();
+    tokio::spawn(async move {
+        let mut metrics = raft.metrics();
+        let me = metrics.borrow().id;
+        let heard = async {
+            loop {
+                let leader = metrics.borrow().current_leader;
+                if leader.is_some_and(|l| l != me) {
+                    return;
+                }
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(hold, heard).await;
+        raft.runtime_config().elect(true);
+    });
+}
+
 /// The address a member's connections to its peers come from: its listen address, when that
 /// names one (so that members on one machine, each on its own loopback address, can be
 /// partitioned from each other by address); the system's choice otherwise.
@@ -129,9 +160,9 @@ impl StoreNode {
         }
         .validate()
         .map_err(|e| StoreError::InvalidArgument(format!("raft config: {e}")))?;
-        let raft = Raft::new(cfg.id, Arc::new(raft_config), Network::from(local_address(&cfg)), log_store, sm)
-            .await
-            .map_err(fatal)?;
+        let network = Network::new(local_address(&cfg), Duration::from_millis(cfg.heartbeat_ms.max(10)));
+        let raft = Raft::new(cfg.id, Arc::new(raft_config), network, log_store, sm).await.map_err(fatal)?;
+        hold_elections_after_restart(&raft, Duration::from_millis(2 * cfg.election_timeout_max_ms));
 
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await

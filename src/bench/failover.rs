@@ -21,12 +21,12 @@ pub struct FailoverBenchArgs {
     kills: usize,
     #[arg(long, default_value_t = 3)]
     members: usize,
-    /// Flotilla's Raft timings (`flotilla server` flags), as the members run them.
-    #[arg(long, default_value_t = 50)]
+    /// Flotilla's Raft timings (`flotilla server` flags; these are its defaults).
+    #[arg(long, default_value_t = 40)]
     heartbeat_ms: u64,
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, default_value_t = 100)]
     election_timeout_min_ms: u64,
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 200)]
     election_timeout_max_ms: u64,
     #[arg(long, default_value = "/usr/bin/etcd")]
     etcd_bin: PathBuf,
