@@ -217,6 +217,46 @@ pub type AdmissionSlot = Arc<std::sync::RwLock<Option<Arc<dyn Admission>>>>;
 /// control plane's own writes ([`UserInfo::control_plane`]).
 pub struct AsUser<M>(pub UserInfo, pub M);
 
+/// A user's write with `dryRun=All`: decoded, defaulted, admitted and validated as any, and
+/// answered with the object it would store, but not stored (deletes carry their own option).
+pub struct DryRun<M>(pub UserInfo, pub M);
+
+impl Message for DryRun<Create> {
+    type Result = ApiResult<Written>;
+}
+
+impl Message for DryRun<Update> {
+    type Result = ApiResult<Written>;
+}
+
+impl Message for DryRun<Patch> {
+    type Result = ApiResult<Written>;
+}
+
+impl Handler<DryRun<Create>> for KindActor {
+    type Result = ResponseFuture<ApiResult<Written>>;
+
+    fn handle(&mut self, DryRun(user, msg): DryRun<Create>, _ctx: &mut Context<Self>) -> Self::Result {
+        self.create((user, None, true), msg)
+    }
+}
+
+impl Handler<DryRun<Update>> for KindActor {
+    type Result = ResponseFuture<ApiResult<Written>>;
+
+    fn handle(&mut self, DryRun(user, msg): DryRun<Update>, _ctx: &mut Context<Self>) -> Self::Result {
+        self.update((user, None, true), msg)
+    }
+}
+
+impl Handler<DryRun<Patch>> for KindActor {
+    type Result = ResponseFuture<ApiResult<Written>>;
+
+    fn handle(&mut self, DryRun(user, msg): DryRun<Patch>, _ctx: &mut Context<Self>) -> Self::Result {
+        self.patch((user, None, true), msg)
+    }
+}
+
 /// A user's create or update answers with the admission plugins' warnings too.
 impl Message for AsUser<Create> {
     type Result = ApiResult<Written>;
@@ -273,20 +313,14 @@ impl KindActor {
         })
     }
 
-    /// The admission of a write of `part` of `name` by `user`, if a chain is set or the
-    /// write is fenced to a leadership term (with no chain, an empty one).
-    fn admit(
-        &self,
-        (user, fence): (UserInfo, Option<u64>),
-        namespace: Option<&str>,
-        name: &str,
-        part: Part,
-    ) -> Option<Admit> {
+    /// The admission of a write of `part` of `name` by `user`, if a chain is set, or the
+    /// write is fenced to a leadership term or a dry run (with no chain, an empty one).
+    fn admit(&self, (user, fence, dry_run): Writer, namespace: Option<&str>, name: &str, part: Part) -> Option<Admit> {
         let chain = self.admission.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
-        let chain = match (chain, fence) {
+        let chain = match (chain, fence.is_some() || dry_run) {
             (Some(chain), _) => chain,
-            (None, Some(_)) => Arc::new(crate::admission::Chain::default()),
-            (None, None) => return None,
+            (None, true) => Arc::new(crate::admission::Chain::default()),
+            (None, false) => return None,
         };
         let subresource = match part {
             Part::Main => None,
@@ -300,7 +334,7 @@ impl KindActor {
             namespace: namespace.map(String::from),
             name: name.to_string(),
             user,
-            dry_run: false,
+            dry_run,
         };
         Some(Admit { chain, attrs, leader_term: fence, warnings: Default::default() })
     }
@@ -688,7 +722,7 @@ impl Handler<Create> for KindActor {
     type Result = ResponseFuture<ApiResult<Value>>;
 
     fn handle(&mut self, msg: Create, _ctx: &mut Context<Self>) -> Self::Result {
-        object_only(self.create((UserInfo::control_plane(), None), msg))
+        object_only(self.create((UserInfo::control_plane(), None, false), msg))
     }
 }
 
@@ -696,7 +730,7 @@ impl Handler<AsUser<Create>> for KindActor {
     type Result = ResponseFuture<ApiResult<Written>>;
 
     fn handle(&mut self, AsUser(user, msg): AsUser<Create>, _ctx: &mut Context<Self>) -> Self::Result {
-        self.create((user, None), msg)
+        self.create((user, None, false), msg)
     }
 }
 
@@ -704,7 +738,7 @@ impl Handler<Fenced<Create>> for KindActor {
     type Result = ResponseFuture<ApiResult<Value>>;
 
     fn handle(&mut self, Fenced(term, msg): Fenced<Create>, _ctx: &mut Context<Self>) -> Self::Result {
-        object_only(self.create((UserInfo::control_plane(), Some(term)), msg))
+        object_only(self.create((UserInfo::control_plane(), Some(term), false), msg))
     }
 }
 
@@ -721,8 +755,9 @@ fn with_admission_warnings(mut written: Written, admit: Option<&Admit>) -> Writt
     written
 }
 
-/// The writes, by who makes them: a user (or the control plane) and the leadership fence.
-type Writer = (UserInfo, Option<u64>);
+/// The writes, by who makes them: a user (or the control plane), the leadership fence, and
+/// whether it is a dry run.
+type Writer = (UserInfo, Option<u64>, bool);
 
 impl KindActor {
     fn create(&self, writer: Writer, msg: Create) -> ResponseFuture<ApiResult<Written>> {
@@ -741,7 +776,7 @@ impl Handler<Update> for KindActor {
     type Result = ResponseFuture<ApiResult<Value>>;
 
     fn handle(&mut self, msg: Update, _ctx: &mut Context<Self>) -> Self::Result {
-        object_only(self.update((UserInfo::control_plane(), None), msg))
+        object_only(self.update((UserInfo::control_plane(), None, false), msg))
     }
 }
 
@@ -749,7 +784,7 @@ impl Handler<AsUser<Update>> for KindActor {
     type Result = ResponseFuture<ApiResult<Written>>;
 
     fn handle(&mut self, AsUser(user, msg): AsUser<Update>, _ctx: &mut Context<Self>) -> Self::Result {
-        self.update((user, None), msg)
+        self.update((user, None, false), msg)
     }
 }
 
@@ -757,7 +792,7 @@ impl Handler<Fenced<Update>> for KindActor {
     type Result = ResponseFuture<ApiResult<Value>>;
 
     fn handle(&mut self, Fenced(term, msg): Fenced<Update>, _ctx: &mut Context<Self>) -> Self::Result {
-        object_only(self.update((UserInfo::control_plane(), Some(term)), msg))
+        object_only(self.update((UserInfo::control_plane(), Some(term), false), msg))
     }
 }
 
@@ -778,7 +813,7 @@ impl Handler<Patch> for KindActor {
     type Result = ResponseFuture<ApiResult<Written>>;
 
     fn handle(&mut self, msg: Patch, _ctx: &mut Context<Self>) -> Self::Result {
-        self.patch((UserInfo::control_plane(), None), msg)
+        self.patch((UserInfo::control_plane(), None, false), msg)
     }
 }
 
@@ -786,7 +821,7 @@ impl Handler<AsUser<Patch>> for KindActor {
     type Result = ResponseFuture<ApiResult<Written>>;
 
     fn handle(&mut self, AsUser(user, msg): AsUser<Patch>, _ctx: &mut Context<Self>) -> Self::Result {
-        self.patch((user, None), msg)
+        self.patch((user, None, false), msg)
     }
 }
 
@@ -794,7 +829,7 @@ impl Handler<Fenced<Patch>> for KindActor {
     type Result = ResponseFuture<ApiResult<Written>>;
 
     fn handle(&mut self, Fenced(term, msg): Fenced<Patch>, _ctx: &mut Context<Self>) -> Self::Result {
-        self.patch((UserInfo::control_plane(), Some(term)), msg)
+        self.patch((UserInfo::control_plane(), Some(term), false), msg)
     }
 }
 
@@ -834,7 +869,7 @@ impl Handler<Delete> for KindActor {
     type Result = ResponseFuture<ApiResult<Deleted>>;
 
     fn handle(&mut self, msg: Delete, _ctx: &mut Context<Self>) -> Self::Result {
-        self.delete((UserInfo::control_plane(), None), msg)
+        self.delete((UserInfo::control_plane(), None, false), msg)
     }
 }
 
@@ -842,7 +877,7 @@ impl Handler<Fenced<Delete>> for KindActor {
     type Result = ResponseFuture<ApiResult<Deleted>>;
 
     fn handle(&mut self, Fenced(term, msg): Fenced<Delete>, _ctx: &mut Context<Self>) -> Self::Result {
-        self.delete((UserInfo::control_plane(), Some(term)), msg)
+        self.delete((UserInfo::control_plane(), Some(term), false), msg)
     }
 }
 
@@ -850,7 +885,7 @@ impl Handler<AsUser<Delete>> for KindActor {
     type Result = ResponseFuture<ApiResult<Deleted>>;
 
     fn handle(&mut self, AsUser(user, msg): AsUser<Delete>, _ctx: &mut Context<Self>) -> Self::Result {
-        self.delete((user, None), msg)
+        self.delete((user, None, false), msg)
     }
 }
 

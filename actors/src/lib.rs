@@ -82,7 +82,8 @@ pub use deletion::{DeleteOptions, Deleted};
 pub use health::{assess, Health};
 pub use health_actor::{GetHealth, HealthActor};
 pub use kind_actor::{
-    AsUser, Create, Delete, DeleteCollection, Get, KindActor, KindActors, List, Patch, Update, Watch, WatchStart,
+    AsUser, Create, Delete, DeleteCollection, DryRun, Get, KindActor, KindActors, List, Patch, Update, Watch,
+    WatchStart,
 };
 pub use kinds::{ResourceKind, Subresource, BUILTIN};
 pub use object_store::{ListPage, Part, Written};

@@ -251,6 +251,10 @@ pub async fn create_admitted(
         let name = crate::objects::name_of(&obj).unwrap_or_default();
         crate::admission::namespace_lifecycle::check_open(node, kind, ns, name).await?;
     }
+    // A dry run stops here: admitted, validated, never stored (no IP claimed either).
+    if admit.is_some_and(|a| a.attrs.dry_run) {
+        return Ok(obj);
+    }
     // A Service's cluster IP is claimed in the same transaction as the Service.
     let claim = match ns {
         Some(ns) if kind.group.is_empty() && kind.resource == "services" => {
@@ -443,7 +447,12 @@ where
             track_update(Some(&stored), &mut new, Writer { manager, kind, now: &now }, schema_cursor(kind));
         }
         // An update that empties the finalizers of an object being deleted deletes it.
-        if crate::deletion::check_update(kind, &stored, &mut new)? {
+        let removes = crate::deletion::check_update(kind, &stored, &mut new)?;
+        // A dry run answers with what it would store, at the current resourceVersion.
+        if attrs.as_ref().is_some_and(|(_, attrs)| attrs.dry_run) {
+            return with_resource_version(&encode(&new)?, current.mod_revision);
+        }
+        if removes {
             let fence = attrs.as_ref().and_then(|(a, _)| a.leader_term);
             if crate::deletion::remove_if_unchanged(node, &key, current.mod_revision, fence).await?.is_some() {
                 return with_resource_version(&encode(&new)?, current.mod_revision);

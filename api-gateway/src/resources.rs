@@ -23,8 +23,8 @@ use actors::custom_kinds::{Conversion, CustomKind};
 use actors::deletion::{self, DeleteOptions};
 use actors::kinds::{self, ResourceKind};
 use actors::{
-    ApiError, ApiResult, AsUser, Create, Delete, DeleteCollection, Get, KindActors, List, ListPage, Part, Patch,
-    PatchKind, Selectors, Update, Watch, WatchEvent, WatchStart,
+    ApiError, ApiResult, AsUser, Create, Delete, DeleteCollection, DryRun, Get, KindActors, List, ListPage, Part,
+    Patch, PatchKind, Selectors, Update, Watch, WatchEvent, WatchStart,
 };
 use futures::{stream, Stream, StreamExt};
 use serde_json::{json, Value};
@@ -198,6 +198,20 @@ async fn respond(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> 
     }
 }
 
+/// Whether the request asks for a server-side dry run (`dryRun=All`); kube's 400 for any
+/// other value.
+fn dry_run(req: &HttpRequest) -> ApiResult<bool> {
+    let values: Vec<&str> = req.query_string().split('&').filter_map(|pair| pair.strip_prefix("dryRun=")).collect();
+    match values.as_slice() {
+        [] => Ok(false),
+        ["All"] => Ok(true),
+        other => Err(ApiError::BadRequest(format!(
+            "Invalid dryRun: Unsupported value: {:?}: supported values: \"All\"",
+            other.join(",")
+        ))),
+    }
+}
+
 /// Who makes the request, as authentication found it, for admission.
 fn user_of(req: &HttpRequest) -> actors::UserInfo {
     use actix_web::HttpMessage;
@@ -300,8 +314,12 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
                 Some(custom) => to_storage_by_webhook(kind, store_kind, custom, obj, actors).await?,
                 None => to_storage(kind, store_kind, obj)?,
             };
-            let msg = AsUser(user_of(req), Create { namespace: ns, obj, field_manager });
-            let created = actor.send(msg).await.map_err(mailbox)??;
+            let msg = Create { namespace: ns, obj, field_manager };
+            let created = match dry_run(req)? {
+                true => actor.send(DryRun(user_of(req), msg)).await,
+                false => actor.send(AsUser(user_of(req), msg)).await,
+            };
+            let created = created.map_err(mailbox)??;
             warnings.extend(created.warnings);
             let created = present(kind, webhook.as_deref(), created.obj, actors).await?;
             return Ok(Reply::Written(StatusCode::CREATED, created, warnings));
@@ -317,8 +335,12 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
                 None => to_storage(kind, store_kind, obj)?,
             };
             warnings = found;
-            let msg = AsUser(user_of(req), Update { namespace: ns, name, obj, field_manager, part });
-            actor.send(msg).await.map_err(mailbox)?.map(|written| {
+            let msg = Update { namespace: ns, name, obj, field_manager, part };
+            let updated = match dry_run(req)? {
+                true => actor.send(DryRun(user_of(req), msg)).await,
+                false => actor.send(AsUser(user_of(req), msg)).await,
+            };
+            updated.map_err(mailbox)?.map(|written| {
                 warnings.extend(written.warnings);
                 written.obj
             })
@@ -344,7 +366,11 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
             let force = is_true(&params.force);
             let field_validation = field_validation(req, "PatchOptions")?;
             let msg = Patch { namespace: ns, name, patch_kind, body, field_manager, force, part, field_validation };
-            actor.send(AsUser(user_of(req), msg)).await.map_err(mailbox)?.map(|written| {
+            let patched = match dry_run(req)? {
+                true => actor.send(DryRun(user_of(req), msg)).await,
+                false => actor.send(AsUser(user_of(req), msg)).await,
+            };
+            patched.map_err(mailbox)?.map(|written| {
                 warnings = written.warnings;
                 written.obj
             })
