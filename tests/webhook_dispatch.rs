@@ -2,7 +2,8 @@
 //! webhook server in this process (actix-web, certificate from `api_gateway::pki`). A
 //! validating webhook refuses configmaps labelled `deny=yes` (kubectl prints its message), a
 //! mutating one labels every configmap (the label is stored), a DELETE webhook protects
-//! configmaps labelled `protected=yes`; with the server stopped, `failurePolicy: Fail` refuses
+//! configmaps labelled `protected=yes`, one on `pods/eviction` refuses evictions; with the
+//! server stopped, `failurePolicy: Fail` refuses
 //! with a 500 naming the webhook. (The dispatcher's finer points are covered in-process by
 //! `api-gateway/tests/admission_webhooks.rs`.)
 
@@ -48,6 +49,9 @@ async fn hook(path: web::Path<String>, review: web::Json<Value>) -> HttpResponse
         }
         "protect" if request["oldObject"]["metadata"]["labels"]["protected"] == "yes" => {
             json!({"allowed": false, "status": {"message": "this configmap is protected"}})
+        }
+        "evict" if request["subResource"] == "eviction" && request["object"]["kind"] == "Eviction" => {
+            json!({"allowed": false, "status": {"message": "evictions are paused"}})
         }
         _ => json!({"allowed": true}),
     };
@@ -117,6 +121,7 @@ metadata: {{name: guard}}
 webhooks:
 - {{name: deny.example.com, clientConfig: {validate}, rules: {write}, sideEffects: None, admissionReviewVersions: [v1]}}
 - {{name: protect.example.com, clientConfig: {protect}, rules: {delete}, sideEffects: None, admissionReviewVersions: [v1]}}
+- {{name: evict.example.com, clientConfig: {evict}, rules: {evictions}, sideEffects: None, admissionReviewVersions: [v1]}}
 ---
 apiVersion: admissionregistration.k8s.io/v1
 kind: MutatingWebhookConfiguration
@@ -126,6 +131,8 @@ webhooks:
 ",
         validate = client("validate"),
         protect = client("protect"),
+        evict = client("evict"),
+        evictions = "[{operations: [CREATE], apiGroups: [''], apiVersions: [v1], resources: [pods/eviction]}]",
         mutate = client("mutate"),
         write = rules("CREATE, UPDATE"),
         delete = rules("DELETE"),
@@ -186,6 +193,18 @@ fn webhooks_refuse_label_and_protect_configmaps_through_kubectl() {
         "{stderr}"
     );
     assert!(up.kubectl(&["delete", "configmap", "web"]).contains(r#"configmap "web" deleted"#));
+
+    // Subresources go through admission too: a webhook on pods/eviction sees the Eviction.
+    up.kubectl(&["run", "busy", "--image=registry.invalid/app:1"]);
+    let eviction = r#"{"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "busy"}}"#;
+    let eviction = write("eviction.json", eviction);
+    let (ok, _, stderr) =
+        up.try_kubectl(&["create", "--raw", "/api/v1/namespaces/default/pods/busy/eviction", "-f", &eviction]);
+    assert!(
+        !ok && stderr.contains(r#"admission webhook "evict.example.com" denied the request: evictions are paused"#),
+        "{stderr}"
+    );
+    up.kubectl(&["get", "pod", "busy"]);
 
     // The webhooks fail closed (failurePolicy defaults to Fail) once their server is gone.
     webhook.stop();

@@ -957,6 +957,12 @@ impl KindActors {
         *self.admission.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(chain);
     }
 
+    /// The admission chain, once set: for writes served outside the kind actors (the
+    /// `pods/binding` and `pods/eviction` subresources).
+    pub fn admission(&self) -> Option<Arc<dyn Admission>> {
+        self.admission.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, ActorsByKind> {
         self.actors.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }

@@ -21,6 +21,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest};
+use actors::admission::{Attributes, Operation};
 use actors::controllers::disruption;
 use actors::deletion::DeleteOptions;
 use actors::kinds::{self, ResourceKind};
@@ -58,12 +59,14 @@ pub async fn serve(
     let dry_run = dry_run(req);
     match subresource {
         "binding" => {
-            let obj = if protobuf { decode_binding(&bytes)? } else { json_body(&bytes)? };
+            let mut obj = if protobuf { decode_binding(&bytes)? } else { json_body(&bytes)? };
+            admit(req, actors, (namespace, name, "binding"), &mut obj, dry_run).await?;
             let binding = Binding::parse(namespace, name, &obj)?;
             bind(actors, &binding, &manager(req), dry_run).await?;
         }
         _ => {
-            let obj = if protobuf { decode_eviction(&bytes)? } else { json_body(&bytes)? };
+            let mut obj = if protobuf { decode_eviction(&bytes)? } else { json_body(&bytes)? };
+            admit(req, actors, (namespace, name, "eviction"), &mut obj, dry_run).await?;
             if let Some(refusal) = evict(actors, namespace, name, &obj, dry_run).await? {
                 return Ok(refusal);
             }
@@ -73,6 +76,30 @@ pub async fn serve(
         StatusCode::CREATED,
         json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
     ))
+}
+
+/// The admission of a `pods/binding` or `pods/eviction` create, as kube's: the chain sees
+/// the subresource's own object (the Binding, the Eviction), may change it, may refuse it.
+async fn admit(
+    req: &HttpRequest,
+    actors: &KindActors,
+    (namespace, name, subresource): (&str, &str, &'static str),
+    obj: &mut Value,
+    dry_run: bool,
+) -> ApiResult<()> {
+    let Some(chain) = actors.admission() else { return Ok(()) };
+    let attrs = Attributes {
+        kind: pods_kind()?,
+        subresource: Some(subresource),
+        operation: Operation::Create,
+        namespace: Some(namespace.to_string()),
+        name: name.to_string(),
+        user: crate::resources::user_of(req),
+        dry_run,
+    };
+    chain.mutate(&attrs, obj, None).await?;
+    chain.validate(&attrs, obj, None).await?;
+    Ok(())
 }
 
 fn content_type(req: &HttpRequest) -> &str {

@@ -213,7 +213,7 @@ fn dry_run(req: &HttpRequest) -> ApiResult<bool> {
 }
 
 /// Who makes the request, as authentication found it, for admission.
-fn user_of(req: &HttpRequest) -> actors::UserInfo {
+pub(crate) fn user_of(req: &HttpRequest) -> actors::UserInfo {
     use actix_web::HttpMessage;
     match req.extensions().get::<crate::authn::UserInfo>() {
         Some(user) => actors::UserInfo {
