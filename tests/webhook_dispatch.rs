@@ -3,9 +3,8 @@
 //! validating webhook refuses configmaps labelled `deny=yes` (kubectl prints its message), a
 //! mutating one labels every configmap (the label is stored), a DELETE webhook protects
 //! configmaps labelled `protected=yes`, one on `pods/eviction` refuses evictions; with the
-//! server stopped, `failurePolicy: Fail` refuses
-//! with a 500 naming the webhook. (The dispatcher's finer points are covered in-process by
-//! `api-gateway/tests/admission_webhooks.rs`.)
+//! server stopped, `failurePolicy: Fail` refuses with a 500 naming the webhook. (The
+//! dispatcher's finer points are covered in-process by `api-gateway/tests/admission_webhooks.rs`.)
 
 #![allow(clippy::unwrap_used)]
 
