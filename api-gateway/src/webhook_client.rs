@@ -346,8 +346,49 @@ pub async fn post_json(endpoint: &Endpoint, body: &Value, timeout: Duration) -> 
     }
 }
 
-/// One request on a new connection.
-async fn exchange(endpoint: &Endpoint, body: &Value) -> Result<Value> {
+/// An HTTP/1 connection to a webhook, ready for a request.
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// Which connections may serve an endpoint: the same TLS configuration (the same caBundle
+/// and server name, parsed once per webhook configuration) to the same address.
+type PoolKey = (usize, String, u16);
+
+/// Idle keep-alive connections to webhooks, at most [`IDLE_PER_ENDPOINT`] per endpoint: a
+/// TLS handshake per call costs more than the call itself.
+static IDLE: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<PoolKey, Vec<Sender>>>> =
+    std::sync::LazyLock::new(Default::default);
+const IDLE_PER_ENDPOINT: usize = 16;
+
+fn pool_key(endpoint: &Endpoint) -> PoolKey {
+    (Arc::as_ptr(&endpoint.tls) as usize, endpoint.connect.0.clone(), endpoint.connect.1)
+}
+
+fn idle_connection(key: &PoolKey) -> Option<Sender> {
+    let mut idle = IDLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let senders = idle.get_mut(key)?;
+    while let Some(sender) = senders.pop() {
+        if sender.is_ready() {
+            return Some(sender);
+        }
+    }
+    None
+}
+
+fn keep_idle(key: PoolKey, sender: Sender) {
+    let mut idle = IDLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    idle.retain(|_, senders| {
+        senders.retain(|s| !s.is_closed());
+        !senders.is_empty()
+    });
+    let senders = idle.entry(key).or_default();
+    if senders.len() < IDLE_PER_ENDPOINT {
+        senders.push(sender);
+    }
+}
+
+/// A new connection: TCP, TLS verified by the endpoint's CA, HTTP/1; the connection runs as
+/// its own task until the server or the last sender closes it.
+async fn connect(endpoint: &Endpoint) -> Result<Sender> {
     let url = &endpoint.url;
     let (host, port) = &endpoint.connect;
     let tcp = tokio::net::TcpStream::connect((host.as_str(), *port)).await.map_err(|e| WebhookError::Connect {
@@ -361,34 +402,88 @@ async fn exchange(endpoint: &Endpoint, body: &Value) -> Result<Value> {
         .connect(endpoint.server_name.clone(), tcp)
         .await
         .map_err(|e| WebhookError::Tls { url: url.clone(), reason: e.to_string() })?;
-    let transport = |e: hyper::Error| WebhookError::Transport { url: url.clone(), reason: e.to_string() };
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(transport)?;
-    let bytes =
-        serde_json::to_vec(body).map_err(|e| WebhookError::Decode { url: url.clone(), reason: e.to_string() })?;
-    let request = Request::post(endpoint.path.as_str())
-        .header(HOST, endpoint.host_header.as_str())
-        .header(CONTENT_TYPE, "application/json")
-        .header(ACCEPT, "application/json")
-        .body(Full::new(Bytes::from(bytes)))
-        .map_err(|e| WebhookError::Config(format!("the request to {url}: {e}")))?;
-    let answer = async move {
-        let response = sender.send_request(request).await.map_err(transport)?;
-        let code = response.status().as_u16();
-        let body = Limited::new(response.into_body(), MAX_RESPONSE)
-            .collect()
-            .await
-            .map_err(|e| WebhookError::Transport { url: url.clone(), reason: format!("reading the response: {e}") })?
-            .to_bytes();
-        Ok::<_, WebhookError>((code, body))
-    };
-    // The connection runs beside the request; it ends once the request's sender is gone.
-    let (answer, _) = futures::join!(answer, connection);
-    let (code, body) = answer?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| WebhookError::Transport { url: url.clone(), reason: e.to_string() })?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// One request, on an idle connection to the endpoint if there is one (then, should the
+/// server have closed it meanwhile, again on a new one), else on a new connection.
+async fn exchange(endpoint: &Endpoint, body: &Value) -> Result<Value> {
+    let url = &endpoint.url;
+    let bytes = Bytes::from(
+        serde_json::to_vec(body).map_err(|e| WebhookError::Decode { url: url.clone(), reason: e.to_string() })?,
+    );
+    let key = pool_key(endpoint);
+    let (code, body) = match idle_connection(&key) {
+        Some(sender) => match send(endpoint, sender, bytes.clone()).await {
+            Err(SendError::Unsent(_)) => send(endpoint, connect(endpoint).await?, bytes).await,
+            answer => answer,
+        },
+        None => send(endpoint, connect(endpoint).await?, bytes).await,
+    }
+    .map_err(SendError::into_inner)?;
     if !(200..300).contains(&code) {
         let body = String::from_utf8_lossy(&body).chars().take(1024).collect();
         return Err(WebhookError::Status { url: url.clone(), code, body });
     }
     serde_json::from_slice(&body).map_err(|e| WebhookError::Decode { url: url.clone(), reason: e.to_string() })
+}
+
+/// A request's failure: before the request left (safe to send again), or after.
+enum SendError {
+    Unsent(WebhookError),
+    Failed(WebhookError),
+}
+
+impl SendError {
+    fn into_inner(self) -> WebhookError {
+        match self {
+            SendError::Unsent(e) | SendError::Failed(e) => e,
+        }
+    }
+}
+
+/// Sends the request on `sender` and reads the whole answer; the connection goes back to
+/// the idle pool when the exchange completed cleanly.
+async fn send(endpoint: &Endpoint, mut sender: Sender, bytes: Bytes) -> Result<(u16, Bytes), SendError> {
+    let url = &endpoint.url;
+    let request = Request::post(endpoint.path.as_str())
+        .header(HOST, endpoint.host_header.as_str())
+        .header(CONTENT_TYPE, "application/json")
+        .header(ACCEPT, "application/json")
+        .body(Full::new(bytes))
+        .map_err(|e| SendError::Failed(WebhookError::Config(format!("the request to {url}: {e}"))))?;
+    let transport = |e: hyper::Error| WebhookError::Transport { url: url.clone(), reason: e.to_string() };
+    if sender.ready().await.is_err() {
+        return Err(SendError::Unsent(WebhookError::Transport {
+            url: url.clone(),
+            reason: "connection closed".into(),
+        }));
+    }
+    let response = match sender.send_request(request).await {
+        Ok(response) => response,
+        // hyper hands the request back untouched when it never went out.
+        Err(e) if e.is_canceled() => return Err(SendError::Unsent(transport(e))),
+        Err(e) => return Err(SendError::Failed(transport(e))),
+    };
+    let code = response.status().as_u16();
+    let body = Limited::new(response.into_body(), MAX_RESPONSE)
+        .collect()
+        .await
+        .map_err(|e| {
+            SendError::Failed(WebhookError::Transport {
+                url: url.clone(),
+                reason: format!("reading the response: {e}"),
+            })
+        })?
+        .to_bytes();
+    keep_idle(pool_key(endpoint), sender);
+    Ok((code, body))
 }
 
 /// Go's words for a failed dial (`connect: connection refused`), else the OS's.
@@ -466,6 +561,84 @@ mod tests {
             request
         });
         (port, task)
+    }
+
+    /// Serves HTTPS on 127.0.0.1 with keep-alive: every request on every connection gets
+    /// `{"n": <request number>}`; returns the port and the count of connections accepted.
+    async fn serve_keep_alive(pki: &crate::pki::Pki) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(crate::tls::server_config(pki).unwrap()));
+        let (connections, requests) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let accepted = connections.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { return };
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let (acceptor, requests) = (acceptor.clone(), requests.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    let mut raw = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        let n = tls.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        raw.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&raw).into_owned();
+                        let Some((head, rest)) = text.split_once("\r\n\r\n") else { continue };
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                            })
+                            .and_then(|v| v.parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if rest.len() < length {
+                            continue;
+                        }
+                        raw.clear();
+                        let body = format!(r#"{{"n": {}}}"#, requests.fetch_add(1, Ordering::SeqCst) + 1);
+                        let response = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if tls.write_all(response.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (port, connections)
+    }
+
+    #[actix_rt::test]
+    async fn calls_to_one_webhook_reuse_a_kept_alive_connection() {
+        let (_dir, pki) = pki();
+        let (port, connections) = serve_keep_alive(&pki).await;
+        let config = config(&format!("https://127.0.0.1:{port}/hook"), &pki.ca.cert_pem);
+        for n in 1..=3 {
+            let answer = call(&config, &KindActors::default(), &json!({}), DEFAULT_TIMEOUT).await.unwrap();
+            assert_eq!(answer, json!({"n": n}));
+        }
+        assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1, "one TLS connection for three calls");
+    }
+
+    #[actix_rt::test]
+    async fn a_kept_connection_the_server_closed_is_not_used_again() {
+        let (_dir, pki) = pki();
+        // serve_once answers one request, closes its connection and stops listening.
+        let (port, first) = serve_once(&pki, 200, r#"{"first": true}"#, Duration::ZERO).await;
+        let config = config(&format!("https://127.0.0.1:{port}/hook"), &pki.ca.cert_pem);
+        let answer = call(&config, &KindActors::default(), &json!({}), DEFAULT_TIMEOUT).await.unwrap();
+        assert_eq!(answer, json!({"first": true}));
+        first.await.unwrap();
+        // The next call dials anew (refused now) instead of failing on the dead connection.
+        let refused = call(&config, &KindActors::default(), &json!({}), DEFAULT_TIMEOUT).await.unwrap_err();
+        assert!(matches!(refused, WebhookError::Connect { .. }), "{refused}");
     }
 
     #[actix_rt::test]
