@@ -13,11 +13,11 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
+use common::apiservice::{available, registration};
+use common::https::{self, HttpsServer};
 use common::{Up, DEADLINE};
 use futures::StreamExt;
 use rustls::pki_types::pem::PemObject;
@@ -75,137 +75,24 @@ async fn echo(payload: web::Payload) -> HttpResponse {
     HttpResponse::SwitchingProtocols().upgrade("websocket").streaming(payload)
 }
 
-/// The extension server, serving HTTPS on 127.0.0.1 from its own thread.
-struct ExtensionServer {
-    port: u16,
-    ca_pem: String,
-    release: Arc<Notify>,
-    handle: ServerHandle,
-    thread: Option<JoinHandle<()>>,
-    _pki: tempfile::TempDir,
-}
-
-impl ExtensionServer {
-    /// Serves with a certificate for the service's name; requires client certificates that
-    /// chain to `front_proxy_ca` (PEM).
-    fn start(front_proxy_ca: &str) -> ExtensionServer {
-        let pki_dir = tempfile::tempdir().unwrap();
-        let pki = api_gateway::pki::load_or_create(pki_dir.path(), &["metrics-server.kube-system.svc".into()]).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::from_pem_slice(front_proxy_ca.as_bytes()).unwrap()).unwrap();
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .unwrap();
-        let chain =
-            CertificateDer::pem_slice_iter(pki.apiserver.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
-        let key = PrivateKeyDer::from_pem_slice(pki.apiserver.key_pem.as_bytes()).unwrap();
-        let tls = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, key)
-            .unwrap();
-        let release = Arc::new(Notify::new());
-        let data = web::Data::from(release.clone());
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            actix_rt::System::new().block_on(async move {
-                let server = HttpServer::new(move || {
-                    App::new()
-                        .app_data(data.clone())
-                        .route(GROUP_VERSION, web::get().to(resource_list))
-                        .route(&format!("{GROUP_VERSION}/widgets"), web::get().to(widgets))
-                        .route(&format!("{GROUP_VERSION}/namespaces/default/widgets/w1/echo"), web::get().to(echo))
-                })
-                .on_connect(api_gateway::authn::on_connect)
-                .workers(1)
-                .disable_signals()
-                .shutdown_timeout(1)
-                .bind_rustls_0_23(("127.0.0.1", 0), tls)
-                .unwrap();
-                let port = server.addrs()[0].port();
-                let server = server.run();
-                tx.send((port, server.handle())).unwrap();
-                server.await.unwrap();
-            })
-        });
-        let (port, handle) = rx.recv().unwrap();
-        ExtensionServer { port, ca_pem: pki.ca.cert_pem, release, handle, thread: Some(thread), _pki: pki_dir }
-    }
-
-    fn stop(&mut self) {
-        futures::executor::block_on(self.handle.stop(false));
-        if let Some(thread) = self.thread.take() {
-            thread.join().unwrap();
-        }
-    }
-}
-
-impl Drop for ExtensionServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            out.push(if i <= chunk.len() { ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char } else { '=' });
-        }
-    }
-    out
-}
-
-fn registration(server: &ExtensionServer) -> String {
-    format!(
-        "apiVersion: v1
-kind: Service
-metadata: {{name: metrics-server, namespace: kube-system}}
-spec:
-  ports: [{{name: https, port: 443, targetPort: {port}}}]
----
-apiVersion: v1
-kind: Endpoints
-metadata: {{name: metrics-server, namespace: kube-system}}
-subsets:
-- addresses: [{{ip: 127.0.0.1}}]
-  ports: [{{name: https, port: {port}}}]
----
-apiVersion: apiregistration.k8s.io/v1
-kind: APIService
-metadata: {{name: v1.metrics.example.com}}
-spec:
-  group: metrics.example.com
-  version: v1
-  service: {{namespace: kube-system, name: metrics-server, port: 443}}
-  caBundle: {ca}
-  groupPriorityMinimum: 100
-  versionPriority: 10
-",
-        port = server.port,
-        ca = base64(server.ca_pem.as_bytes())
-    )
+/// The extension server, with a certificate for the service's name; it requires client
+/// certificates that chain to `front_proxy_ca` (PEM), and its watches wait on `release`.
+/// Returns it and its CA (PEM).
+fn start_extension_server(front_proxy_ca: &str, release: Arc<Notify>) -> (HttpsServer, String) {
+    let pki = https::serving_pki(&["metrics-server.kube-system.svc"]);
+    let data = web::Data::from(release);
+    let server = HttpsServer::start(https::server_config(&pki, Some(front_proxy_ca)), move |routes| {
+        routes
+            .app_data(data.clone())
+            .route(GROUP_VERSION, web::get().to(resource_list))
+            .route(&format!("{GROUP_VERSION}/widgets"), web::get().to(widgets))
+            .route(&format!("{GROUP_VERSION}/namespaces/default/widgets/w1/echo"), web::get().to(echo));
+    });
+    (server, pki.ca.cert_pem)
 }
 
 fn json_of(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-/// The `Available` condition's status and reason of APIService `name` (empty while there is
-/// no such APIService).
-fn available(up: &Up, name: &str) -> (String, String) {
-    let (found, out, _) = up.try_kubectl(&["get", "apiservice", name, "-o", "json"]);
-    if !found {
-        return (String::new(), String::new());
-    }
-    let obj = json_of(&out);
-    let conditions = obj["status"]["conditions"].as_array().cloned().unwrap_or_default();
-    let condition = conditions.iter().find(|c| c["type"] == "Available").cloned().unwrap_or(Value::Null);
-    (condition["status"].as_str().unwrap_or("").into(), condition["reason"].as_str().unwrap_or("").into())
 }
 
 fn wait_available(up: &Up, name: &str, want: (&str, &str)) {
@@ -275,10 +162,11 @@ fn an_extension_server_is_reached_through_its_apiservice_until_it_stops() {
     let table = up.kubectl(&["get", "apiservices"]);
     assert!(table.lines().any(|l| l.split_whitespace().take(3).eq(["v1.apps", "Local", "True"])), "{table}");
 
-    let mut server = ExtensionServer::start(&front_proxy_ca);
+    let release = Arc::new(Notify::new());
+    let (mut server, ca_pem) = start_extension_server(&front_proxy_ca, release.clone());
     let files = tempfile::tempdir().unwrap();
     let path = files.path().join("registration.yaml");
-    std::fs::write(&path, registration(&server)).unwrap();
+    std::fs::write(&path, registration("metrics.example.com", "v1", 10, server.port(), &ca_pem)).unwrap();
     up.kubectl(&["apply", "-f", &path.display().to_string()]);
     wait_available(&up, "v1.metrics.example.com", ("True", "Passed"));
     let table = up.kubectl(&["get", "apiservice", "v1.metrics.example.com"]);
@@ -312,7 +200,7 @@ fn an_extension_server_is_reached_through_its_apiservice_until_it_stops() {
     let mut seen = Vec::new();
     read_until(&mut watch, &mut seen, "\"w1\"");
     assert!(!String::from_utf8_lossy(&seen).contains("\"w2\""));
-    server.release.notify_one();
+    release.notify_one();
     read_until(&mut watch, &mut seen, "\"w2\"");
     assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&seen));
 

@@ -9,10 +9,10 @@ mod common;
 
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::thread::JoinHandle;
 
-use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, HttpResponse};
+use base64::prelude::{Engine, BASE64_STANDARD};
+use common::https::HttpsServer;
 use common::Up;
 use serde_json::{json, Value};
 
@@ -50,68 +50,7 @@ async fn convert(review: web::Json<Value>) -> HttpResponse {
     }))
 }
 
-/// The conversion webhook, serving HTTPS on 127.0.0.1 from its own thread.
-struct Webhook {
-    port: u16,
-    /// The CA that signed its certificate, PEM.
-    ca_pem: String,
-    handle: ServerHandle,
-    thread: Option<JoinHandle<()>>,
-    _pki: tempfile::TempDir,
-}
-
-impl Webhook {
-    fn start() -> Webhook {
-        let pki_dir = tempfile::tempdir().unwrap();
-        let pki = api_gateway::pki::load_or_create(pki_dir.path(), &[]).unwrap();
-        let tls = api_gateway::tls::server_config(&pki).unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            actix_rt::System::new().block_on(async move {
-                let server = HttpServer::new(|| App::new().route("/convert", web::post().to(convert)))
-                    .workers(1)
-                    .disable_signals()
-                    .shutdown_timeout(1)
-                    .bind_rustls_0_23(("127.0.0.1", 0), tls)
-                    .unwrap();
-                let port = server.addrs()[0].port();
-                let server = server.run();
-                tx.send((port, server.handle())).unwrap();
-                server.await.unwrap();
-            })
-        });
-        let (port, handle) = rx.recv().unwrap();
-        Webhook { port, ca_pem: pki.ca.cert_pem, handle, thread: Some(thread), _pki: pki_dir }
-    }
-
-    /// Stops serving; returns once the port is closed.
-    fn stop(&mut self) {
-        futures::executor::block_on(self.handle.stop(true));
-        if let Some(thread) = self.thread.take() {
-            thread.join().unwrap();
-        }
-    }
-}
-
-impl Drop for Webhook {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            out.push(if i <= chunk.len() { ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char } else { '=' });
-        }
-    }
-    out
-}
-
-fn crd(webhook: &Webhook) -> String {
+fn crd(port: u16, ca_pem: &str) -> String {
     format!(
         "apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
@@ -150,8 +89,7 @@ spec:
         properties:
           spec: {{type: object, properties: {{hostName: {{type: string}}, port: {{type: integer}}}}}}
 ",
-        port = webhook.port,
-        ca = base64(webhook.ca_pem.as_bytes())
+        ca = BASE64_STANDARD.encode(ca_pem)
     )
 }
 
@@ -181,7 +119,9 @@ fn specs(list: &Value) -> Vec<(String, Value)> {
 fn a_conversion_webhook_converts_writes_reads_lists_and_watches_between_versions() {
     let dir = tempfile::tempdir().unwrap();
     let up = Up::start(dir.path());
-    let mut webhook = Webhook::start();
+    let (mut webhook, ca_pem) = HttpsServer::with_own_ca(|routes| {
+        routes.route("/convert", web::post().to(convert));
+    });
     up.wait_ready();
     let files = tempfile::tempdir().unwrap();
     let write = |name: &str, text: &str| {
@@ -190,7 +130,7 @@ fn a_conversion_webhook_converts_writes_reads_lists_and_watches_between_versions
         path.display().to_string()
     };
 
-    let crd = write("crd.yaml", &crd(&webhook));
+    let crd = write("crd.yaml", &crd(webhook.port(), &ca_pem));
     up.kubectl(&["apply", "-f", &crd]);
     up.kubectl(&["wait", "--for=condition=Established", "crd/backends.net.example.com", "--timeout=10s"]);
 
@@ -270,7 +210,7 @@ fn a_conversion_webhook_converts_writes_reads_lists_and_watches_between_versions
     assert!(!ok);
     assert!(stderr.contains("InternalError"), "{stderr}");
     assert!(stderr.contains("conversion webhook for net.example.com/v1, Kind=Backend failed"), "{stderr}");
-    assert!(stderr.contains(&format!("127.0.0.1:{}", webhook.port)), "{stderr}");
+    assert!(stderr.contains(&format!("127.0.0.1:{}", webhook.port())), "{stderr}");
     assert!(stderr.contains("connection refused"), "{stderr}");
     let (ok, _, stderr) = up.try_kubectl(&["get", "backends.v2.net.example.com"]);
     assert!(!ok);

@@ -13,16 +13,17 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
+use api_gateway::pki::Pki;
+use common::apiservice::{available, registration};
+use common::https::{self, HttpsServer};
 use common::kubelet::{self, node_manifest, StopOnDrop};
 use common::{Up, DEADLINE};
 use rustls::pki_types::pem::PemObject;
@@ -84,59 +85,15 @@ async fn metrics(req: HttpRequest, nodes: web::Data<Vec<(u16, FakeNode)>>, origi
     }
 }
 
-/// A fake kubelet listening on one port per node (HTTPS, a certificate for 127.0.0.1).
-struct FakeKubelet {
-    ports: Vec<u16>,
-    handle: ServerHandle,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl FakeKubelet {
-    fn start(cert_pem: &str, key_pem: &str, nodes: Vec<FakeNode>) -> FakeKubelet {
-        let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
-        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
-        let tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap();
-        let listeners: Vec<std::net::TcpListener> =
-            nodes.iter().map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-        let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
-        let by_port: Vec<(u16, FakeNode)> = ports.iter().copied().zip(nodes).collect();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            actix_rt::System::new().block_on(async move {
-                let (nodes, origin) = (web::Data::new(by_port), web::Data::new(now_ms()));
-                let mut server = HttpServer::new(move || {
-                    App::new()
-                        .app_data(nodes.clone())
-                        .app_data(origin.clone())
-                        .route("/metrics/resource", web::get().to(metrics))
-                })
-                .workers(1)
-                .disable_signals()
-                .shutdown_timeout(1);
-                for listener in listeners {
-                    server = server.listen_rustls_0_23(listener, tls.clone()).unwrap();
-                }
-                let server = server.run();
-                tx.send(server.handle()).unwrap();
-                server.await.unwrap();
-            })
-        });
-        FakeKubelet { ports, handle: rx.recv().unwrap(), thread: Some(thread) }
-    }
-}
-
-impl Drop for FakeKubelet {
-    fn drop(&mut self) {
-        futures::executor::block_on(self.handle.stop(false));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+/// A fake kubelet listening on one port per node (HTTPS, `pki`'s certificate for 127.0.0.1).
+fn start_fake_kubelet(pki: &Pki, nodes: Vec<FakeNode>) -> HttpsServer {
+    let listeners: Vec<TcpListener> = nodes.iter().map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let ports = listeners.iter().map(|l| l.local_addr().unwrap().port());
+    let by_port: Vec<(u16, FakeNode)> = ports.zip(nodes).collect();
+    let (nodes, origin) = (web::Data::new(by_port), web::Data::new(now_ms()));
+    HttpsServer::listen(listeners, https::server_config(pki, None), move |routes| {
+        routes.app_data(nodes.clone()).app_data(origin.clone()).route("/metrics/resource", web::get().to(metrics));
+    })
 }
 
 /// The plugin binary beside `flotilla` in the target dir; built when missing.
@@ -177,48 +134,6 @@ impl Drop for Plugin {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            out.push(if i <= chunk.len() { ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char } else { '=' });
-        }
-    }
-    out
-}
-
-fn registration(port: u16, ca_pem: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Service
-metadata: {{name: metrics-server, namespace: kube-system}}
-spec:
-  ports: [{{name: https, port: 443, targetPort: {port}}}]
----
-apiVersion: v1
-kind: Endpoints
-metadata: {{name: metrics-server, namespace: kube-system}}
-subsets:
-- addresses: [{{ip: 127.0.0.1}}]
-  ports: [{{name: https, port: {port}}}]
----
-apiVersion: apiregistration.k8s.io/v1
-kind: APIService
-metadata: {{name: v1beta1.metrics.k8s.io}}
-spec:
-  group: metrics.k8s.io
-  version: v1beta1
-  service: {{namespace: kube-system, name: metrics-server, port: 443}}
-  caBundle: {ca}
-  groupPriorityMinimum: 100
-  versionPriority: 100
-",
-        ca = base64(ca_pem.as_bytes())
-    )
 }
 
 /// Rows of a kubectl table, as whitespace-split cells, by their first cell.
@@ -276,14 +191,6 @@ fn plugin_get(dir: &Path, port: u16, ca_pem: &str, path: &str, proxy: bool, as_u
     (code, response.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
 }
 
-fn available(up: &Up, name: &str) -> (String, String) {
-    let (found, out, _) = up.try_kubectl(&["get", "apiservice", name, "-o", "json"]);
-    let obj: Value = if found { serde_json::from_str(&out).unwrap_or(Value::Null) } else { Value::Null };
-    let conditions = obj["status"]["conditions"].as_array().cloned().unwrap_or_default();
-    let condition = conditions.iter().find(|c| c["type"] == "Available").cloned().unwrap_or(Value::Null);
-    (condition["status"].as_str().unwrap_or("").into(), condition["reason"].as_str().unwrap_or("").into())
-}
-
 #[test]
 fn kubectl_top_shows_what_the_kubelets_report_through_the_metrics_server() {
     let dir = tempfile::tempdir().unwrap();
@@ -291,8 +198,8 @@ fn kubectl_top_shows_what_the_kubelets_report_through_the_metrics_server() {
     up.wait_ready();
 
     // Serving certificates for the plugin (its service name) and the fake kubelet (127.0.0.1).
+    let pki = https::serving_pki(&["metrics-server.kube-system.svc"]);
     let pki_dir = tempfile::tempdir().unwrap();
-    let pki = api_gateway::pki::load_or_create(pki_dir.path(), &["metrics-server.kube-system.svc".into()]).unwrap();
     let write = |name: &str, text: &str| {
         let path = pki_dir.path().join(name);
         std::fs::write(&path, text).unwrap();
@@ -310,7 +217,7 @@ fn kubectl_top_shows_what_the_kubelets_report_through_the_metrics_server() {
         containers: vec![("default", "busy", "app", 100_000_000, 64 * MI)],
     };
     let node_b = FakeNode { cpu: 1_500_000_000, memory: 1024 * MI, containers: vec![] };
-    let kubelet = FakeKubelet::start(&pki.apiserver.cert_pem, &pki.apiserver.key_pem, vec![node_a, node_b]);
+    let kubelet = start_fake_kubelet(&pki, vec![node_a, node_b]);
 
     // Two Nodes reachable at the fake's ports, and a pod bound to node-a.
     let files = tempfile::tempdir().unwrap();
@@ -346,7 +253,8 @@ fn kubectl_top_shows_what_the_kubelets_report_through_the_metrics_server() {
             .unwrap();
         let mut plugin = Plugin { child, log };
         let registration_file = files.path().join("registration.yaml");
-        std::fs::write(&registration_file, registration(port, &pki.ca.cert_pem)).unwrap();
+        std::fs::write(&registration_file, registration("metrics.k8s.io", "v1beta1", 100, port, &pki.ca.cert_pem))
+            .unwrap();
         up.kubectl(&["apply", "-f", &registration_file.display().to_string()]);
 
         // kubectl top nodes: rates of the counters, working sets as served.

@@ -10,25 +10,13 @@
 
 mod common;
 
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, HttpResponse};
+use base64::prelude::{Engine, BASE64_STANDARD};
+use common::https::HttpsServer;
 use common::Up;
 use serde_json::{json, Value};
-
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            out.push(if i <= chunk.len() { ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char } else { '=' });
-        }
-    }
-    out
-}
 
 /// The three webhooks, by path.
 async fn hook(path: web::Path<String>, review: web::Json<Value>) -> HttpResponse {
@@ -44,7 +32,7 @@ async fn hook(path: web::Path<String>, review: web::Json<Value>) -> HttpResponse
             } else {
                 json!([{"op": "add", "path": "/metadata/labels", "value": {"mutated": "yes"}}])
             };
-            json!({"allowed": true, "patchType": "JSONPatch", "patch": base64(patch.to_string().as_bytes())})
+            json!({"allowed": true, "patchType": "JSONPatch", "patch": BASE64_STANDARD.encode(patch.to_string())})
         }
         "protect" if request["oldObject"]["metadata"]["labels"]["protected"] == "yes" => {
             json!({"allowed": false, "status": {"message": "this configmap is protected"}})
@@ -59,57 +47,9 @@ async fn hook(path: web::Path<String>, review: web::Json<Value>) -> HttpResponse
         .json(json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}))
 }
 
-/// The webhook server, serving HTTPS on 127.0.0.1 from its own thread.
-struct Webhook {
-    port: u16,
-    ca_pem: String,
-    handle: ServerHandle,
-    thread: Option<JoinHandle<()>>,
-    _pki: tempfile::TempDir,
-}
-
-impl Webhook {
-    fn start() -> Webhook {
-        let pki_dir = tempfile::tempdir().unwrap();
-        let pki = api_gateway::pki::load_or_create(pki_dir.path(), &[]).unwrap();
-        let tls = api_gateway::tls::server_config(&pki).unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            actix_rt::System::new().block_on(async move {
-                let server = HttpServer::new(|| App::new().route("/{path}", web::post().to(hook)))
-                    .workers(1)
-                    .disable_signals()
-                    .shutdown_timeout(1)
-                    .bind_rustls_0_23(("127.0.0.1", 0), tls)
-                    .unwrap();
-                let port = server.addrs()[0].port();
-                let server = server.run();
-                tx.send((port, server.handle())).unwrap();
-                server.await.unwrap();
-            })
-        });
-        let (port, handle) = rx.recv().unwrap();
-        Webhook { port, ca_pem: pki.ca.cert_pem, handle, thread: Some(thread), _pki: pki_dir }
-    }
-
-    /// Stops serving; returns once the port is closed.
-    fn stop(&mut self) {
-        futures::executor::block_on(self.handle.stop(true));
-        if let Some(thread) = self.thread.take() {
-            thread.join().unwrap();
-        }
-    }
-}
-
-impl Drop for Webhook {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn configurations(webhook: &Webhook) -> String {
+fn configurations(port: u16, ca_pem: &str) -> String {
     let client = |path: &str| {
-        format!("{{url: 'https://127.0.0.1:{}/{path}', caBundle: {}}}", webhook.port, base64(webhook.ca_pem.as_bytes()))
+        format!("{{url: 'https://127.0.0.1:{port}/{path}', caBundle: {}}}", BASE64_STANDARD.encode(ca_pem))
     };
     let rules =
         |ops: &str| format!("[{{operations: [{ops}], apiGroups: [''], apiVersions: [v1], resources: [configmaps]}}]");
@@ -146,7 +86,9 @@ fn configmap(name: &str, labels: &str) -> String {
 fn webhooks_refuse_label_and_protect_configmaps_through_kubectl() {
     let dir = tempfile::tempdir().unwrap();
     let up = Up::start(dir.path());
-    let mut webhook = Webhook::start();
+    let (mut webhook, ca_pem) = HttpsServer::with_own_ca(|routes| {
+        routes.route("/{path}", web::post().to(hook));
+    });
     up.wait_ready();
     let files = tempfile::tempdir().unwrap();
     let write = |name: &str, text: &str| {
@@ -154,7 +96,7 @@ fn webhooks_refuse_label_and_protect_configmaps_through_kubectl() {
         std::fs::write(&path, text).unwrap();
         path.display().to_string()
     };
-    up.kubectl(&["apply", "-f", &write("hooks.yaml", &configurations(&webhook))]);
+    up.kubectl(&["apply", "-f", &write("hooks.yaml", &configurations(webhook.port(), &ca_pem))]);
 
     // The configurations reach the dispatcher through a watch: wait for the label.
     let deadline = Instant::now() + common::DEADLINE;

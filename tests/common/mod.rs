@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, dead_code)]
 
+pub mod apiservice;
+pub mod https;
 pub mod kubelet;
 
 use std::io::{Read, Write};
