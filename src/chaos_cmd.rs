@@ -2,8 +2,9 @@
 //!
 //! `run` starts a multi-process cluster (every member serving the API), the workload of
 //! `chaos::workload`, and faults in rotation (SIGKILL of the leader, SIGKILL of a follower, a
-//! partition isolating the leader, SIGSTOP of the leader) until the duration is up; then it
-//! checks the history and writes it, a summary and the members' logs to the output directory.
+//! partition isolating the leader, SIGSTOP of the leader, a follower replaced by a new
+//! member) until the duration is up; then it checks the history and writes it, a summary and
+//! the members' logs to the output directory.
 //! `check` runs the checkers over a history directory again.
 
 use std::path::{Path, PathBuf};
@@ -73,15 +74,18 @@ enum Fault {
     KillFollower,
     PartitionLeader,
     PauseLeader,
+    /// A follower taken out of the voters and a new member joined in its place.
+    ReplaceFollower,
 }
 
-const FAULTS: [Fault; 6] = [
+const FAULTS: [Fault; 7] = [
     Fault::KillLeader,
     Fault::KillLeader,
     Fault::KillFollower,
     Fault::KillLeader,
     Fault::PartitionLeader,
     Fault::PauseLeader,
+    Fault::ReplaceFollower,
 ];
 
 /// How long the workload may make no progress after a fault before the run fails.
@@ -115,14 +119,19 @@ async fn chaos_run(args: RunArgs) -> anyhow::Result<()> {
             Fault::KillFollower => cluster.kill(follower)?,
             Fault::PartitionLeader => cluster.partition(&[leader])?,
             Fault::PauseLeader => cluster.pause(leader)?,
+            Fault::ReplaceFollower => {
+                let new = cluster.replace(follower, leader, &[], STALL).await?;
+                eprintln!("  member {follower} replaced by member {new}");
+            }
         }
-        let member = if matches!(fault, Fault::KillFollower) { follower } else { leader };
+        let member = if matches!(fault, Fault::KillFollower | Fault::ReplaceFollower) { follower } else { leader };
         faults.push((fault, member, at));
         progress(&workload, 20).await.with_context(|| format!("no progress after {fault:?} of member {member}"))?;
         match fault {
             Fault::KillLeader | Fault::KillFollower => cluster.restart(member)?,
             Fault::PartitionLeader => cluster.heal()?,
             Fault::PauseLeader => cluster.resume(member)?,
+            Fault::ReplaceFollower => {}
         }
         progress(&workload, 20).await.with_context(|| format!("no progress after undoing {fault:?}"))?;
         eprintln!(

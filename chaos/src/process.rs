@@ -80,24 +80,15 @@ pub struct FlotillaCluster {
     members: BTreeMap<NodeId, Member>,
     /// The iptables rules of a partition in force, to delete when it heals.
     partition: Vec<Vec<String>>,
+    /// The shared certificates when the members serve the API.
+    pki: Option<PathBuf>,
 }
 
 impl FlotillaCluster {
     /// Starts members 1..=n under `base` (one data dir and log file each), bootstrapped
     /// together. `extra` arguments go to every member (e.g. election timings).
     pub fn start(bin: &Path, base: &Path, n: u64, extra: &[&str]) -> Result<Self> {
-        let addrs: BTreeMap<NodeId, String> = (1..=n).map(|id| Ok((id, member_addr(id)?))).collect::<Result<_>>()?;
-        let initial: Vec<String> = addrs.iter().map(|(id, a)| format!("{id}={a}")).collect();
-        let mut cluster = FlotillaCluster {
-            bin: bin.to_path_buf(),
-            base: base.to_path_buf(),
-            members: BTreeMap::new(),
-            partition: Vec::new(),
-        };
-        for (id, addr) in &addrs {
-            cluster.add(*id, addr.clone(), &["--initial-cluster", &initial.join(",")], extra)?;
-        }
-        Ok(cluster)
+        Self::bootstrap(bin, base, n, extra, None)
     }
 
     /// [`Self::start`], every member also serving the Kubernetes API over HTTPS with the
@@ -108,6 +99,11 @@ impl FlotillaCluster {
         if !made.success() {
             return Err(Error::Io(std::io::Error::other(format!("flotilla cluster pki failed: {made}"))));
         }
+        Self::bootstrap(bin, base, n, extra, Some(&pki))
+    }
+
+    /// Members 1..=n bootstrapped together; with `pki`, each serving the API on a free port.
+    fn bootstrap(bin: &Path, base: &Path, n: u64, extra: &[&str], pki: Option<&Path>) -> Result<Self> {
         let addrs: BTreeMap<NodeId, String> = (1..=n).map(|id| Ok((id, member_addr(id)?))).collect::<Result<_>>()?;
         let initial: Vec<String> = addrs.iter().map(|(id, a)| format!("{id}={a}")).collect();
         let mut cluster = FlotillaCluster {
@@ -115,14 +111,22 @@ impl FlotillaCluster {
             base: base.to_path_buf(),
             members: BTreeMap::new(),
             partition: Vec::new(),
+            pki: pki.map(Path::to_path_buf),
         };
         for (id, addr) in &addrs {
-            let api = format!("127.0.0.1:{}", free_port()?);
-            let pki = pki.display().to_string();
-            let how = ["--initial-cluster", &initial.join(","), "--api-addr", &api, "--pki-dir", &pki];
+            let mut how = vec!["--initial-cluster".to_string(), initial.join(",")];
+            let api = match pki {
+                Some(pki) => {
+                    let api = format!("127.0.0.1:{}", free_port()?);
+                    how.extend(["--api-addr".into(), api.clone(), "--pki-dir".into(), pki.display().to_string()]);
+                    Some(format!("https://{api}"))
+                }
+                None => None,
+            };
+            let how: Vec<&str> = how.iter().map(String::as_str).collect();
             cluster.add(*id, addr.clone(), &how, extra)?;
             if let Some(member) = cluster.members.get_mut(id) {
-                member.api = Some(format!("https://{api}"));
+                member.api = api;
             }
         }
         Ok(cluster)
@@ -146,9 +150,50 @@ impl FlotillaCluster {
     }
 
     /// Starts a new member `id` that joins the running cluster through member `via`.
+    /// With the API when the cluster serves it.
     pub fn join(&mut self, id: NodeId, via: NodeId, extra: &[&str]) -> Result<()> {
         let seed = self.addr(via)?.to_string();
-        self.add(id, member_addr(id)?, &["--join", &seed], extra)
+        let mut how = vec!["--join".to_string(), seed];
+        let api = match &self.pki {
+            Some(pki) => {
+                let api = format!("127.0.0.1:{}", free_port()?);
+                how.extend(["--api-addr".into(), api.clone(), "--pki-dir".into(), pki.display().to_string()]);
+                Some(format!("https://{api}"))
+            }
+            None => None,
+        };
+        let how: Vec<&str> = how.iter().map(String::as_str).collect();
+        self.add(id, member_addr(id)?, &how, extra)?;
+        if let Some(member) = self.members.get_mut(&id) {
+            member.api = api;
+        }
+        Ok(())
+    }
+
+    /// Replaces member `id` online: takes it out of the voters through member `via`, stops
+    /// it and forgets it, and joins a new member (the next unused id) in its place. Returns
+    /// the new member's id once it is a voter.
+    pub async fn replace(&mut self, id: NodeId, via: NodeId, extra: &[&str], timeout: Duration) -> Result<NodeId> {
+        let client = self.client(via)?;
+        let store = |e: raft_store::StoreError| Error::Io(std::io::Error::other(e.to_string()));
+        let voters = client.status().await.map_err(store)?.voters;
+        client.change_membership(voters.into_iter().filter(|v| *v != id).collect()).await.map_err(store)?;
+        self.kill(id)?;
+        self.members.remove(&id);
+        let new = self.members.keys().max().copied().unwrap_or(0).max(id) + 1;
+        self.join(new, via, extra)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Ok(status) = self.client(new)?.status().await {
+                if status.voters.contains(&new) {
+                    return Ok(new);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout(format!("member {new} did not become a voter in place of {id}")));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     fn add(&mut self, id: NodeId, addr: String, how: &[&str], extra: &[&str]) -> Result<()> {

@@ -3,7 +3,7 @@
 //! quorum reads of ConfigMaps through every member, watchers on different members), and
 //! faults: SIGKILL of the leader (five times), SIGKILL of a follower, a network partition
 //! isolating the leader (iptables rules on the members' loopback addresses), SIGSTOP of the
-//! leader.
+//! leader, and a follower replaced by a new member (membership change under load).
 //! The history goes through the checkers: no linearizability violation, no acknowledged write
 //! lost, no watch gap, duplicate, reordering or phantom. A failed run keeps its history in
 //! `$CARGO_TARGET_TMPDIR/chaos-*` (or the system temp dir) for `Report::check_dir`.
@@ -73,6 +73,11 @@ async fn run(members: u64, leader_kills: usize) {
     progress(&workload, &cluster, 30, "leader pause").await;
     cluster.resume(leader).unwrap();
     progress(&workload, &cluster, 30, "leader resume").await;
+    // Membership change under load: a follower out, a new member in.
+    let leader = cluster.wait_for_leader(DEADLINE).await.unwrap();
+    let follower = cluster.ids().into_iter().find(|id| *id != leader).unwrap();
+    cluster.replace(follower, leader, &FAST_ELECTIONS, DEADLINE).await.unwrap();
+    progress(&workload, &cluster, 30, "member replaced").await;
     cluster.wait_for_leader(DEADLINE).await.unwrap();
 
     let history = workload.finish().await;

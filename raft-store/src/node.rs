@@ -155,7 +155,10 @@ impl StoreNode {
             election_timeout_max: cfg.election_timeout_max_ms,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_after_logs),
             max_in_snapshot_log_to_keep: cfg.logs_kept_after_snapshot,
-            max_payload_entries: 1024,
+            // openraft gives each AppendEntries one heartbeat interval (tens of ms) to finish:
+            // a member catching up must get its log in small steps, or every try times out
+            // and it never catches up (each entry may hold a batch of many transactions).
+            max_payload_entries: 32,
             ..Default::default()
         }
         .validate()

@@ -353,3 +353,32 @@ async fn writes_fenced_to_a_deposed_leaders_term_are_rejected() {
     }
     cluster.shutdown().await;
 }
+
+/// A member that was down while thousands of entries were written catches up, even with
+/// short heartbeats: openraft gives each AppendEntries one heartbeat interval, so the log must
+/// go over in small steps (a step of a thousand entries timed out every time, for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_far_behind_catches_up_under_short_heartbeats() {
+    let tune = |cfg: &mut StoreConfig| {
+        cfg.heartbeat_ms = 20;
+        cfg.election_timeout_min_ms = 200;
+        cfg.election_timeout_max_ms = 400;
+        cfg.snapshot_after_logs = 1_000_000;
+    };
+    let mut cluster = TestCluster::start_with(3, tune).await;
+    let leader = cluster.leader().await;
+    let behind = cluster.followers(leader)[0];
+    cluster.stop(behind).await;
+    // Sequential writes: one log entry each.
+    let writer = cluster.node(leader).clone();
+    let value = "x".repeat(512);
+    let mut last = 0;
+    for i in 0..3000 {
+        last = writer.put(format!("/behind/{i}"), value.clone()).await.unwrap();
+    }
+    let node = cluster.restart(behind).await;
+    node.wait_revision(last, common::DEADLINE).await.unwrap();
+    let all = node.range(RangeRequest::prefix("/behind/"), false).await.unwrap();
+    assert_eq!(all.count, 3000);
+    cluster.shutdown().await;
+}

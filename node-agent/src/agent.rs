@@ -1,0 +1,220 @@
+//! One agent process: its nodes (one real node, or N hollow ones), each with its kubelet
+//! endpoint and heartbeat loops, and for hollow nodes the shared pod watch over the hollow
+//! runtime. [`run`] starts them all and returns on SIGINT or SIGTERM.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::client::{self, ApiClient};
+use crate::heartbeat::{self, OnNode};
+use crate::host::{self, HostFacts, HostUsage};
+use crate::metrics::{self, Sample, Source};
+use crate::node::NodeFacts;
+use crate::pods;
+use crate::runtime::hollow::HollowRuntime;
+
+/// kubelet's default port.
+pub const KUBELET_PORT: u16 = 10250;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Credentials and CA (and, without `servers`, the API server).
+    pub kubeconfig: PathBuf,
+    /// API server endpoints to fail over between; empty: the kubeconfig's.
+    pub servers: Vec<String>,
+    /// The real node's name; default: the host name.
+    pub node_name: Option<String>,
+    /// The nodes' InternalIP; default: the address this host reaches the API server from.
+    pub node_ip: Option<IpAddr>,
+    /// Simulated nodes instead of this machine.
+    pub hollow: Option<Hollow>,
+    /// How often Leases are renewed and statuses looked at (kubelet: 10 s each).
+    pub heartbeat: Duration,
+    /// The kubelet endpoint's port; hollow node `i` gets this plus `i`. Default: 10250 for
+    /// a real node, any free port for each hollow one.
+    pub kubelet_port: Option<u16>,
+    /// Pods a real node takes (kubelet's `--max-pods`).
+    pub max_pods: u32,
+}
+
+/// The simulated nodes of `--hollow`.
+#[derive(Debug, Clone)]
+pub struct Hollow {
+    pub count: usize,
+    /// Node `i` is named prefix + i.
+    pub name_prefix: String,
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+}
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Client(#[from] client::Error),
+    #[error(transparent)]
+    Metrics(#[from] metrics::Error),
+    /// `--count 0`.
+    #[error("--count must be at least 1")]
+    NoNodes,
+    /// Waiting for a signal failed.
+    #[error("signal handling: {0}")]
+    Signal(#[from] std::io::Error),
+}
+
+/// The nodes this process runs, before their kubelet ports are known.
+fn nodes(config: &Config, address: IpAddr, host: &HostFacts) -> Vec<NodeFacts> {
+    match &config.hollow {
+        Some(h) => (0..h.count)
+            .map(|i| NodeFacts::hollow(&format!("{}{i}", h.name_prefix), address, host, h.cpu_millis, h.memory_bytes))
+            .collect(),
+        None => {
+            let name = config.node_name.clone().unwrap_or_else(|| host.hostname.to_lowercase());
+            vec![NodeFacts::from_host(&name, address, host, config.max_pods, KUBELET_PORT)]
+        }
+    }
+}
+
+/// The port node `i` asks for.
+fn kubelet_port(config: &Config, i: usize) -> u16 {
+    match (config.kubelet_port, config.hollow.is_some()) {
+        (Some(port), true) => port.saturating_add(i as u16),
+        (Some(port), false) => port,
+        (None, true) => 0,
+        (None, false) => KUBELET_PORT,
+    }
+}
+
+/// Runs the agent until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<(), Error> {
+    if config.hollow.as_ref().is_some_and(|h| h.count == 0) {
+        return Err(Error::NoNodes);
+    }
+    let api = Arc::new(ApiClient::from_kubeconfig(&config.kubeconfig, &config.servers).await?);
+    let address = config.node_ip.unwrap_or_else(|| host::address_towards(api.urls()[0]));
+    let host = HostFacts::read();
+    let mut facts = nodes(&config, address, &host);
+    let since = Timestamp::now();
+    let runtime = config.hollow.as_ref().map(|_| {
+        let nodes: Vec<(String, IpAddr)> = facts.iter().map(|f| (f.name.clone(), f.address)).collect();
+        Arc::new(Mutex::new(HollowRuntime::new(&nodes)))
+    });
+
+    // The kubelet endpoints first: their ports go into the Nodes' status.
+    let mut names: Vec<String> = facts.iter().map(|f| f.name.clone()).collect();
+    names.extend([host.hostname.clone(), address.to_string(), "localhost".into()]);
+    let tls = metrics::tls_acceptor(&names)?;
+    let bind_ip = if address.is_loopback() { address } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
+    for (i, node) in facts.iter_mut().enumerate() {
+        let listener = metrics::bind(SocketAddr::new(bind_ip, kubelet_port(&config, i))).await?;
+        node.kubelet_port = listener.local_addr().map_err(Error::Signal)?.port();
+        let source: Source = match &runtime {
+            Some(runtime) => {
+                let (runtime, name) = (runtime.clone(), node.name.clone());
+                Arc::new(move || {
+                    let pods = runtime.lock().unwrap_or_else(PoisonError::into_inner).pods_on(&name);
+                    metrics::render(&metrics::hollow_sample(&pods, since, Timestamp::now()))
+                })
+            }
+            None => Arc::new(host_metrics),
+        };
+        tokio::spawn(metrics::serve(listener, tls.clone(), source));
+    }
+
+    let on_node: OnNode = match &runtime {
+        Some(runtime) => {
+            let runtime = runtime.clone();
+            Arc::new(move |node: &Node| {
+                let (Some(name), Some(cidr)) =
+                    (node.metadata.name.as_deref(), node.spec.as_ref().and_then(|s| s.pod_cidr.as_deref()))
+                else {
+                    return;
+                };
+                runtime.lock().unwrap_or_else(PoisonError::into_inner).set_pod_cidr(name, cidr);
+            })
+        }
+        None => Arc::new(|_: &Node| {}),
+    };
+    let count = facts.len() as u32;
+    tracing::info!(
+        nodes = count,
+        hollow = runtime.is_some(),
+        servers = ?api.urls(),
+        %address,
+        "node agent starting"
+    );
+    if let Some(runtime) = &runtime {
+        let addresses: HashMap<String, IpAddr> = facts.iter().map(|f| (f.name.clone(), f.address)).collect();
+        tokio::spawn(pods::run(api.clone(), runtime.clone(), addresses));
+    } else {
+        tracing::warn!("no container runtime yet: pods bound to this node stay pending (use --hollow)");
+    }
+    for (i, node) in facts.into_iter().enumerate() {
+        // Spread the nodes' beats over the interval.
+        let offset = config.heartbeat * i as u32 / count;
+        tokio::spawn(heartbeat::run(api.clone(), node, config.heartbeat, offset, on_node.clone()));
+    }
+    shutdown_signal().await?;
+    tracing::info!("node agent stopping");
+    Ok(())
+}
+
+/// A real node's figures: the whole machine, no containers yet.
+fn host_metrics() -> String {
+    match HostUsage::read() {
+        Some(usage) => metrics::render(&Sample {
+            timestamp_ms: Timestamp::now().as_millisecond(),
+            node_cpu_seconds: usage.cpu_seconds,
+            node_memory: usage.memory_working_set,
+            containers: Vec::new(),
+        }),
+        None => "resource_scrape_error 1\n".to_string(),
+    }
+}
+
+async fn shutdown_signal() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result,
+        _ = term.recv() => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(hollow: bool, port: Option<u16>) -> Config {
+        Config {
+            kubeconfig: PathBuf::new(),
+            servers: Vec::new(),
+            node_name: Some("worker-1".into()),
+            node_ip: None,
+            hollow: hollow.then(|| Hollow { count: 3, name_prefix: "hollow-".into(), cpu_millis: 4000, memory_bytes: 1 << 34 }),
+            heartbeat: Duration::from_secs(10),
+            kubelet_port: port,
+            max_pods: 110,
+        }
+    }
+
+    #[test]
+    fn hollow_nodes_are_numbered_and_get_a_port_each() {
+        let host = HostFacts::read();
+        let address = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let names: Vec<String> = nodes(&config(true, None), address, &host).into_iter().map(|n| n.name).collect();
+        assert_eq!(names, ["hollow-0", "hollow-1", "hollow-2"]);
+        assert_eq!(kubelet_port(&config(true, None), 2), 0);
+        assert_eq!(kubelet_port(&config(true, Some(20000)), 2), 20002);
+        let real = nodes(&config(false, None), address, &host);
+        assert_eq!(real.len(), 1);
+        assert_eq!(real[0].name, "worker-1");
+        assert_eq!(kubelet_port(&config(false, None), 0), KUBELET_PORT);
+    }
+}
