@@ -2,8 +2,9 @@
 //!
 //! `up` runs the embedded single-node cluster, `server` runs one control-plane member,
 //! `cluster up` runs a local multi-member control plane, `store` pokes a member's store API,
-//! `bench` runs the benchmarks kept in the repo.
+//! `bench` runs the benchmarks kept in the repo, `agent` runs a node agent (or hollow nodes).
 
+mod agent;
 mod bench;
 mod chaos_cmd;
 mod cluster;
@@ -44,6 +45,8 @@ enum Command {
     /// Chaos tools: check a recorded history.
     #[command(subcommand)]
     Chaos(chaos_cmd::ChaosCommand),
+    /// Run a node agent: register a Node, heartbeat, run its pods (`--hollow`: simulated nodes).
+    Agent(agent::AgentArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,6 +62,7 @@ fn main() -> anyhow::Result<()> {
             Command::Store(args) => store_cmd::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
             Command::Chaos(cmd) => chaos_cmd::run(cmd).await,
+            Command::Agent(args) => agent::run(args).await,
         }
     })
 }

@@ -197,7 +197,12 @@ mod tests {
             servers: Vec::new(),
             node_name: Some("worker-1".into()),
             node_ip: None,
-            hollow: hollow.then(|| Hollow { count: 3, name_prefix: "hollow-".into(), cpu_millis: 4000, memory_bytes: 1 << 34 }),
+            hollow: hollow.then(|| Hollow {
+                count: 3,
+                name_prefix: "hollow-".into(),
+                cpu_millis: 4000,
+                memory_bytes: 1 << 34,
+            }),
             heartbeat: Duration::from_secs(10),
             kubelet_port: port,
             max_pods: 110,

@@ -101,8 +101,9 @@ impl ApiClient {
         let mut endpoints = Vec::with_capacity(urls.len());
         for url in urls {
             let mut config = base.clone();
-            config.cluster_url =
-                url.parse().map_err(|e: http::uri::InvalidUri| Error::BadServer { url: url.clone(), message: e.to_string() })?;
+            config.cluster_url = url
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| Error::BadServer { url: url.clone(), message: e.to_string() })?;
             config.connect_timeout = Some(CONNECT_TIMEOUT);
             // Retries are ours, across endpoints.
             config.default_retry = false;

@@ -111,7 +111,12 @@ pub async fn renew_lease(api: &ApiClient, facts: &NodeFacts, node_uid: &str) -> 
 
 /// Looks at the node's status on the server and posts ours when it differs or the report
 /// interval passed since `last_post`; returns whether it posted.
-pub async fn sync_status(api: &ApiClient, facts: &NodeFacts, last_post: Option<Instant>, on_node: &OnNode) -> Result<bool> {
+pub async fn sync_status(
+    api: &ApiClient,
+    facts: &NodeFacts,
+    last_post: Option<Instant>,
+    on_node: &OnNode,
+) -> Result<bool> {
     let name = facts.name.as_str();
     let server = api.call("get node", |c| async move { Api::<Node>::all(c).get(name).await }).await?;
     on_node(&server);

@@ -73,7 +73,8 @@ pub fn address_towards(server: &str) -> IpAddr {
     if target.ip().is_loopback() {
         return loopback;
     }
-    let bind: SocketAddr = if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+    let bind: SocketAddr =
+        if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
     UdpSocket::bind(bind)
         .and_then(|socket| {
             socket.connect(target)?;
@@ -142,7 +143,10 @@ mod tests {
     fn meminfo_fields_and_os_release_names_are_read() {
         assert_eq!(meminfo_kib(MEMINFO, "MemTotal"), Some(16_318_348));
         assert_eq!(meminfo_kib(MEMINFO, "Mem"), None);
-        assert_eq!(os_image("NAME=Debian\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n"), "Debian GNU/Linux 12 (bookworm)");
+        assert_eq!(
+            os_image("NAME=Debian\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n"),
+            "Debian GNU/Linux 12 (bookworm)"
+        );
         assert_eq!(os_image(""), "Linux");
     }
 

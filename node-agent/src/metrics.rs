@@ -7,6 +7,7 @@
 //! `--authorization-mode=AlwaysAllow`), any client may read; the serving certificate is
 //! self-signed (metrics-server: `--kubelet-insecure-tls`).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -103,12 +104,23 @@ fn escape(value: &str) -> String {
 pub fn render(sample: &Sample) -> String {
     let ts = sample.timestamp_ms;
     let mut out = String::new();
-    let mut header = |out: &mut String, name: &str, kind: &str, help: &str| {
+    let header = |out: &mut String, name: &str, kind: &str, help: &str| {
         let _ = writeln!(out, "# HELP {name} [STABLE] {help}\n# TYPE {name} {kind}");
     };
-    let container_labels =
-        |c: &ContainerSample| format!("container=\"{}\",namespace=\"{}\",pod=\"{}\"", escape(&c.container), escape(&c.namespace), escape(&c.pod));
-    header(&mut out, "container_cpu_usage_seconds_total", "counter", "Cumulative cpu time consumed by the container in core-seconds");
+    let container_labels = |c: &ContainerSample| {
+        format!(
+            "container=\"{}\",namespace=\"{}\",pod=\"{}\"",
+            escape(&c.container),
+            escape(&c.namespace),
+            escape(&c.pod)
+        )
+    };
+    header(
+        &mut out,
+        "container_cpu_usage_seconds_total",
+        "counter",
+        "Cumulative cpu time consumed by the container in core-seconds",
+    );
     for c in &sample.containers {
         let _ = writeln!(out, "container_cpu_usage_seconds_total{{{}}} {:.9} {ts}", container_labels(c), c.cpu_seconds);
     }
@@ -116,35 +128,60 @@ pub fn render(sample: &Sample) -> String {
     for c in &sample.containers {
         let _ = writeln!(out, "container_memory_working_set_bytes{{{}}} {} {ts}", container_labels(c), c.memory);
     }
-    header(&mut out, "container_start_time_seconds", "gauge", "Start time of the container since unix epoch in seconds");
+    header(
+        &mut out,
+        "container_start_time_seconds",
+        "gauge",
+        "Start time of the container since unix epoch in seconds",
+    );
     for c in &sample.containers {
         let _ = writeln!(out, "container_start_time_seconds{{{}}} {} {ts}", container_labels(c), c.start);
     }
-    header(&mut out, "node_cpu_usage_seconds_total", "counter", "Cumulative cpu time consumed by the node in core-seconds");
+    header(
+        &mut out,
+        "node_cpu_usage_seconds_total",
+        "counter",
+        "Cumulative cpu time consumed by the node in core-seconds",
+    );
     let _ = writeln!(out, "node_cpu_usage_seconds_total {:.9} {ts}", sample.node_cpu_seconds);
     header(&mut out, "node_memory_working_set_bytes", "gauge", "Current working set of the node in bytes");
     let _ = writeln!(out, "node_memory_working_set_bytes {} {ts}", sample.node_memory);
     // Pods: the sums of their containers.
-    let mut pods: Vec<((&str, &str), (f64, u64))> = Vec::new();
+    let mut pods: BTreeMap<(&str, &str), (f64, u64)> = BTreeMap::new();
     for c in &sample.containers {
-        let key = (c.namespace.as_str(), c.pod.as_str());
-        match pods.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, (cpu, memory))) => {
-                *cpu += c.cpu_seconds;
-                *memory += c.memory;
-            }
-            None => pods.push((key, (c.cpu_seconds, c.memory))),
-        }
+        let (cpu, memory) = pods.entry((c.namespace.as_str(), c.pod.as_str())).or_default();
+        *cpu += c.cpu_seconds;
+        *memory += c.memory;
     }
-    header(&mut out, "pod_cpu_usage_seconds_total", "counter", "Cumulative cpu time consumed by the pod in core-seconds");
+    header(
+        &mut out,
+        "pod_cpu_usage_seconds_total",
+        "counter",
+        "Cumulative cpu time consumed by the pod in core-seconds",
+    );
     for ((namespace, pod), (cpu, _)) in &pods {
-        let _ = writeln!(out, "pod_cpu_usage_seconds_total{{namespace=\"{}\",pod=\"{}\"}} {cpu:.9} {ts}", escape(namespace), escape(pod));
+        let _ = writeln!(
+            out,
+            "pod_cpu_usage_seconds_total{{namespace=\"{}\",pod=\"{}\"}} {cpu:.9} {ts}",
+            escape(namespace),
+            escape(pod)
+        );
     }
     header(&mut out, "pod_memory_working_set_bytes", "gauge", "Current working set of the pod in bytes");
     for ((namespace, pod), (_, memory)) in &pods {
-        let _ = writeln!(out, "pod_memory_working_set_bytes{{namespace=\"{}\",pod=\"{}\"}} {memory} {ts}", escape(namespace), escape(pod));
+        let _ = writeln!(
+            out,
+            "pod_memory_working_set_bytes{{namespace=\"{}\",pod=\"{}\"}} {memory} {ts}",
+            escape(namespace),
+            escape(pod)
+        );
     }
-    header(&mut out, "resource_scrape_error", "gauge", "1 if there was an error while getting container metrics, 0 otherwise");
+    header(
+        &mut out,
+        "resource_scrape_error",
+        "gauge",
+        "1 if there was an error while getting container metrics, 0 otherwise",
+    );
     out.push_str("resource_scrape_error 0\n");
     out
 }
@@ -195,7 +232,8 @@ pub async fn serve(listener: TcpListener, tls: TlsAcceptor, source: Source) {
                 let source = source.clone();
                 async move { Ok::<_, std::convert::Infallible>(answer(&request, &source)) }
             });
-            if let Err(error) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await
+            if let Err(error) =
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await
             {
                 tracing::debug!(%peer, %error, "kubelet endpoint: connection ended");
             }
@@ -261,10 +299,14 @@ mod tests {
         assert!(text.contains(
             "container_memory_working_set_bytes{container=\"app\",namespace=\"default\",pod=\"we\\\"b\"} 16777216 1200000\n"
         ));
-        assert!(text.contains("container_start_time_seconds{container=\"app\",namespace=\"default\",pod=\"we\\\"b\"} 1100 1200000\n"));
-        assert!(text.contains("node_cpu_usage_seconds_total 11.000000000 1200000\n"));
+        assert!(text.contains(
+            "container_start_time_seconds{container=\"app\",namespace=\"default\",pod=\"we\\\"b\"} 1100 1200000\n"
+        ));
+        assert!(text.contains("node_cpu_usage_seconds_total 21.000000000 1200000\n"));
         assert!(text.contains("node_memory_working_set_bytes 285212672 1200000\n"));
-        assert!(text.contains("pod_cpu_usage_seconds_total{namespace=\"default\",pod=\"we\\\"b\"} 1.000000000 1200000\n"));
+        assert!(
+            text.contains("pod_cpu_usage_seconds_total{namespace=\"default\",pod=\"we\\\"b\"} 1.000000000 1200000\n")
+        );
         assert!(text.contains("pod_memory_working_set_bytes{namespace=\"default\",pod=\"we\\\"b\"} 16777216 1200000\n"));
         assert!(text.ends_with("resource_scrape_error 0\n"));
     }

@@ -127,10 +127,8 @@ impl NodeFacts {
             ("pods".to_string(), Quantity(self.max_pods.to_string())),
         ]);
         let mut allocatable = capacity.clone();
-        allocatable.insert(
-            "memory".into(),
-            Quantity(format_memory(self.memory_bytes.saturating_sub(EVICTION_HARD_MEMORY))),
-        );
+        allocatable
+            .insert("memory".into(), Quantity(format_memory(self.memory_bytes.saturating_sub(EVICTION_HARD_MEMORY))));
         let condition = |kind: &str, status: &str, reason: &str, message: &str| {
             let before = previous
                 .and_then(|s| s.conditions.as_ref())
@@ -150,7 +148,12 @@ impl NodeFacts {
             capacity: Some(capacity),
             allocatable: Some(allocatable),
             conditions: Some(vec![
-                condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                condition(
+                    "MemoryPressure",
+                    "False",
+                    "KubeletHasSufficientMemory",
+                    "kubelet has sufficient memory available",
+                ),
                 condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
                 condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
                 condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
@@ -291,7 +294,8 @@ mod tests {
         let facts = facts();
         let first = facts.status(at(0), None);
         let later = facts.status(at(60), Some(&first));
-        let ready = |s: &NodeStatus| s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == "Ready").cloned().unwrap();
+        let ready =
+            |s: &NodeStatus| s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == "Ready").cloned().unwrap();
         assert_eq!(ready(&later).last_transition_time, Some(Time(at(0))));
         assert_eq!(ready(&later).last_heartbeat_time, Some(Time(at(60))));
         // An Unknown Ready (the node lifecycle controller's) transitions anew.

@@ -18,9 +18,14 @@ fn ready(pod: &Pod) -> (bool, Option<(&'static str, String)>) {
     for gate in gates.into_iter().flatten() {
         let found = conditions.and_then(|list| list.iter().find(|c| c.type_ == gate.condition_type));
         let message = match found {
-            None => format!("corresponding condition of pod readiness gate \"{}\" does not exist.", gate.condition_type),
+            None => {
+                format!("corresponding condition of pod readiness gate \"{}\" does not exist.", gate.condition_type)
+            }
             Some(c) if c.status != "True" => {
-                format!("the status of pod readiness gate \"{}\" is not \"True\", but {}", gate.condition_type, c.status)
+                format!(
+                    "the status of pod readiness gate \"{}\" is not \"True\", but {}",
+                    gate.condition_type, c.status
+                )
             }
             Some(_) => continue,
         };
@@ -188,7 +193,8 @@ mod tests {
         assert_eq!(status["startTime"], "2027-01-15T08:00:00Z");
         assert_eq!(status["containerStatuses"][0]["state"]["running"]["startedAt"], "2027-01-15T08:00:00Z");
         assert_eq!(status["containerStatuses"][0]["ready"], true);
-        let types: Vec<&str> = status["conditions"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
+        let types: Vec<&str> =
+            status["conditions"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
         assert_eq!(types, ["PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready"]);
         assert!(status.get("initContainerStatuses").is_none());
         let after = applied(&p, &patch);
@@ -208,7 +214,10 @@ mod tests {
         assert_eq!(ready["reason"], "ReadinessGatesNotReady");
         assert!(shows_running(&applied(&p, &patch), &running()));
         let gated = pod(gates, json!({"conditions": [{"type": "example.com/lb", "status": "True"}]}));
-        assert_eq!(running_patch(&gated, &running(), "h", Timestamp::UNIX_EPOCH)["status"]["conditions"][3]["status"], "True");
+        assert_eq!(
+            running_patch(&gated, &running(), "h", Timestamp::UNIX_EPOCH)["status"]["conditions"][3]["status"],
+            "True"
+        );
     }
 
     #[test]

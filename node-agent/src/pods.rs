@@ -162,7 +162,7 @@ impl PodSync {
 /// What the watch task and the writers tell the sync loop.
 enum Message {
     Listed(Vec<Pod>),
-    Changed(Pod),
+    Changed(Box<Pod>),
     Deleted(String),
     Done { uid: String, ok: bool },
 }
@@ -182,7 +182,7 @@ pub async fn run(api: Arc<ApiClient>, runtime: Arc<Mutex<HollowRuntime>>, nodes:
         let now = Timestamp::now();
         let actions = match message {
             Message::Listed(pods) => sync.relisted(pods, now),
-            Message::Changed(pod) => sync.observe(pod, now).into_iter().collect(),
+            Message::Changed(pod) => sync.observe(*pod, now).into_iter().collect(),
             Message::Deleted(uid) => {
                 sync.forget(&uid);
                 Vec::new()
@@ -205,28 +205,31 @@ pub async fn run(api: Arc<ApiClient>, runtime: Arc<Mutex<HollowRuntime>>, nodes:
 
 /// Performs one write; whether it succeeded (a pod already gone counts as done).
 async fn write(api: &ApiClient, action: &Action) -> bool {
-    let result = match action {
-        Action::Status { namespace, name, patch, .. } => api
-            .call("patch pod status", |c| {
-                let patch = Patch::Strategic(patch);
-                async move { Api::<Pod>::namespaced(c, namespace).patch_status(name, &PatchParams::default(), &patch).await }
-            })
-            .await
-            .map(|_| ()),
-        Action::Delete { namespace, name, uid } => {
-            let params = DeleteParams {
-                grace_period_seconds: Some(0),
-                preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
-                ..DeleteParams::default()
-            };
-            api.call("delete pod", |c| {
-                let params = &params;
-                async move { Api::<Pod>::namespaced(c, namespace).delete(name, params).await }
-            })
-            .await
-            .map(|_| ())
-        }
-    };
+    let result =
+        match action {
+            Action::Status { namespace, name, patch, .. } => api
+                .call("patch pod status", |c| {
+                    let patch = Patch::Strategic(patch);
+                    async move {
+                        Api::<Pod>::namespaced(c, namespace).patch_status(name, &PatchParams::default(), &patch).await
+                    }
+                })
+                .await
+                .map(|_| ()),
+            Action::Delete { namespace, name, uid } => {
+                let params = DeleteParams {
+                    grace_period_seconds: Some(0),
+                    preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
+                    ..DeleteParams::default()
+                };
+                api.call("delete pod", |c| {
+                    let params = &params;
+                    async move { Api::<Pod>::namespaced(c, namespace).delete(name, params).await }
+                })
+                .await
+                .map(|_| ())
+            }
+        };
     match result {
         Ok(()) => true,
         // Gone, or a different pod of that name now: nothing left to do.
@@ -291,7 +294,7 @@ async fn watch(api: Arc<ApiClient>, selector: String, tx: mpsc::UnboundedSender<
                         let message = match event {
                             WatchEvent::Added(pod) | WatchEvent::Modified(pod) => {
                                 revision = pod.metadata.resource_version.clone().unwrap_or(revision);
-                                Message::Changed(pod)
+                                Message::Changed(Box::new(pod))
                             }
                             WatchEvent::Deleted(pod) => {
                                 revision = pod.metadata.resource_version.clone().unwrap_or(revision);

@@ -21,7 +21,7 @@ pub fn parse_cpu(s: &str) -> Result<u64, BadQuantity> {
 
 /// Millicores as kube writes them: whole cores plainly, else `NNNm`.
 pub fn format_cpu(millicores: u64) -> String {
-    if millicores % 1000 == 0 {
+    if millicores.is_multiple_of(1000) {
         (millicores / 1000).to_string()
     } else {
         format!("{millicores}m")
@@ -53,7 +53,7 @@ pub fn parse_memory(s: &str) -> Result<u64, BadQuantity> {
 /// divides evenly, else plain bytes.
 pub fn format_memory(bytes: u64) -> String {
     for (suffix, unit) in [("Ti", 1u64 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
-        if bytes >= unit && bytes % unit == 0 {
+        if bytes >= unit && bytes.is_multiple_of(unit) {
             return format!("{}{suffix}", bytes / unit);
         }
     }

@@ -86,7 +86,12 @@ impl HollowRuntime {
             .enumerate()
             .map(|(i, (name, host_ip))| {
                 let base = u32::from(Ipv4Addr::new(10, 128 + (i / 256 % 128) as u8, (i % 256) as u8, 0));
-                let net = NodeNet { host_ip: *host_ip, block: Block { base, prefix: 24 }, assigned: false, used: BTreeSet::new() };
+                let net = NodeNet {
+                    host_ip: *host_ip,
+                    block: Block { base, prefix: 24 },
+                    assigned: false,
+                    used: BTreeSet::new(),
+                };
                 (name.clone(), net)
             })
             .collect();
