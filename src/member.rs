@@ -238,6 +238,9 @@ pub fn parse_initial_cluster(list: &str) -> anyhow::Result<BTreeMap<NodeId, Stri
 async fn join(node: &StoreNode, seed: &str) -> anyhow::Result<()> {
     let client = StoreClient::new(seed)?;
     let status = client.status().await.with_context(|| format!("asking {seed} for the cluster's members"))?;
+    if let Some(id) = &status.cluster_id {
+        node.adopt_cluster_id(id)?;
+    }
     if status.voters.contains(&node.id()) {
         tracing::info!("already a voting member; not joining again");
         return Ok(());

@@ -58,6 +58,7 @@ mod tests {
             voters: vec![1],
             learners: vec![],
             addresses: vec![],
+            cluster_id: None,
         }
     }
 

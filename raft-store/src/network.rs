@@ -24,6 +24,24 @@ use crate::types::{NodeId, TypeConfig};
 /// Largest message between members (snapshot chunks are 3 MiB by default).
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
+/// The gRPC metadata key that carries the sender's cluster id on every member-to-member
+/// call: a member refuses calls from another cluster (a port reused by another cluster's
+/// member must not feed it foreign log entries).
+pub const CLUSTER_HEADER: &str = "x-flotilla-cluster";
+
+/// This member's cluster id, once known (set when the cluster is bootstrapped or joined).
+pub type ClusterId = Arc<std::sync::RwLock<Option<String>>>;
+
+/// `msg` as a request carrying the cluster id `cluster`, if known.
+pub fn tagged<T>(msg: T, cluster: &ClusterId) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(msg);
+    let id = cluster.read().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some(value) = id.and_then(|id| id.parse().ok()) {
+        request.metadata_mut().insert(CLUSTER_HEADER, value);
+    }
+    request
+}
+
 /// A lazily connected channel to a member's gRPC address (`host:port`), from the local
 /// address `local` when given (a member's own listen address: a network fault between two
 /// members on one machine, each on its own loopback address, is then a rule on their pair).
@@ -45,13 +63,14 @@ pub struct Network {
     local: Option<IpAddr>,
     /// How soon a failed peer is tried again (see [`Connection::backoff`]).
     retry: std::time::Duration,
+    cluster: ClusterId,
 }
 
 impl Network {
     /// Peers' connections from `local` (see [`channel`]); a failed peer is tried again
     /// every `retry`.
-    pub fn new(local: Option<IpAddr>, retry: std::time::Duration) -> Self {
-        Network { local, retry, ..Network::default() }
+    pub fn new(local: Option<IpAddr>, retry: std::time::Duration, cluster: ClusterId) -> Self {
+        Network { local, retry, cluster, ..Network::default() }
     }
 
     fn channel(&self, addr: &str) -> Result<Channel, String> {
@@ -74,7 +93,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES)
         });
-        Connection { target, client, retry: self.retry }
+        Connection { target, client, retry: self.retry, cluster: self.cluster.clone() }
     }
 }
 
@@ -82,6 +101,7 @@ pub struct Connection {
     target: NodeId,
     client: Result<RaftClient<Channel>, String>,
     retry: std::time::Duration,
+    cluster: ClusterId,
 }
 
 impl Connection {
@@ -101,7 +121,7 @@ impl Connection {
             Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&AnyError::error(e.clone())))),
         };
         let data = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let request = tonic::Request::new(Blob { data });
+        let request = tagged(Blob { data }, &self.cluster);
         let fut = async {
             match rpc {
                 RpcKind::Append => client.append_entries(request).await,

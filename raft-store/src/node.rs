@@ -91,10 +91,27 @@ struct Inner {
     peers: Mutex<HashMap<String, KvClient<Channel>>>,
     /// Where connections to peers come from (see [`local_address`]).
     local: Option<std::net::IpAddr>,
+    /// The cluster this member belongs to (see [`network::CLUSTER_HEADER`]), and its DB.
+    cluster: network::ClusterId,
+    db: Arc<rocksdb::DB>,
     batcher: mpsc::Sender<batcher::Pending>,
     reads: mpsc::Sender<read_index::Waiter>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// Where a member keeps its cluster id (the meta column family).
+const CLUSTER_KEY: &[u8] = b"cluster/id";
+
+/// The cluster id kept in the data dir, if the member has one.
+fn read_cluster_id(db: &rocksdb::DB) -> Result<Option<String>> {
+    let meta = crate::db::cf(db, crate::db::CF_META)?;
+    Ok(db.get_cf(meta, CLUSTER_KEY)?.map(|raw| String::from_utf8_lossy(&raw).into_owned()))
+}
+
+/// FNV-1a, 64 bits: a hash that stays the same across builds and versions.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// A member that restarts into a cluster of several voters stands for election only once it
@@ -146,7 +163,7 @@ impl StoreNode {
     pub async fn start(cfg: StoreConfig) -> Result<Self> {
         let db = crate::db::open(&cfg.data_dir)?;
         let log_store = LogStore::new(db.clone()).map_err(|e| StoreError::Storage(format!("log flusher: {e}")))?;
-        let sm = StateMachine::open(db, cfg.data_dir.clone())?;
+        let sm = StateMachine::open(db.clone(), cfg.data_dir.clone())?;
         let (mvcc, hub) = (sm.mvcc(), sm.hub());
         let raft_config = openraft::Config {
             cluster_name: "flotilla".into(),
@@ -163,7 +180,9 @@ impl StoreNode {
         }
         .validate()
         .map_err(|e| StoreError::InvalidArgument(format!("raft config: {e}")))?;
-        let network = Network::new(local_address(&cfg), Duration::from_millis(cfg.heartbeat_ms.max(10)));
+        let cluster: network::ClusterId = Arc::new(std::sync::RwLock::new(read_cluster_id(&db)?));
+        let retry = Duration::from_millis(cfg.heartbeat_ms.max(10));
+        let network = Network::new(local_address(&cfg), retry, cluster.clone());
         let raft = Raft::new(cfg.id, Arc::new(raft_config), network, log_store, sm).await.map_err(fatal)?;
         hold_elections_after_restart(&raft, Duration::from_millis(2 * cfg.election_timeout_max_ms));
 
@@ -185,6 +204,8 @@ impl StoreNode {
                 request_timeout: cfg.request_timeout,
                 peers: Mutex::new(HashMap::new()),
                 local: local_address(&cfg),
+                cluster,
+                db: db.clone(),
                 batcher: batch_tx,
                 reads: reads_tx,
                 stop: Mutex::new(Some(stop_tx)),
@@ -221,6 +242,10 @@ impl StoreNode {
     /// Bootstraps a new cluster with these voting members. Every initial member may call it
     /// with the same list; a member that already has state ignores it.
     pub async fn initialize(&self, members: &BTreeMap<NodeId, String>) -> Result<()> {
+        // Every member bootstraps from the same list, so each names the cluster alike (also
+        // one that a peer's initialization reached first).
+        let list: Vec<String> = members.iter().map(|(id, addr)| format!("{id}={addr}")).collect();
+        self.adopt_cluster_id(&format!("{:016x}", fnv1a(list.join(",").as_bytes())))?;
         if self.inner.raft.is_initialized().await.map_err(fatal)? {
             return Ok(());
         }
@@ -373,7 +398,7 @@ impl StoreNode {
 
     async fn forward(&self, leader: NodeId, addr: &str, cmd: &Command) -> Result<CommandResult> {
         let mut client = self.peer(addr)?;
-        let sent = client.propose(tonic::Request::new(Blob { data: encode(cmd)? })).await;
+        let sent = client.propose(self.to_peer(Blob { data: encode(cmd)? })).await;
         metrics::counter!("flotilla_store_forwarded_total").increment(1);
         match sent {
             Ok(resp) => decode::<Result<CommandResult>>(&resp.into_inner().data)?,
@@ -443,7 +468,7 @@ impl StoreNode {
             };
             if let Some((id, addr)) = &leader {
                 let mut client = self.peer(addr)?;
-                let asked = client.read_index(tonic::Request::new(Blob { data: Vec::new() }));
+                let asked = client.read_index(self.to_peer(Blob { data: Vec::new() }));
                 // Reads are safe to ask again: a silent leader is given up when replaced.
                 match self.while_leading(*id, deadline, asked).await {
                     Some(Ok(resp)) => match decode::<Result<u64>>(&resp.into_inner().data)? {
@@ -504,6 +529,31 @@ impl StoreNode {
     }
 
     /// This member's view of the cluster.
+    /// The id of the cluster this member belongs to, once bootstrapped or joined.
+    pub fn cluster_id(&self) -> Option<String> {
+        self.inner.cluster.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Takes `id` as this member's cluster id (a member joining learns it from the cluster),
+    /// unless it already has one; kept in its data dir.
+    pub fn adopt_cluster_id(&self, id: &str) -> Result<()> {
+        let mut cluster = self.inner.cluster.write().unwrap_or_else(|p| p.into_inner());
+        if cluster.is_some() {
+            return Ok(());
+        }
+        let meta = crate::db::cf(&self.inner.db, crate::db::CF_META)?;
+        let mut sync = rocksdb::WriteOptions::default();
+        sync.set_sync(true);
+        self.inner.db.put_cf_opt(meta, CLUSTER_KEY, id.as_bytes(), &sync)?;
+        *cluster = Some(id.to_string());
+        Ok(())
+    }
+
+    /// `msg` as a request to a peer, carrying this member's cluster id.
+    fn to_peer<T>(&self, msg: T) -> tonic::Request<T> {
+        network::tagged(msg, &self.inner.cluster)
+    }
+
     pub fn status(&self) -> Result<MemberStatus> {
         let m = self.inner.raft.metrics().borrow().clone();
         let revs = self.inner.mvcc.revisions()?;
@@ -522,6 +572,7 @@ impl StoreNode {
             voters,
             learners,
             addresses,
+            cluster_id: self.cluster_id(),
         })
     }
 
@@ -577,10 +628,8 @@ impl StoreNode {
                 let mut client = self.peer(&node.addr)?;
                 let data = encode(&change)?;
                 let sent = match &change {
-                    MembershipChange::AddLearner(..) => client.add_learner(tonic::Request::new(Blob { data })).await,
-                    MembershipChange::SetVoters(_) => {
-                        client.change_membership(tonic::Request::new(Blob { data })).await
-                    }
+                    MembershipChange::AddLearner(..) => client.add_learner(self.to_peer(Blob { data })).await,
+                    MembershipChange::SetVoters(_) => client.change_membership(self.to_peer(Blob { data })).await,
                 };
                 match sent {
                     Ok(resp) => match decode::<Result<()>>(&resp.into_inner().data)? {

@@ -57,6 +57,20 @@ struct Service {
     node: StoreNode,
 }
 
+impl Service {
+    /// Refuses a member's call from another cluster: one whose cluster-id header differs
+    /// from this member's (calls without the header, from store clients, pass).
+    fn same_cluster(&self, req: &Request<Blob>) -> Result<(), Status> {
+        let theirs = req.metadata().get(crate::network::CLUSTER_HEADER).and_then(|v| v.to_str().ok());
+        match (theirs, self.node.cluster_id()) {
+            (Some(theirs), Some(ours)) if theirs != ours => Err(Status::failed_precondition(format!(
+                "the caller belongs to cluster {theirs}, this member to cluster {ours}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
 fn parse<T: DeserializeOwned>(req: Request<Blob>) -> Result<T, Status> {
     bincode::deserialize(&req.into_inner().data)
         .map_err(|e| Status::invalid_argument(format!("undecodable request payload: {e}")))
@@ -72,16 +86,19 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<Blob, Status>> + Send>>;
 #[tonic::async_trait]
 impl Raft for Service {
     async fn append_entries(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        self.same_cluster(&req)?;
         let rpc = parse(req)?;
         reply(&self.node.raft().append_entries(rpc).await)
     }
 
     async fn vote(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        self.same_cluster(&req)?;
         let rpc = parse(req)?;
         reply(&self.node.raft().vote(rpc).await)
     }
 
     async fn install_snapshot(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        self.same_cluster(&req)?;
         let rpc = parse(req)?;
         reply(&self.node.raft().install_snapshot(rpc).await)
     }
@@ -115,6 +132,7 @@ impl Kv for Service {
     }
 
     async fn propose(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        self.same_cluster(&req)?;
         let cmd: Command = parse(req)?;
         if let Command::Txns(txns) = &cmd {
             for txn in txns {
@@ -126,7 +144,8 @@ impl Kv for Service {
         reply(&self.node.propose_here(cmd).await)
     }
 
-    async fn read_index(&self, _req: Request<Blob>) -> Result<Response<Blob>, Status> {
+    async fn read_index(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        self.same_cluster(&req)?;
         reply(&self.node.read_index_local().await)
     }
 

@@ -246,6 +246,8 @@ pub struct MemberStatus {
     pub learners: Vec<NodeId>,
     /// Member id -> gRPC address.
     pub addresses: Vec<(NodeId, String)>,
+    /// The cluster's id, once bootstrapped or joined (a joining member adopts it).
+    pub cluster_id: Option<String>,
 }
 
 /// A command replicated through the Raft log and applied by every member.

@@ -382,3 +382,30 @@ async fn a_member_far_behind_catches_up_under_short_heartbeats() {
     assert_eq!(all.count, 3000);
     cluster.shutdown().await;
 }
+
+/// Every member of a cluster names it alike, and refuses member calls from another cluster
+/// (whose member may have taken over a reused port): no foreign log entry or vote gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_refuse_calls_from_another_cluster() {
+    let ours = TestCluster::start(3).await;
+    let theirs = TestCluster::start(1).await;
+    let ids: Vec<Option<String>> = ours.nodes.values().map(|n| n.cluster_id()).collect();
+    assert!(ids[0].is_some() && ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    let their_id = theirs.nodes.values().next().unwrap().cluster_id();
+    assert!(their_id.is_some() && their_id != ids[0]);
+
+    let target = ours.nodes.values().next().unwrap().addr().to_string();
+    let channel = raft_store::network::channel(&target, None).unwrap();
+    let mut client = raft_store::proto::raft_client::RaftClient::new(channel);
+    let call = |cluster: Option<String>| {
+        let cluster: raft_store::network::ClusterId = std::sync::Arc::new(std::sync::RwLock::new(cluster));
+        raft_store::network::tagged(raft_store::proto::Blob { data: vec![1, 2, 3] }, &cluster)
+    };
+    let foreign = client.vote(call(their_id)).await.unwrap_err();
+    assert_eq!(foreign.code(), tonic::Code::FailedPrecondition, "{foreign}");
+    // The same call from its own cluster gets past the check (to the payload, garbage here).
+    let own = client.append_entries(call(ids[0].clone())).await.unwrap_err();
+    assert_eq!(own.code(), tonic::Code::InvalidArgument, "{own}");
+    ours.shutdown().await;
+    theirs.shutdown().await;
+}
