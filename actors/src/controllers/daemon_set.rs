@@ -666,23 +666,10 @@ impl DaemonSets {
             batch *= 2;
         }
         let doomed: Vec<&Arc<Value>> = changes.delete.iter().take(BURST_REPLICAS).collect();
-        let results =
-            join_all(doomed.iter().map(|p| ctx.delete(pods::pods(), (ns, name(p)), DeleteOptions::default()))).await;
-        let (mut deleted, mut events) = (Vec::new(), Vec::new());
-        for (pod, result) in doomed.iter().zip(results) {
-            match result {
-                Ok(_) => {
-                    deleted.push((name(pod).to_string(), pods::uid(pod).to_string()));
-                    events.push(("Normal", "SuccessfulDelete", format!("Deleted pod: {}", name(pod))));
-                }
-                Err(ApiError::NotFound(_)) => {}
-                Err(e) => {
-                    events.push(("Warning", "FailedDelete", format!("Error deleting: {e}")));
-                    failure.get_or_insert(e);
-                }
-            }
+        let (deleted, failed) = pods::delete_burst(ctx, ds, ns, &doomed).await;
+        if let Some(e) = failed {
+            failure.get_or_insert(e);
         }
-        join_all(events.iter().map(|(t, reason, msg)| ctx.event(ds, t, reason, msg))).await;
         self.expectations.expect(key, created, deleted);
         failure.map_or(Ok(()), Err)
     }

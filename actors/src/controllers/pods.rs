@@ -451,6 +451,37 @@ pub fn normalized(status: Option<&Value>) -> Value {
     Value::Object(out)
 }
 
+/// Deletes `doomed` (pods of `owner` in `ns`) at once and records an Event per pod on the
+/// owner, as the ReplicaSet and DaemonSet controllers do: the (name, uid) of each pod deleted
+/// (gone already counts as neither), and the first error.
+pub async fn delete_burst(
+    ctx: &Ctx,
+    owner: &Value,
+    ns: Option<&str>,
+    doomed: &[&Arc<Value>],
+) -> (Vec<(String, String)>, Option<ApiError>) {
+    let name = |p: &'_ Value| crate::objects::name_of(p).unwrap_or_default().to_string();
+    let names: Vec<String> = doomed.iter().map(|p| name(p)).collect();
+    let deletes = names.iter().map(|n| ctx.delete(pods(), (ns, n.as_str()), Default::default()));
+    let results = futures::future::join_all(deletes).await;
+    let (mut deleted, mut events, mut failure) = (Vec::new(), Vec::new(), None);
+    for (pod, result) in doomed.iter().zip(results) {
+        match result {
+            Ok(_) => {
+                deleted.push((name(pod), uid(pod).to_string()));
+                events.push(("Normal", "SuccessfulDelete", format!("Deleted pod: {}", name(pod))));
+            }
+            Err(ApiError::NotFound(_)) => {}
+            Err(e) => {
+                events.push(("Warning", "FailedDelete", format!("Error deleting: {e}")));
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    futures::future::join_all(events.iter().map(|(t, reason, msg)| ctx.event(owner, t, reason, msg))).await;
+    (deleted, failure)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,7 +25,6 @@ use super::pods::{
 use crate::api_error::ApiError;
 use crate::controller::informer::resource_version;
 use crate::controller::{controller_of, Action, Ctx, Lister, ObjectKey, Reconciler, Watched};
-use crate::deletion::DeleteOptions;
 use crate::object_store::Part;
 
 /// At most this many pods created or deleted per reconcile (upstream's `burstReplicas`).
@@ -97,23 +96,8 @@ impl ReplicaSets {
             let mut ranked: Vec<Arc<Value>> = pods.to_vec();
             ranked.sort_by(|a, b| deletion_order(a, b));
             ranked.truncate((diff as usize).min(BURST_REPLICAS));
-            let deletes = ranked.iter().map(|p| ctx.delete(pods::pods(), (ns, name(p)), DeleteOptions::default()));
-            let results = join_all(deletes).await;
-            let (mut deleted, mut events, mut failed) = (Vec::new(), Vec::new(), None);
-            for (pod, result) in ranked.iter().zip(results) {
-                match result {
-                    Ok(_) => {
-                        deleted.push((name(pod).to_string(), pods::uid(pod).to_string()));
-                        events.push(("Normal", "SuccessfulDelete", format!("Deleted pod: {}", name(pod))));
-                    }
-                    Err(ApiError::NotFound(_)) => {}
-                    Err(e) => {
-                        events.push(("Warning", "FailedDelete", format!("Error deleting: {e}")));
-                        failed.get_or_insert(e);
-                    }
-                }
-            }
-            join_all(events.iter().map(|(t, reason, msg)| ctx.event(rs, t, reason, msg))).await;
+            let doomed: Vec<&Arc<Value>> = ranked.iter().collect();
+            let (deleted, failed) = pods::delete_burst(ctx, rs, ns, &doomed).await;
             self.expectations.expect(key, 0, deleted);
             if let Some(e) = failed {
                 return Err(e);
