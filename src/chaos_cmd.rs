@@ -122,6 +122,9 @@ async fn chaos_run(args: RunArgs) -> anyhow::Result<()> {
             Fault::ReplaceFollower => {
                 let new = cluster.replace(follower, leader, &[], STALL).await?;
                 eprintln!("  member {follower} replaced by member {new}");
+                let urls: Vec<String> =
+                    cluster.ids().iter().map(|id| cluster.api(*id).map(String::from)).collect::<Result<_, _>>()?;
+                workload.set_members(&urls, &cluster.pki_dir())?;
             }
         }
         let member = if matches!(fault, Fault::KillFollower | Fault::ReplaceFollower) { follower } else { leader };

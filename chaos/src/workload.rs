@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -45,7 +45,7 @@ pub struct Workload {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     ops: Arc<Mutex<Vec<Op>>>,
     watches: Arc<Mutex<BTreeMap<u32, WatchLog>>>,
-    members: Vec<ApiClient>,
+    members: Members,
     timeout: Duration,
 }
 
@@ -97,10 +97,36 @@ fn outcome(kind: &OpKind, result: Result<Answer, ApiError>) -> Outcome {
     }
 }
 
+/// The API servers the workload talks to; replaced as the membership changes.
+#[derive(Clone, Default)]
+struct Members(Arc<RwLock<Vec<ApiClient>>>);
+
+impl Members {
+    fn set(&self, urls: &[String], pki: &Path) -> Result<(), ApiError> {
+        if urls.is_empty() {
+            return Err(ApiError::Setup("a workload needs at least one API server".into()));
+        }
+        let clients: Vec<ApiClient> = urls.iter().map(|u| ApiClient::new(u, pki)).collect::<Result<_, _>>()?;
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = clients;
+        Ok(())
+    }
+
+    fn all(&self) -> Vec<ApiClient> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The member `choose(count)` picks (there is always at least one).
+    fn pick(&self, choose: impl FnOnce(usize) -> usize) -> ApiClient {
+        let members = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        members[choose(members.len()) % members.len()].clone()
+    }
+}
+
 impl Workload {
     /// Starts clients and watchers against the members' API servers (`https://...` URLs).
     pub fn start(urls: &[String], pki: &Path, config: WorkloadConfig) -> Result<Workload, ApiError> {
-        let members: Vec<ApiClient> = urls.iter().map(|u| ApiClient::new(u, pki)).collect::<Result<_, _>>()?;
+        let members = Members::default();
+        members.set(urls, pki)?;
         let (stop, stopped) = watch::channel(false);
         let started = Instant::now();
         let ops = Arc::new(Mutex::new(Vec::new()));
@@ -120,6 +146,12 @@ impl Workload {
             }));
         }
         Ok(Workload { started, stop, tasks, ops, watches, members, timeout: config.timeout })
+    }
+
+    /// Points clients and watchers at these members' API servers from now on (after a member
+    /// was replaced: the new one serves, the removed one never will again).
+    pub fn set_members(&self, urls: &[String], pki: &Path) -> Result<(), ApiError> {
+        self.members.set(urls, pki)
     }
 
     /// Nanoseconds since the run began, on the clock of the operations' times.
@@ -147,8 +179,8 @@ impl Workload {
         let mut final_state = None;
         let deadline = Instant::now() + Duration::from_secs(60);
         'read: while Instant::now() < deadline {
-            for member in &self.members {
-                if let Ok((_, state)) = list(member, self.timeout).await {
+            for member in self.members.all() {
+                if let Ok((_, state)) = list(&member, self.timeout).await {
                     final_state = Some(state);
                     break 'read;
                 }
@@ -181,7 +213,7 @@ async fn list(member: &ApiClient, timeout: Duration) -> Result<(Rv, BTreeMap<Str
 
 async fn run_client(
     client: u32,
-    members: Vec<ApiClient>,
+    members: Members,
     ops: Arc<Mutex<Vec<Op>>>,
     stopped: watch::Receiver<bool>,
     config: WorkloadConfig,
@@ -204,7 +236,7 @@ async fn run_client(
             (80..=99, Some(rv)) => OpKind::Delete { expected_rv: Some(*rv) },
             _ => OpKind::Get,
         };
-        let member = &members[rng.gen_range(0..members.len())];
+        let member = &members.pick(|n| rng.gen_range(0..n));
         let invoked = Instant::now();
         let result = match &kind {
             OpKind::Get => member.request("GET", &path(&key), None, config.timeout).await,
@@ -248,7 +280,7 @@ async fn run_client(
 
 async fn run_watcher(
     watcher: u32,
-    members: Vec<ApiClient>,
+    members: Members,
     watches: Arc<Mutex<BTreeMap<u32, WatchLog>>>,
     mut stopped: watch::Receiver<bool>,
     timeout: Duration,
@@ -265,7 +297,7 @@ async fn run_watcher(
     // last revision seen (through the next member); after a 410, list again.
     let mut from: Option<Rv> = None;
     while !*stopped.borrow() {
-        let member = &members[turn % members.len()];
+        let member = &members.pick(|n| turn % n);
         turn += 1;
         let rv = match from {
             Some(rv) => rv,

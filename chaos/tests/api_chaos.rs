@@ -77,6 +77,8 @@ async fn run(members: u64, leader_kills: usize) {
     let leader = cluster.wait_for_leader(DEADLINE).await.unwrap();
     let follower = cluster.ids().into_iter().find(|id| *id != leader).unwrap();
     cluster.replace(follower, leader, &FAST_ELECTIONS, DEADLINE).await.unwrap();
+    let urls: Vec<String> = cluster.ids().iter().map(|id| cluster.api(*id).unwrap().to_string()).collect();
+    workload.set_members(&urls, &cluster.pki_dir()).unwrap();
     progress(&workload, &cluster, 30, "member replaced").await;
     cluster.wait_for_leader(DEADLINE).await.unwrap();
 
