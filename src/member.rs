@@ -234,8 +234,16 @@ pub fn parse_initial_cluster(list: &str) -> anyhow::Result<BTreeMap<NodeId, Stri
     Ok(out)
 }
 
-/// Adds this member as a learner through `seed`, then makes it a voter.
+/// Adds this member as a learner through `seed`, then makes it a voter. A member that
+/// restarts as a voter (its membership is on disk) does not ask again: the seed may be
+/// long gone, replaced like any other member.
 async fn join(node: &StoreNode, seed: &str) -> anyhow::Result<()> {
+    let stored_voter =
+        node.raft().metrics().borrow().membership_config.membership().voter_ids().any(|id| id == node.id());
+    if stored_voter && node.cluster_id().is_some() {
+        tracing::info!("restarted as a voting member; not asking {seed} again");
+        return Ok(());
+    }
     let client = StoreClient::new(seed)?;
     let status = client.status().await.with_context(|| format!("asking {seed} for the cluster's members"))?;
     if let Some(id) = &status.cluster_id {
