@@ -13,7 +13,9 @@
 //! priority order (`v2` before `v1` before `v1beta1`), the first preferred.
 //!
 //! The review APIs ([`crate::aggregator::reviews`]) are listed after `events.k8s.io`, and the
-//! groups of non-local APIServices ([`crate::aggregator::groups`]) after all others.
+//! groups of non-local APIServices ([`crate::aggregator::groups`]) after all others. Pods also
+//! list the subresources the kubelet proxy serves (`pods/log`, `pods/exec`, ...,
+//! [`crate::kubelet_proxy::SUBRESOURCES`]).
 //!
 //! Unknown groups and versions get a 404 `Status`.
 
@@ -156,7 +158,7 @@ fn resource_list(group: &str, version: &str) -> Option<ApiResourceList> {
             short_names: k.short_names,
             categories: k.categories,
         });
-        resources.extend(k.subresources.iter().map(|sub| legacy_subresource(k, sub)));
+        resources.extend(subresources_of(k).iter().map(|sub| legacy_subresource(k, sub)));
     }
     if resources.is_empty() {
         return None;
@@ -169,11 +171,25 @@ fn resource_list(group: &str, version: &str) -> Option<ApiResourceList> {
     })
 }
 
+/// The subresources of `k`, by name: its own, and for core pods the ones the gateway serves
+/// itself from the kubelet ([`crate::kubelet_proxy::SUBRESOURCES`]).
+fn subresources_of(k: &ResourceKind) -> Vec<Subresource> {
+    let mut subresources = k.subresources.to_vec();
+    if k.group.is_empty() && k.resource == "pods" {
+        subresources.extend_from_slice(crate::kubelet_proxy::SUBRESOURCES);
+        subresources.sort_by_key(|sub| sub.name);
+    }
+    subresources
+}
+
 /// A subresource's entry in an `APIResourceList`: `deployments/scale`, with its own
-/// group, version and Kind when it returns another type.
+/// group and version when it returns another group's type (kube leaves them out for the
+/// core group: `pods/exec` is a `PodExecOptions`), and its Kind.
 fn legacy_subresource(parent: &ResourceKind, sub: &Subresource) -> ApiResource {
     let (group, version, kind) = match sub.response {
-        Some((group, version, kind)) => (Some(group), Some(version), kind),
+        Some((group, version, kind)) => {
+            (Some(group).filter(|g| !g.is_empty()), Some(version).filter(|v| !v.is_empty()), kind)
+        }
         None => (None, None, parent.kind),
     };
     ApiResource {
@@ -316,8 +332,7 @@ fn group_discovery_list(core: bool) -> GroupDiscoveryList {
 }
 
 fn resource_discovery(k: &'static ResourceKind) -> ResourceDiscovery {
-    let subresources = k
-        .subresources
+    let subresources = subresources_of(k)
         .iter()
         .map(|sub| {
             let (group, version, kind) = sub.response.unwrap_or(("", "", k.kind));
@@ -625,6 +640,22 @@ mod tests {
             status,
             &json!({"name": "pods/status", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get", "patch", "update"]})
         );
+        // The subresources the kubelet serves, by name among the pod's own, as kube lists them.
+        let pod_subresources: Vec<&str> =
+            resources.iter().filter_map(|r| r["name"].as_str()?.strip_prefix("pods/")).collect();
+        assert_eq!(pod_subresources, ["attach", "binding", "eviction", "exec", "log", "portforward", "status"]);
+        let exec = resources.iter().find(|r| r["name"] == "pods/exec").unwrap();
+        assert_eq!(
+            exec,
+            &json!({"name": "pods/exec", "singularName": "", "namespaced": true, "kind": "PodExecOptions", "verbs": ["create", "get"]})
+        );
+        let log = resources.iter().find(|r| r["name"] == "pods/log").unwrap();
+        assert_eq!(
+            log,
+            &json!({"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]})
+        );
+        let binding = resources.iter().find(|r| r["name"] == "pods/binding").unwrap();
+        assert!(binding.get("group").is_none() && binding.get("version").is_none(), "{binding}");
         let secrets = resources.iter().find(|r| r["name"] == "secrets").unwrap();
         assert!(secrets.get("shortNames").is_none() && secrets.get("categories").is_none(), "{secrets}");
         let namespaces = resources.iter().find(|r| r["name"] == "namespaces").unwrap();
@@ -678,6 +709,14 @@ mod tests {
         assert_eq!(core["items"].as_array().unwrap().len(), 1, "custom groups are never core");
         assert_eq!(core["items"][0]["metadata"], json!({}));
         assert_eq!(core["items"][0]["versions"][0]["freshness"], "Current");
+        let pods =
+            core["items"][0]["versions"][0]["resources"].as_array().unwrap().iter().find(|r| r["resource"] == "pods");
+        let portforward =
+            pods.unwrap()["subresources"].as_array().unwrap().iter().find(|s| s["subresource"] == "portforward");
+        assert_eq!(
+            portforward.unwrap(),
+            &json!({"subresource": "portforward", "responseKind": {"group": "", "version": "", "kind": "PodPortForwardOptions"}, "verbs": ["create", "get"]})
+        );
 
         let groups = value(&group_discovery_list(false));
         let apps = groups["items"].as_array().unwrap().iter().find(|i| i["metadata"]["name"] == "apps").unwrap();

@@ -3,8 +3,9 @@
 //! It will serve the Kubernetes REST API (authn -> authz -> admission -> the kind actors in
 //! `actors`). Today it serves, over TLS with authentication:
 //!
-//! - [`pki`]: the cluster CA, the serving certificate and the admin client certificate under
-//!   `DATA_DIR/pki/`, made on first start; [`kubeconfig`] writes the admin kubeconfig.
+//! - [`pki`]: the cluster CA, the serving certificate, the admin client certificate and the
+//!   kubelet client certificate under `DATA_DIR/pki/`, made on first start; [`kubeconfig`]
+//!   writes the admin kubeconfig.
 //! - [`tls`] and [`authn`]: rustls settings (client certificates optional, verified against the
 //!   CA) and the request's identity (client certificate, static bearer token, or anonymous:
 //!   401 except on `/livez`, `/readyz`, `/version`).
@@ -25,6 +26,11 @@
 //!   APIServices proxied to extension API servers (front-proxy client certificate, caller in
 //!   `X-Remote-*` headers), the availability actors, the local APIServices, the
 //!   `extension-apiserver-authentication` ConfigMap, and the TokenReview/SubjectAccessReview APIs.
+//! - [`kubelet_proxy`]: a pod's `log`, `exec`, `attach` and `portforward` subresources, sent
+//!   on to the kubelet of its node (logs streamed, WebSocket upgrades tunnelled) with the API
+//!   server's kubelet client certificate.
+//! - [`upstream`]: the HTTP/1.1-over-TLS client and the relay (streamed bodies, WebSocket
+//!   tunnel) the aggregator and the kubelet proxy share.
 //! - [`webhook_client`]: POST JSON to a webhook's `clientConfig` (URL or Service, TLS verified
 //!   against its `caBundle`, timeouts, kube's error words), for conversion and admission webhooks.
 //! - [`admission_webhooks`]: Mutating- and ValidatingWebhookConfigurations watched and called
@@ -44,6 +50,7 @@ pub mod conversion;
 pub mod discovery;
 pub mod health_endpoints;
 pub mod kubeconfig;
+pub mod kubelet_proxy;
 pub mod limits;
 pub mod metrics_recorder;
 pub mod openapi;
@@ -54,6 +61,7 @@ pub mod server;
 pub mod status;
 pub mod tables;
 pub mod tls;
+pub mod upstream;
 pub mod version;
 pub mod webhook_client;
 

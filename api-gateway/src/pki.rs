@@ -1,5 +1,6 @@
 //! The cluster's certificates as PEM files under `DATA_DIR/pki/`: the CA (`ca.crt`, `ca.key`),
-//! the API server's serving certificate (`apiserver.*`) and the admin's (`admin.*`).
+//! the API server's serving certificate (`apiserver.*`), the admin's (`admin.*`), and the API
+//! server's client certificate towards kubelets (`apiserver-kubelet-client.*`, kubeadm's name).
 //!
 //! [`load_or_create`] makes what is missing on first start and loads it on later starts. The
 //! CA is never replaced once `ca.crt` exists. A leaf certificate is issued again when it is
@@ -72,6 +73,9 @@ pub struct Pki {
     pub apiserver: CertAndKey,
     /// The admin client certificate (CN=admin, O=system:masters).
     pub admin: CertAndKey,
+    /// What the API server presents to kubelets for logs, exec, attach and port-forward
+    /// (CN=kube-apiserver-kubelet-client, O=kubeadm:cluster-admins, as kubeadm issues it).
+    pub kubelet_client: CertAndKey,
 }
 
 /// Loads the certificates in `dir` (`DATA_DIR/pki`), making whatever is missing or stale.
@@ -90,8 +94,15 @@ pub fn load_or_create(dir: &Path, extra_names: &[String]) -> Result<Pki, PkiErro
     }
     let apiserver = load_or_issue_leaf(dir, "apiserver", &ca_cert, &issuer, serving_params(names))?;
     let admin = load_or_issue_leaf(dir, "admin", &ca_cert, &issuer, client_params("admin", Some("system:masters")))?;
+    let kubelet_client = load_or_issue_leaf(
+        dir,
+        "apiserver-kubelet-client",
+        &ca_cert,
+        &issuer,
+        client_params(crate::kubelet_proxy::client::CLIENT_NAME, Some(crate::kubelet_proxy::client::CLIENT_GROUP)),
+    )?;
     crate::aggregator::front_proxy::load_or_create(dir, &ca.cert_pem)?;
-    Ok(Pki { ca, apiserver, admin })
+    Ok(Pki { ca, apiserver, admin, kubelet_client })
 }
 
 /// Makes the CA when `ca.crt` is missing, then loads it as every later start does.
@@ -312,8 +323,23 @@ mod tests {
 
         let admin = crate::authn::user_from_certificate(&admin_der).unwrap();
         assert_eq!((admin.name.as_str(), admin.groups[0].as_str()), ("admin", "system:masters"));
+        let kubelet_client_der = cert(&pki.kubelet_client.cert_pem);
+        let kubelet_client = parse_der(Path::new("kubelet client"), &kubelet_client_der).unwrap();
+        kubelet_client.verify_signature(Some(ca.public_key())).unwrap();
+        let kubelet_client = crate::authn::user_from_certificate(&kubelet_client_der).unwrap();
+        assert_eq!(
+            (kubelet_client.name.as_str(), kubelet_client.groups[0].as_str()),
+            ("kube-apiserver-kubelet-client", "kubeadm:cluster-admins")
+        );
 
-        for (file, mode) in [("ca.key", 0o600), ("apiserver.key", 0o600), ("admin.key", 0o600), ("ca.crt", 0o644)] {
+        for (file, mode) in [
+            ("ca.key", 0o600),
+            ("apiserver.key", 0o600),
+            ("admin.key", 0o600),
+            ("apiserver-kubelet-client.key", 0o600),
+            ("apiserver-kubelet-client.crt", 0o644),
+            ("ca.crt", 0o644),
+        ] {
             let meta = fs::metadata(dir.path().join(file)).unwrap();
             assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, mode, "{file}");
         }
@@ -328,6 +354,7 @@ mod tests {
         assert_eq!(first.ca.key_pem, second.ca.key_pem);
         assert_eq!(first.apiserver.cert_pem, second.apiserver.cert_pem);
         assert_eq!(first.admin.key_pem, second.admin.key_pem);
+        assert_eq!(first.kubelet_client.key_pem, second.kubelet_client.key_pem);
     }
 
     #[test]

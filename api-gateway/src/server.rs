@@ -13,6 +13,8 @@ use actors::{HealthActor, KindActors};
 
 use crate::aggregator::{self, Aggregator};
 use crate::authn::{self, Tokens};
+use crate::kubelet_proxy::client::KubeletClient;
+use crate::kubelet_proxy::{self, KubeletProxy};
 use crate::metrics_recorder::PrometheusHandle;
 use crate::pki::Pki;
 use crate::tls::{self, TlsError};
@@ -28,6 +30,9 @@ pub enum ServeError {
     Pki(#[from] crate::pki::PkiError),
     #[error("binding {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    /// The client towards kubelets cannot be made from the kubelet client certificate.
+    #[error("the kubelet client: {0}")]
+    KubeletClient(#[from] crate::upstream::ProxyError),
 }
 
 /// Binds `bind` (port 0 picks a free port) and returns the HTTPS API server, not yet awaited,
@@ -35,7 +40,9 @@ pub enum ServeError {
 /// certificates against `pki`'s CA, accepts the bearer `tokens`, and answers `/livez`,
 /// `/readyz`, `/version` (open to anonymous clients), `/metrics`, discovery (`/api`,
 /// `/apis`, ...), the OpenAPI documents (`/openapi/v2`, `/openapi/v3/...`) and the object verbs, sent to `kinds`;
-/// the group/versions of non-local APIServices go to their extension servers ([`aggregator`]). Await or spawn the server on an actix system; stop it with its handle.
+/// the group/versions of non-local APIServices go to their extension servers ([`aggregator`]); a pod's
+/// logs, exec, attach and port-forward go to its node's kubelet ([`kubelet_proxy`]). Await or spawn the
+/// server on an actix system; stop it with its handle.
 pub fn serve(
     bind: SocketAddr,
     pki: &Pki,
@@ -49,6 +56,7 @@ pub fn serve(
     let aggregator = web::Data::new(Aggregator::start(pki, kinds.clone())?);
     let tokens = web::Data::new(tokens);
     let limits = web::Data::new(crate::limits::Limits::default());
+    let kubelet = KubeletProxy::new(kinds.clone(), KubeletClient::new(&pki.kubelet_client)?);
     let server = HttpServer::new(move || {
         let (health, prometheus) = (health.clone(), prometheus.clone());
         App::new()
@@ -64,6 +72,7 @@ pub fn serve(
             .configure(discovery::configure)
             .configure(openapi::configure)
             .configure(aggregator::reviews::configure)
+            .configure(|cfg| kubelet_proxy::configure(cfg, kubelet.clone()))
             .configure(|cfg| resources::configure(cfg, kinds.clone()))
             .default_service(web::to(not_found))
     })
