@@ -116,9 +116,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     node.initialize(&BTreeMap::from([(1, node.addr().to_string())])).await?;
     let bind: SocketAddr = ([127, 0, 0, 1], args.port).into();
     let serving = pki.clone();
+    let root_ca = pki.ca.cert_pem.clone();
     let store = node.clone();
     let api = crate::gateway::start(node.clone(), prometheus, move |health, prometheus| {
-        let kinds = start_control_plane(&store);
+        let kinds = start_control_plane(&store, root_ca);
         api_gateway::serve(bind, &serving, tokens, health, kinds, prometheus)
     })?;
     let kubeconfig = args.data_dir.join("kubeconfig");
@@ -139,13 +140,13 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
 /// their admission chain, the CRD controller, and the controllers and scheduler (which work
 /// only while this member leads). Runs inside the gateway's actix system, where the kind
 /// actors live.
-fn start_control_plane(store: &StoreNode) -> actors::KindActors {
+fn start_control_plane(store: &StoreNode, root_ca: String) -> actors::KindActors {
     let kinds = actors::KindActors::start(store);
     // Built-in plugins, with the admission webhooks before ResourceQuota (as kube orders them).
     let webhooks = std::sync::Arc::new(api_gateway::admission_webhooks::Webhooks::start(kinds.clone()));
     kinds.set_admission(std::sync::Arc::new(actors::admission::builtin::chain_with_webhooks(store.clone(), webhooks)));
     actors::CrdController::start_supervised(store.clone(), kinds.clone());
-    actors::controllers::start_all(kinds.clone(), store.clone());
+    actors::controllers::start_all(kinds.clone(), store.clone(), Some(root_ca));
     kinds
 }
 
@@ -189,7 +190,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         };
         let store = node.clone();
         let api = crate::gateway::start(node.clone(), prometheus, move |health, prometheus| {
-            let kinds = start_control_plane(&store);
+            let kinds = start_control_plane(&store, pki.ca.cert_pem.clone());
             api_gateway::serve(bind, &pki, tokens, health, kinds, prometheus)
         })?;
         tracing::info!(%api, "serving the Kubernetes API");
@@ -238,11 +239,19 @@ pub fn parse_initial_cluster(list: &str) -> anyhow::Result<BTreeMap<NodeId, Stri
 /// restarts as a voter (its membership is on disk) does not ask again: the seed may be
 /// long gone, replaced like any other member.
 async fn join(node: &StoreNode, seed: &str) -> anyhow::Result<()> {
-    let stored_voter =
-        node.raft().metrics().borrow().membership_config.membership().voter_ids().any(|id| id == node.id());
-    if stored_voter && node.cluster_id().is_some() {
-        tracing::info!("restarted as a voting member; not asking {seed} again");
-        return Ok(());
+    if node.cluster_id().is_some() {
+        // Joined before: once Raft has loaded the membership from disk, see if it names us.
+        let me = node.id();
+        let voter = node
+            .raft()
+            .wait(Some(Duration::from_secs(2)))
+            .metrics(|m| m.membership_config.membership().voter_ids().any(|id| id == me), "restored as a voter")
+            .await
+            .is_ok();
+        if voter {
+            tracing::info!(seed, "restarted as a voting member; not asking the seed again");
+            return Ok(());
+        }
     }
     let client = StoreClient::new(seed)?;
     let status = client.status().await.with_context(|| format!("asking {seed} for the cluster's members"))?;

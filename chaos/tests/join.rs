@@ -1,5 +1,6 @@
 //! `flotilla server --join`: a new process joins a running 3-member cluster online, becomes
-//! a voter, and receives every earlier write.
+//! a voter, and receives every earlier write; it restarts from its data even once the
+//! member it joined through is gone.
 
 #![allow(clippy::unwrap_used)]
 
@@ -41,6 +42,29 @@ async fn a_new_member_joins_a_running_cluster_and_becomes_a_voter_with_all_data(
     for id in [1, 2, 3] {
         assert_eq!(cluster.client(id).unwrap().status().await.unwrap().voters, vec![1, 2, 3, 4]);
     }
+
+    // Its seed leaves the cluster for good; the joined member restarts from its own data
+    // and comes back without asking the seed.
+    client.change_membership([1, 3, 4].into_iter().collect()).await.unwrap();
+    cluster.kill(2).unwrap();
+    cluster.kill(4).unwrap();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    // Retried: the removal may have deposed the leader.
+    while cluster.client(1).unwrap().put("/join/while-down", "w").await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "no write after the seed left:\n{}", cluster.log_tail(1, 30));
+        tick.tick().await;
+    }
+    cluster.restart(4).unwrap();
+    loop {
+        tick.tick().await;
+        if let Ok(all) = joined.range(&RangeRequest::prefix("/join/"), true).await {
+            if all.count == 53 {
+                break;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "member 4 never came back:\n{}", cluster.log_tail(4, 30));
+    }
+    assert_eq!(joined.status().await.unwrap().voters, vec![1, 3, 4]);
 }
 
 /// `flotilla member`: a dead follower is removed and a replacement joins, while writes go on
