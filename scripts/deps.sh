@@ -4,7 +4,7 @@
 set -euo pipefail
 
 need_pkgs=()
-for pkg in protobuf-compiler libclang-dev librocksdb-dev librocksdb7.8 containernetworking-plugins etcd-server iptables; do
+for pkg in protobuf-compiler libclang-dev librocksdb-dev librocksdb7.8 containernetworking-plugins containerd runc busybox-static etcd-server iptables; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -8,10 +8,13 @@ use anyhow::Context;
 use node_agent::quantity::{parse_cpu, parse_memory};
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct AgentArgs {
+    #[command(subcommand)]
+    action: Option<AgentAction>,
     /// Kubeconfig with the credentials (and CA) to reach the API server.
-    #[arg(long, env = "KUBECONFIG")]
-    kubeconfig: PathBuf,
+    #[arg(long, env = "KUBECONFIG", required = true)]
+    kubeconfig: Option<PathBuf>,
     /// API server endpoints to fail over between (comma-separated or repeated); default:
     /// the kubeconfig's server.
     #[arg(long = "server", value_delimiter = ',', value_name = "URL")]
@@ -47,9 +50,60 @@ pub struct AgentArgs {
     /// Pods this node takes.
     #[arg(long, default_value_t = 110)]
     max_pods: u32,
+    /// Where a real node keeps its private containerd, pod volumes and container logs.
+    #[arg(long, default_value = node_agent::agent::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+}
+
+#[derive(clap::Subcommand)]
+enum AgentAction {
+    /// Stop and remove every pod the agent of STATE_DIR runs, then stop its containerd.
+    Reset {
+        #[arg(long, default_value = node_agent::agent::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+}
+
+/// `flotilla images import FILE`: images for a node that pulls from no registry.
+#[derive(clap::Args)]
+pub struct ImagesArgs {
+    #[command(subcommand)]
+    action: ImagesAction,
+}
+
+#[derive(clap::Subcommand)]
+enum ImagesAction {
+    /// Import an image archive (docker-archive or OCI layout tar) into the node's containerd.
+    Import {
+        file: PathBuf,
+        #[arg(long, default_value = node_agent::agent::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+}
+
+pub async fn images(args: ImagesArgs) -> anyhow::Result<()> {
+    match args.action {
+        ImagesAction::Import { file, state_dir } => {
+            let socket = node_agent::runtime::containerd::Layout::new(&state_dir).socket();
+            anyhow::ensure!(
+                socket.exists(),
+                "no containerd serving at {} (is `flotilla agent` or `flotilla up` running?)",
+                socket.display()
+            );
+            node_agent::runtime::images::import(&socket, &file).await?;
+            println!("imported {}", file.display());
+            Ok(())
+        }
+    }
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    if let Some(AgentAction::Reset { state_dir }) = args.action {
+        let removed = node_agent::agent::reset(&state_dir).await?;
+        println!("removed {removed} pod sandboxes; containerd of {} stopped", state_dir.display());
+        return Ok(());
+    }
+    let kubeconfig = args.kubeconfig.context("--kubeconfig is required")?;
     let hollow = if args.hollow {
         Some(node_agent::Hollow {
             count: args.count,
@@ -61,7 +115,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         None
     };
     let config = node_agent::Config {
-        kubeconfig: args.kubeconfig,
+        kubeconfig,
         servers: args.servers,
         node_name: args.node_name,
         node_ip: args.node_ip,
@@ -69,6 +123,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         heartbeat: Duration::from_secs(args.heartbeat_secs.max(1)),
         kubelet_port: args.kubelet_port,
         max_pods: args.max_pods,
+        state_dir: args.state_dir,
     };
     node_agent::run(config).await?;
     Ok(())

@@ -47,6 +47,8 @@ enum Command {
     Chaos(chaos_cmd::ChaosCommand),
     /// Run a node agent: register a Node, heartbeat, run its pods (`--hollow`: simulated nodes).
     Agent(agent::AgentArgs),
+    /// Images of the local node (it pulls from no registry): import.
+    Images(agent::ImagesArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,6 +65,7 @@ fn main() -> anyhow::Result<()> {
             Command::Bench(cmd) => bench::run(cmd).await,
             Command::Chaos(cmd) => chaos_cmd::run(cmd).await,
             Command::Agent(args) => agent::run(args).await,
+            Command::Images(args) => agent::images(args).await,
         }
     })
 }

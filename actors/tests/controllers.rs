@@ -35,7 +35,7 @@ async fn every_namespace_gets_a_default_service_account_even_after_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let node = single_member(dir.path()).await;
     let kinds = KindActors::start(&node);
-    let controllers = actors::controllers::start_all(kinds.clone(), node.clone());
+    let controllers = actors::controllers::start_all(kinds.clone(), node.clone(), None);
     let namespaces = kinds.get(find("", "v1", "namespaces").unwrap()).unwrap();
     let create_ns = |name: &str| Create {
         namespace: None,

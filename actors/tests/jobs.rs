@@ -62,7 +62,7 @@ struct Cluster {
 impl Cluster {
     /// With every controller.
     async fn start() -> Cluster {
-        Cluster::start_with(actors::controllers::start_all).await
+        Cluster::start_with(|kinds, node| actors::controllers::start_all(kinds, node, None)).await
     }
 
     /// With the controllers `start` starts.

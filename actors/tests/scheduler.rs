@@ -36,7 +36,7 @@ struct Cluster {
 impl Cluster {
     async fn start() -> Cluster {
         let (cluster, node) = Cluster::without_controllers().await;
-        actors::controllers::start_all(cluster.kinds.clone(), node);
+        actors::controllers::start_all(cluster.kinds.clone(), node, None);
         cluster
     }
 

@@ -48,7 +48,7 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let node = single_member(dir.path()).await;
         let kinds = KindActors::start(&node);
-        let controllers = actors::controllers::start_all(kinds.clone(), node.clone());
+        let controllers = actors::controllers::start_all(kinds.clone(), node.clone(), None);
         let cluster = Cluster { kinds, controllers, node, _dir: dir };
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}});
         let _ = cluster.kinds.get(find("", "v1", "namespaces").unwrap()).unwrap().send(create(None, ns)).await.unwrap();

@@ -1,6 +1,7 @@
 //! One agent process: its nodes (one real node, or N hollow ones), each with its kubelet
-//! endpoint and heartbeat loops, and for hollow nodes the shared pod watch over the hollow
-//! runtime. [`run`] starts them all and returns on SIGINT or SIGTERM.
+//! endpoint and heartbeat loops; a real node's pods run as containers in the agent's
+//! private containerd, hollow nodes' pods in the hollow runtime. [`run`] starts them all
+//! and returns on SIGINT or SIGTERM (a real node's containers keep running).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -12,12 +13,20 @@ use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::client::{self, ApiClient};
+use crate::cri_pods::registry::Registry;
+use crate::cri_pods::worker::NodeContext;
 use crate::heartbeat::{self, OnNode};
 use crate::host::{self, HostFacts, HostUsage};
+use crate::kubelet_api::{self, Endpoint, Pods};
 use crate::metrics::{self, Sample, Source};
 use crate::node::NodeFacts;
-use crate::pods;
+use crate::runtime::containerd::{self, Containerd};
 use crate::runtime::hollow::HollowRuntime;
+use crate::runtime::images;
+use crate::{cni, cri_pods, pods};
+
+/// Where a real node keeps its containerd, pod volumes and logs by default.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/flotilla/agent";
 
 /// kubelet's default port.
 pub const KUBELET_PORT: u16 = 10250;
@@ -42,6 +51,8 @@ pub struct Config {
     pub kubelet_port: Option<u16>,
     /// Pods a real node takes (kubelet's `--max-pods`).
     pub max_pods: u32,
+    /// A real node's containerd, pod volumes and logs.
+    pub state_dir: PathBuf,
 }
 
 /// The simulated nodes of `--hollow`.
@@ -60,7 +71,11 @@ pub enum Error {
     #[error(transparent)]
     Client(#[from] client::Error),
     #[error(transparent)]
-    Metrics(#[from] metrics::Error),
+    KubeletApi(#[from] kubelet_api::Error),
+    #[error(transparent)]
+    Containerd(#[from] containerd::Error),
+    #[error(transparent)]
+    Images(#[from] images::Error),
     /// `--count 0`.
     #[error("--count must be at least 1")]
     NoNodes,
@@ -106,14 +121,23 @@ pub async fn run(config: Config) -> Result<(), Error> {
         let nodes: Vec<(String, IpAddr)> = facts.iter().map(|f| (f.name.clone(), f.address)).collect();
         Arc::new(Mutex::new(HollowRuntime::new(&nodes)))
     });
+    // A real node: the private containerd with the node's own images.
+    let real = match &runtime {
+        Some(_) => None,
+        None => {
+            let containerd = Containerd::start(&config.state_dir).await?;
+            images::import_node_images(&containerd.layout.socket(), &config.state_dir).await?;
+            Some((containerd, Registry::default()))
+        }
+    };
 
     // The kubelet endpoints first: their ports go into the Nodes' status.
     let mut names: Vec<String> = facts.iter().map(|f| f.name.clone()).collect();
     names.extend([host.hostname.clone(), address.to_string(), "localhost".into()]);
-    let tls = metrics::tls_acceptor(&names)?;
+    let tls = kubelet_api::tls_acceptor(&names, api.ca_certs())?;
     let bind_ip = if address.is_loopback() { address } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
     for (i, node) in facts.iter_mut().enumerate() {
-        let listener = metrics::bind(SocketAddr::new(bind_ip, kubelet_port(&config, i))).await?;
+        let listener = kubelet_api::bind(SocketAddr::new(bind_ip, kubelet_port(&config, i))).await?;
         node.kubelet_port = listener.local_addr().map_err(Error::Signal)?.port();
         let source: Source = match &runtime {
             Some(runtime) => {
@@ -125,11 +149,14 @@ pub async fn run(config: Config) -> Result<(), Error> {
             }
             None => Arc::new(host_metrics),
         };
-        tokio::spawn(metrics::serve(listener, tls.clone(), source));
+        let pods = real
+            .as_ref()
+            .map(|(containerd, registry)| Pods { cri: containerd.cri.clone(), registry: registry.clone() });
+        tokio::spawn(kubelet_api::serve(listener, tls.clone(), Endpoint { metrics: source, pods }));
     }
 
-    let on_node: OnNode = match &runtime {
-        Some(runtime) => {
+    let on_node: OnNode = match (&runtime, &real) {
+        (Some(runtime), _) => {
             let runtime = runtime.clone();
             Arc::new(move |node: &Node| {
                 let (Some(name), Some(cidr)) =
@@ -140,7 +167,23 @@ pub async fn run(config: Config) -> Result<(), Error> {
                 runtime.lock().unwrap_or_else(PoisonError::into_inner).set_pod_cidr(name, cidr);
             })
         }
-        None => Arc::new(|_: &Node| {}),
+        (None, Some((containerd, _))) => {
+            // The pod network follows the node's pod CIDR (containerd reloads the config).
+            let (conf_dir, ipam_dir) = (containerd.layout.cni_conf_dir(), config.state_dir.join("cni-ipam"));
+            Arc::new(move |node: &Node| {
+                let (Some(name), Some(cidr)) =
+                    (node.metadata.name.as_deref(), node.spec.as_ref().and_then(|s| s.pod_cidr.as_deref()))
+                else {
+                    return;
+                };
+                match cni::write_node_conflist(&conf_dir, &cni::node_conflist(name, cidr, &ipam_dir)) {
+                    Ok(true) => tracing::info!(%cidr, bridge = %cni::bridge_name(name), "pod network configured"),
+                    Ok(false) => {}
+                    Err(error) => tracing::warn!(%error, "writing the CNI config failed"),
+                }
+            })
+        }
+        (None, None) => Arc::new(|_: &Node| {}),
     };
     let count = facts.len() as u32;
     tracing::info!(
@@ -153,8 +196,18 @@ pub async fn run(config: Config) -> Result<(), Error> {
     if let Some(runtime) = &runtime {
         let addresses: HashMap<String, IpAddr> = facts.iter().map(|f| (f.name.clone(), f.address)).collect();
         tokio::spawn(pods::run(api.clone(), runtime.clone(), addresses));
-    } else {
-        tracing::warn!("no container runtime yet: pods bound to this node stay pending (use --hollow)");
+    }
+    if let (Some((containerd, registry)), Some(node)) = (&real, facts.first()) {
+        let context = NodeContext {
+            name: node.name.clone(),
+            host_ip: address.to_string(),
+            cri: containerd.cri.clone(),
+            api: api.clone(),
+            pods_dir: config.state_dir.join("pods"),
+            logs_dir: config.state_dir.join("logs").display().to_string(),
+            registry: registry.clone(),
+        };
+        tokio::spawn(cri_pods::run(Arc::new(context)));
     }
     for (i, node) in facts.into_iter().enumerate() {
         // Spread the nodes' beats over the interval.
@@ -163,6 +216,9 @@ pub async fn run(config: Config) -> Result<(), Error> {
     }
     shutdown_signal().await?;
     tracing::info!("node agent stopping");
+    if let Some((mut containerd, _)) = real {
+        containerd.stop().await;
+    }
     Ok(())
 }
 
@@ -177,6 +233,25 @@ fn host_metrics() -> String {
         }),
         None => "resource_scrape_error 1\n".to_string(),
     }
+}
+
+/// Stops and removes every pod sandbox the agent of `state_dir` made (their containers
+/// with them), then stops its containerd: what `flotilla agent reset` does. The number of
+/// sandboxes removed.
+pub async fn reset(state_dir: &std::path::Path) -> Result<usize, Error> {
+    let mut containerd = Containerd::start(state_dir).await?;
+    let managed = HashMap::from([(cri_pods::config::LABEL_MANAGED.to_string(), "true".to_string())]);
+    let sandboxes = containerd.cri.list_pod_sandboxes(managed).await.unwrap_or_default();
+    for sandbox in &sandboxes {
+        if let Err(error) = containerd.cri.stop_pod_sandbox(&sandbox.id).await {
+            tracing::warn!(%error, sandbox = %sandbox.id, "stopping sandbox failed");
+        }
+        if let Err(error) = containerd.cri.remove_pod_sandbox(&sandbox.id).await {
+            tracing::warn!(%error, sandbox = %sandbox.id, "removing sandbox failed");
+        }
+    }
+    containerd.stop_any().await;
+    Ok(sandboxes.len())
 }
 
 async fn shutdown_signal() -> std::io::Result<()> {
@@ -206,6 +281,7 @@ mod tests {
             heartbeat: Duration::from_secs(10),
             kubelet_port: port,
             max_pods: 110,
+            state_dir: PathBuf::new(),
         }
     }
 

@@ -86,6 +86,8 @@ pub struct ApiClient {
     current: AtomicUsize,
     /// Tries per call, across endpoints.
     attempts: usize,
+    /// The cluster CA certificates (DER) from the kubeconfig.
+    ca_certs: Vec<Vec<u8>>,
 }
 
 impl ApiClient {
@@ -112,7 +114,14 @@ impl ApiClient {
             endpoints.push((url.trim_end_matches('/').to_string(), client));
         }
         let attempts = (endpoints.len() * 3).max(4);
-        Ok(ApiClient { endpoints, current: AtomicUsize::new(0), attempts })
+        let ca_certs = base.root_cert.clone().unwrap_or_default();
+        Ok(ApiClient { endpoints, current: AtomicUsize::new(0), attempts, ca_certs })
+    }
+
+    /// The cluster CA certificates (DER) the kubeconfig trusts: the kubelet endpoint
+    /// accepts client certificates they signed (the API server's).
+    pub fn ca_certs(&self) -> &[Vec<u8>] {
+        &self.ca_certs
     }
 
     /// The endpoint in use: its index (for [`Self::fail_over`]), URL and client.

@@ -49,6 +49,51 @@ pub enum Error {
     BadOutput { plugin: String, source: serde_json::Error },
 }
 
+/// The node's pod network for containerd's CNI plugin: a bridge named after the node (so
+/// agents sharing a machine in tests keep apart) with host-local addresses from the pod
+/// CIDR, kept under `ipam_dir`. No masquerading: pod traffic stays on this machine.
+pub fn node_conflist(node: &str, pod_cidr: &str, ipam_dir: &std::path::Path) -> Value {
+    let bridge = bridge_name(node);
+    serde_json::json!({
+        "cniVersion": CNI_VERSION,
+        "name": format!("flotilla-{bridge}"),
+        "plugins": [{
+            "type": "bridge",
+            "bridge": bridge,
+            "isGateway": true,
+            "ipMasq": false,
+            "hairpinMode": true,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{"subnet": pod_cidr}]],
+                "routes": [{"dst": "0.0.0.0/0"}],
+                "dataDir": ipam_dir.display().to_string(),
+            },
+        }],
+    })
+}
+
+/// A Linux interface name (at most 15 bytes) for the node's bridge.
+pub fn bridge_name(node: &str) -> String {
+    let hash = node.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    format!("fl{:08x}", hash as u32)
+}
+
+/// Writes the node's conflist into containerd's CNI config dir if it differs; whether it
+/// changed.
+pub fn write_node_conflist(conf_dir: &std::path::Path, config: &Value) -> std::io::Result<bool> {
+    let path = conf_dir.join("10-flotilla.conflist");
+    let text = serde_json::to_string_pretty(config).unwrap_or_default();
+    if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(conf_dir)?;
+    let staged = conf_dir.join(".10-flotilla.conflist.new");
+    std::fs::write(&staged, &text)?;
+    std::fs::rename(staged, path)?;
+    Ok(true)
+}
+
 /// Result of this module's operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -5,16 +5,20 @@
 //! Start at [`agent::run`]: one process runs one real node or N hollow (simulated) ones.
 //! - [`client`]: the API client over several endpoints, failing over between them.
 //! - [`node`] (what a node reports) and [`heartbeat`] (registration, Lease, status loops).
-//! - [`pods`] (the shared pod watch and per-pod decisions), [`pod_status`] (the Running
-//!   status), [`runtime`] (where pods run: the in-memory hollow runtime so far).
-//! - [`metrics`]: `/metrics/resource` over HTTPS; [`host`]: /proc facts; [`quantity`].
-//! - [`cni`]: the CNI plugin chain for pod sandboxes (for the CRI runtime to come).
+//! - [`pods`] (the shared pod watch; hollow pods' decisions), [`pod_status`] (their
+//!   Running status); [`cri_pods`]: a real node's pods as containers through CRI.
+//! - [`runtime`]: the hollow runtime, the private containerd, local images, the CRI client.
+//! - [`kubelet_api`]: the HTTPS endpoint (metrics, logs, exec, attach, port-forward);
+//!   [`metrics`]: `/metrics/resource`; [`host`]: /proc facts; [`quantity`].
+//! - [`cni`]: the node's CNI config and the CNI plugin invoker.
 
 pub mod agent;
 pub mod client;
 pub mod cni;
+pub mod cri_pods;
 pub mod heartbeat;
 pub mod host;
+pub mod kubelet_api;
 pub mod metrics;
 pub mod node;
 pub mod pod_status;

@@ -160,7 +160,7 @@ impl PodSync {
 }
 
 /// What the watch task and the writers tell the sync loop.
-enum Message {
+pub(crate) enum Message {
     Listed(Vec<Pod>),
     Changed(Box<Pod>),
     Deleted(String),
@@ -244,7 +244,7 @@ async fn write(api: &ApiClient, action: &Action) -> bool {
 /// Lists, then watches from the list's revision, for ever: a watch that ends is renewed
 /// from the last revision seen; one that fails moves to the next endpoint; 410 Gone lists
 /// again.
-async fn watch(api: Arc<ApiClient>, selector: String, tx: mpsc::UnboundedSender<Message>) {
+pub(crate) async fn watch(api: Arc<ApiClient>, selector: String, tx: mpsc::UnboundedSender<Message>) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let listed = api

@@ -2,6 +2,7 @@
 //! implementing [`crate::controller::Reconciler`], run by the controller runtime.
 //!
 //! - [`service_account`]: a `default` ServiceAccount in every namespace.
+//! - [`root_ca`]: the `kube-root-ca.crt` ConfigMap (the cluster CA) in every namespace.
 //! - [`garbage_collector`]: dependents whose owners are gone are deleted; `Orphan` and
 //!   `Foreground` propagation (the `orphan` and `foregroundDeletion` finalizers).
 //! - [`namespace`]: a terminating namespace's content is deleted, then its `kubernetes` finalizer.
@@ -42,6 +43,7 @@ pub mod pod_gc;
 pub mod pods;
 pub mod replica_set;
 pub mod resource_quota;
+pub mod root_ca;
 pub mod service_account;
 pub mod stateful_set;
 pub mod ttl_after_finished;
@@ -52,8 +54,13 @@ use crate::controller::Controllers;
 use crate::kind_actor::KindActors;
 
 /// Starts every controller on the current actix arbiter; they work while this member leads.
-pub fn start_all(actors: KindActors, node: StoreNode) -> actix::Addr<Controllers> {
-    Controllers::new(actors, node)
+/// With the cluster CA (`root_ca`, PEM), every namespace gets it as `kube-root-ca.crt`.
+pub fn start_all(actors: KindActors, node: StoreNode, root_ca: Option<String>) -> actix::Addr<Controllers> {
+    let mut controllers = Controllers::new(actors, node);
+    if let Some(ca_pem) = root_ca {
+        controllers = controllers.with(move || root_ca::RootCaPublisher { ca_pem: ca_pem.clone() });
+    }
+    controllers
         .with(|| service_account::ServiceAccounts)
         .with(garbage_collector::GarbageCollector::default)
         .with(|| namespace::Namespaces)

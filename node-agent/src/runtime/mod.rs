@@ -1,7 +1,11 @@
-//! Where pods run. Only the hollow runtime ([`hollow::HollowRuntime`]: pods "run" in memory,
-//! for scale tests) so far; containers over CRI come next, behind the same records.
+//! Where pods run: [`hollow::HollowRuntime`] (pods "run" in memory, for scale tests), or
+//! real containers through CRI: [`containerd`] (the agent's private containerd),
+//! [`images`] (local images, no registry), [`cri`] (the CRI client).
 
+pub mod containerd;
+pub mod cri;
 pub mod hollow;
+pub mod images;
 
 use std::net::IpAddr;
 
