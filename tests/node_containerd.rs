@@ -1,0 +1,308 @@
+//! End-to-end on a real node: `flotilla up`, then `flotilla agent` with its private
+//! containerd, driven with real kubectl. Pods run as containers from the node's local
+//! busybox image (never pulled): `kubectl run` goes Running, `kubectl logs` and
+//! `kubectl exec` work; a Deployment's pods get addresses in the node's pod CIDR and reach
+//! each other; a deleted pod is replaced; a crashing container restarts with growing
+//! back-off; a failing liveness probe restarts a container; a readiness probe gates the
+//! Endpoints; `kubectl port-forward` reaches a pod; after the agent is killed and started
+//! again, running containers are adopted (not started twice) and the sandbox of a pod
+//! deleted meanwhile is removed.
+//!
+//! One test (not several): each would start its own containerd and bridge on the same pod
+//! CIDR.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chaos::free_port;
+use common::kubelet::{items, json, until};
+use common::Up;
+use serde_json::Value;
+
+const IMAGE: &str = "flotilla.local/busybox:latest";
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// The agent of one real node; killed and reset (pods removed, containerd stopped) when
+/// dropped.
+struct Agent {
+    child: Option<Child>,
+    dir: PathBuf,
+    node: String,
+    port: u16,
+}
+
+impl Agent {
+    fn start(dir: &Path, node: &str, port: u16) -> Agent {
+        let mut agent = Agent { child: None, dir: dir.to_path_buf(), node: node.to_string(), port };
+        agent.spawn();
+        agent
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("agent.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+            .args(["agent", "--node-name", &self.node, "--node-ip", "127.0.0.1", "--heartbeat-secs", "2"])
+            .args(["--kubelet-port", &self.port.to_string()])
+            .arg("--kubeconfig")
+            .arg(self.dir.join("kubeconfig"))
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.dir.join("agent")
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The containers containerd has for pod `name` (sandbox included), by `ctr`.
+    fn containers_of(&self, pod: &str) -> Vec<String> {
+        let socket = self.state_dir().join("containerd/containerd.sock");
+        let filter = format!("labels.\"io.kubernetes.pod.name\"=={pod}");
+        let out = Command::new("ctr")
+            .arg("--address")
+            .arg(socket)
+            .args(["-n", "k8s.io", "containers", "ls", "-q", &filter])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+            .args(["agent", "reset", "--state-dir"])
+            .arg(self.state_dir())
+            .output();
+        let bridge = node_agent::cni::bridge_name(&self.node);
+        let _ = Command::new("ip").args(["link", "delete", &bridge]).output();
+    }
+}
+
+fn pod(up: &Up, name: &str) -> Value {
+    let (ok, out, _) = up.try_kubectl(&["get", "pod", name, "-o", "json"]);
+    if ok {
+        json(&out)
+    } else {
+        Value::Null
+    }
+}
+
+fn status_of<'a>(pod: &'a Value, container: &str) -> &'a Value {
+    pod["status"]["containerStatuses"]
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["name"] == container))
+        .unwrap_or(&Value::Null)
+}
+
+fn running_pods(list: &Value, app: &str) -> Vec<Value> {
+    items(list)
+        .into_iter()
+        .filter(|p| p["metadata"]["labels"]["app"] == app)
+        .filter(|p| p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null())
+        .collect()
+}
+
+/// Polls until `check` holds for pod `name`, with the agent's log on failure.
+fn until_pod(up: &Up, agent: &Agent, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let p = pod(up, name);
+        if check(&p) {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never: {what}\npod: {p}\nagent log (tail):\n{}",
+            agent.log().lines().rev().take(30).collect::<Vec<_>>().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn apply(up: &Up, manifest: &str) {
+    let path = up.dir.join(format!("manifest-{}.yaml", free_port().unwrap()));
+    std::fs::write(&path, manifest).unwrap();
+    up.kubectl(&["apply", "-f", &path.display().to_string()]);
+}
+
+#[test]
+fn real_pods_run_log_exec_restart_probe_forward_and_survive_an_agent_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(dir.path());
+    up.wait_ready();
+    let node = format!("real-{}", free_port().unwrap());
+    let mut agent = Agent::start(dir.path(), &node, free_port().unwrap());
+    let nodes = until(&up, "the node Ready with a pod CIDR", &["get", "nodes", "-o", "json"], |list| {
+        items(list).iter().any(|n| {
+            n["metadata"]["name"] == node.as_str()
+                && n["spec"]["podCIDR"].is_string()
+                && n["status"]["conditions"].as_array().is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        })
+    });
+    let cidr = items(&nodes).iter().find(|n| n["metadata"]["name"] == node.as_str()).unwrap()["spec"]["podCIDR"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let prefix = cidr.rsplit_once('.').unwrap().0.to_string() + ".";
+    assert!(cidr.ends_with(".0/24"), "{cidr}");
+
+    // kubectl run, logs, exec.
+    up.kubectl(&["run", "hello", "--image", IMAGE, "--image-pull-policy=Never", "--", "sh", "-c", "echo hi; sleep 3600"]);
+    let hello = until_pod(&up, &agent, "hello", "hello Running", |p| status_of(p, "hello")["state"]["running"].is_object());
+    assert!(hello["status"]["podIP"].as_str().unwrap().starts_with(&prefix), "{hello}");
+    assert_eq!(up.kubectl_eventually(&["logs", "hello"]), "hi\n");
+    assert_eq!(up.kubectl(&["exec", "hello", "--", "cat", "/etc/hostname"]), "hello\n");
+    let (ok, _, stderr) = up.try_kubectl(&["exec", "hello", "--", "sh", "-c", "exit 3"]);
+    assert!(!ok && stderr.contains("exit code 3"), "{stderr}");
+
+    // A Deployment of 3: addresses in the pod CIDR, reachable from another pod.
+    up.kubectl(&[
+        "create", "deployment", "web", "--image", IMAGE, "--replicas=3", "--", "sh", "-c",
+        "echo hello from $(hostname) > /tmp/index.html; exec httpd -f -p 8080 -h /tmp",
+    ]);
+    let list = until(&up, "3 web pods Running", &["get", "pods", "-o", "json"], |l| running_pods(l, "web").len() == 3);
+    let web = running_pods(&list, "web");
+    let ips: Vec<String> = web.iter().map(|p| p["status"]["podIP"].as_str().unwrap().to_string()).collect();
+    assert!(ips.iter().all(|ip| ip.starts_with(&prefix)), "{ips:?} not in {cidr}");
+    assert_eq!(ips.iter().collect::<std::collections::HashSet<_>>().len(), 3, "{ips:?}");
+    let first = web[0]["metadata"]["name"].as_str().unwrap().to_string();
+    let page = up.kubectl_eventually(&["exec", "hello", "--", "wget", "-qO-", &format!("http://{}:8080/index.html", ips[0])]);
+    assert_eq!(page, format!("hello from {first}\n"));
+
+    // kubectl port-forward to one of them.
+    let local = free_port().unwrap();
+    let mut forward = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(dir.path().join("kubeconfig"))
+        .args(["port-forward", &format!("pod/{first}"), &format!("{local}:8080")])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("port-forward.log")).unwrap())
+        .spawn()
+        .unwrap();
+    // kubectl writes a line per connection: its stdout is drained for as long as it runs.
+    let (lines, ready) = std::sync::mpsc::channel();
+    let stdout = forward.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let ready = ready.recv_timeout(DEADLINE).unwrap();
+    assert!(ready.starts_with("Forwarding from"), "{ready}");
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", local)).unwrap();
+    tcp.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").unwrap();
+    // kubectl may reset the local connection once the pod's side closed: keep what came.
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(n @ 1..) = tcp.read(&mut chunk) {
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    let _ = forward.kill();
+    let _ = forward.wait();
+    let forward_log = std::fs::read_to_string(dir.path().join("port-forward.log")).unwrap_or_default();
+    assert!(answer.ends_with(&format!("hello from {first}\n")), "{answer:?}\nkubectl: {forward_log}");
+
+    // A deleted pod is replaced.
+    up.kubectl(&["delete", "pod", &first, "--wait=true"]);
+    until(&up, "the deleted web pod replaced", &["get", "pods", "-o", "json"], |l| {
+        let running = running_pods(l, "web");
+        running.len() == 3 && running.iter().all(|p| p["metadata"]["name"] != first.as_str())
+    });
+
+    // A crashing container restarts with growing back-off (at once, then 10 s, then 20 s).
+    up.kubectl(&["run", "crash", "--image", IMAGE, "--image-pull-policy=Never", "--", "sh", "-c", "exit 1"]);
+    let crash = until_pod(&up, &agent, "crash", "crash restarted twice and backing off 20 s", |p| {
+        let s = status_of(p, "crash");
+        s["restartCount"].as_u64() >= Some(2)
+            && s["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+            && s["state"]["waiting"]["message"].as_str().is_some_and(|m| m.starts_with("back-off 20s"))
+    });
+    assert_eq!(status_of(&crash, "crash")["lastState"]["terminated"]["exitCode"], 1, "{crash}");
+    let table = up.kubectl(&["get", "pod", "crash", "--no-headers"]);
+    assert!(table.contains("CrashLoopBackOff"), "{table}");
+    assert!(table.split_whitespace().nth(3).and_then(|r| r.parse::<u32>().ok()) >= Some(2), "{table}");
+
+    // A failing liveness probe restarts the container.
+    apply(
+        &up,
+        &format!(
+            r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "live"}},
+              "spec": {{"containers": [{{"name": "app", "image": "{IMAGE}", "imagePullPolicy": "Never",
+                "command": ["sh", "-c", "touch /tmp/healthy; sleep 2; rm /tmp/healthy; sleep 3600"],
+                "livenessProbe": {{"exec": {{"command": ["cat", "/tmp/healthy"]}}, "periodSeconds": 1, "failureThreshold": 1}}}}]}}}}"#
+        ),
+    );
+    until_pod(&up, &agent, "live", "live restarted by its liveness probe", |p| {
+        status_of(p, "app")["restartCount"].as_u64() >= Some(1)
+    });
+    let events = up.kubectl(&["get", "events", "--field-selector", "involvedObject.name=live", "-o", "json"]);
+    assert!(events.contains("failed liveness probe, will be restarted"), "{events}");
+
+    // A readiness probe gates the Endpoints.
+    apply(
+        &up,
+        &format!(
+            r#"{{"apiVersion": "v1", "kind": "List", "items": [
+              {{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "gate", "labels": {{"app": "gate"}}}},
+                "spec": {{"containers": [{{"name": "app", "image": "{IMAGE}", "imagePullPolicy": "Never",
+                  "command": ["sleep", "3600"],
+                  "readinessProbe": {{"exec": {{"command": ["cat", "/tmp/ready"]}}, "periodSeconds": 1}}}}]}}}},
+              {{"apiVersion": "v1", "kind": "Service", "metadata": {{"name": "gate"}},
+                "spec": {{"selector": {{"app": "gate"}}, "ports": [{{"port": 80}}]}}}}]}}"#
+        ),
+    );
+    let gate = until_pod(&up, &agent, "gate", "gate running, not ready", |p| {
+        status_of(p, "app")["state"]["running"].is_object() && status_of(p, "app")["ready"] == false
+    });
+    let gate_ip = gate["status"]["podIP"].as_str().unwrap().to_string();
+    until(&up, "gate only among the not-ready addresses", &["get", "endpoints", "gate", "-o", "json"], |e| {
+        e["subsets"][0]["notReadyAddresses"][0]["ip"] == gate_ip.as_str() && e["subsets"][0]["addresses"].is_null()
+    });
+    up.kubectl(&["exec", "gate", "--", "touch", "/tmp/ready"]);
+    until(&up, "gate among the ready addresses", &["get", "endpoints", "gate", "-o", "json"], |e| {
+        e["subsets"][0]["addresses"][0]["ip"] == gate_ip.as_str()
+    });
+
+    // The agent dies; a pod is force-deleted meanwhile; the agent comes back.
+    let hello_id = status_of(&pod(&up, "hello"), "hello")["containerID"].as_str().unwrap().to_string();
+    let crash_containers = agent.containers_of("crash");
+    assert!(!crash_containers.is_empty());
+    agent.kill();
+    up.kubectl(&["delete", "pod", "crash", "--grace-period=0", "--force"]);
+    agent.spawn();
+    let deadline = Instant::now() + DEADLINE;
+    while !agent.containers_of("crash").is_empty() {
+        assert!(Instant::now() < deadline, "the force-deleted pod's sandbox was never removed:\n{}", agent.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let hello = pod(&up, "hello");
+    assert_eq!(status_of(&hello, "hello")["containerID"], hello_id.as_str(), "adopted, not restarted: {hello}");
+    assert_eq!(status_of(&hello, "hello")["restartCount"], 0);
+    assert_eq!(agent.containers_of("hello").len(), 2, "the sandbox and one container, not two");
+    assert_eq!(up.kubectl(&["exec", "hello", "--", "echo", "still here"]), "still here\n");
+}
