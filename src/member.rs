@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -34,6 +34,13 @@ pub struct UpArgs {
     /// its profiles (scheduler names) and extenders.
     #[arg(long, value_name = "FILE")]
     scheduler_config: Option<PathBuf>,
+    /// Run no node: the control plane only (by default this machine joins as a node whose
+    /// pods run in a private containerd under DATA_DIR/node).
+    #[arg(long)]
+    no_node: bool,
+    /// Port of the node's kubelet endpoint (logs, exec, port-forward, metrics).
+    #[arg(long, default_value_t = node_agent::agent::KUBELET_PORT)]
+    kubelet_port: u16,
 }
 
 #[derive(clap::Args)]
@@ -127,6 +134,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     wait_for_leader(&node).await?;
     create_initial_namespaces(&node).await?;
     create_kubernetes_service(&node, api.port()).await?;
+    if !args.no_node {
+        start_node(&kubeconfig, &args.data_dir.join("node"), args.kubelet_port);
+    }
     eprintln!(
         "flotilla is up: API at https://{api}, store at {}, data in {}\n  kubectl --kubeconfig {} get --raw /readyz",
         node.addr(),
@@ -134,6 +144,27 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         kubeconfig.display()
     );
     run_until_signal(node, async {}).await
+}
+
+/// This machine as the cluster's node: the node agent in this process (its containerd and
+/// the pods outlive it). Without containerd the control plane still serves, with a warning.
+fn start_node(kubeconfig: &Path, state_dir: &Path, kubelet_port: u16) {
+    let config = node_agent::Config {
+        kubeconfig: kubeconfig.to_path_buf(),
+        servers: Vec::new(),
+        node_name: None,
+        node_ip: None,
+        hollow: None,
+        heartbeat: Duration::from_secs(10),
+        kubelet_port: Some(kubelet_port),
+        max_pods: 110,
+        state_dir: state_dir.to_path_buf(),
+    };
+    tokio::spawn(async move {
+        if let Err(error) = node_agent::run(config).await {
+            tracing::warn!(%error, "this machine runs no pods: the node agent stopped (flotilla up --no-node runs none)");
+        }
+    });
 }
 
 /// Starts what serves and runs the cluster's objects on this member: the kind actors with

@@ -160,7 +160,9 @@ fn real_pods_run_log_exec_restart_probe_forward_and_survive_an_agent_restart() {
         items(list).iter().any(|n| {
             n["metadata"]["name"] == node.as_str()
                 && n["spec"]["podCIDR"].is_string()
-                && n["status"]["conditions"].as_array().is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+                && n["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
         })
     });
     let cidr = items(&nodes).iter().find(|n| n["metadata"]["name"] == node.as_str()).unwrap()["spec"]["podCIDR"]
@@ -171,8 +173,19 @@ fn real_pods_run_log_exec_restart_probe_forward_and_survive_an_agent_restart() {
     assert!(cidr.ends_with(".0/24"), "{cidr}");
 
     // kubectl run, logs, exec.
-    up.kubectl(&["run", "hello", "--image", IMAGE, "--image-pull-policy=Never", "--", "sh", "-c", "echo hi; sleep 3600"]);
-    let hello = until_pod(&up, &agent, "hello", "hello Running", |p| status_of(p, "hello")["state"]["running"].is_object());
+    up.kubectl(&[
+        "run",
+        "hello",
+        "--image",
+        IMAGE,
+        "--image-pull-policy=Never",
+        "--",
+        "sh",
+        "-c",
+        "echo hi; sleep 3600",
+    ]);
+    let hello =
+        until_pod(&up, &agent, "hello", "hello Running", |p| status_of(p, "hello")["state"]["running"].is_object());
     assert!(hello["status"]["podIP"].as_str().unwrap().starts_with(&prefix), "{hello}");
     assert_eq!(up.kubectl_eventually(&["logs", "hello"]), "hi\n");
     assert_eq!(up.kubectl(&["exec", "hello", "--", "cat", "/etc/hostname"]), "hello\n");
@@ -181,7 +194,15 @@ fn real_pods_run_log_exec_restart_probe_forward_and_survive_an_agent_restart() {
 
     // A Deployment of 3: addresses in the pod CIDR, reachable from another pod.
     up.kubectl(&[
-        "create", "deployment", "web", "--image", IMAGE, "--replicas=3", "--", "sh", "-c",
+        "create",
+        "deployment",
+        "web",
+        "--image",
+        IMAGE,
+        "--replicas=3",
+        "--",
+        "sh",
+        "-c",
         "echo hello from $(hostname) > /tmp/index.html; exec httpd -f -p 8080 -h /tmp",
     ]);
     let list = until(&up, "3 web pods Running", &["get", "pods", "-o", "json"], |l| running_pods(l, "web").len() == 3);
@@ -190,7 +211,8 @@ fn real_pods_run_log_exec_restart_probe_forward_and_survive_an_agent_restart() {
     assert!(ips.iter().all(|ip| ip.starts_with(&prefix)), "{ips:?} not in {cidr}");
     assert_eq!(ips.iter().collect::<std::collections::HashSet<_>>().len(), 3, "{ips:?}");
     let first = web[0]["metadata"]["name"].as_str().unwrap().to_string();
-    let page = up.kubectl_eventually(&["exec", "hello", "--", "wget", "-qO-", &format!("http://{}:8080/index.html", ips[0])]);
+    let page =
+        up.kubectl_eventually(&["exec", "hello", "--", "wget", "-qO-", &format!("http://{}:8080/index.html", ips[0])]);
     assert_eq!(page, format!("hello from {first}\n"));
 
     // kubectl port-forward to one of them.
@@ -305,4 +327,69 @@ fn real_pods_run_log_exec_restart_probe_forward_and_survive_an_agent_restart() {
     assert_eq!(status_of(&hello, "hello")["restartCount"], 0);
     assert_eq!(agent.containers_of("hello").len(), 2, "the sandbox and one container, not two");
     assert_eq!(up.kubectl(&["exec", "hello", "--", "echo", "still here"]), "still here\n");
+}
+
+/// `flotilla up` alone (the README's main job) is a one-node cluster: this machine joins
+/// as a node and runs pods.
+#[test]
+fn flotilla_up_makes_this_machine_a_node_that_runs_pods() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_path_buf();
+    let https = free_port().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(["up", "--data-dir", &data.display().to_string(), "--port", &https.to_string()])
+        .args(["--store-listen", &format!("127.0.0.1:{}", free_port().unwrap())])
+        .args(["--kubelet-port", &free_port().unwrap().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(data.join("up.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let up = Up { child, dir: data.clone(), https, store: String::new() };
+    // Reset (containers, containerd) and the bridge go with the test, pass or fail.
+    struct Node(PathBuf, String);
+    impl Drop for Node {
+        fn drop(&mut self) {
+            let _ = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+                .args(["agent", "reset", "--state-dir"])
+                .arg(&self.0)
+                .output();
+            if !self.1.is_empty() {
+                let _ = Command::new("ip").args(["link", "delete", &node_agent::cni::bridge_name(&self.1)]).output();
+            }
+        }
+    }
+    up.wait_ready();
+    let nodes = until(&up, "this machine's node Ready", &["get", "nodes", "-o", "json"], |list| {
+        items(list).iter().any(|n| {
+            n["spec"]["podCIDR"].is_string()
+                && n["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        })
+    });
+    let name = items(&nodes)[0]["metadata"]["name"].as_str().unwrap().to_string();
+    let _node = Node(data.join("node"), name);
+    up.kubectl(&[
+        "run",
+        "hi",
+        "--image",
+        IMAGE,
+        "--image-pull-policy=Never",
+        "--",
+        "sh",
+        "-c",
+        "echo from-up; sleep 3600",
+    ]);
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let p = pod(&up, "hi");
+        if status_of(&p, "hi")["state"]["running"].is_object() {
+            break;
+        }
+        let log = std::fs::read_to_string(data.join("up.log")).unwrap_or_default();
+        assert!(Instant::now() < deadline, "never Running: {p}\n{log}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(up.kubectl_eventually(&["logs", "hi"]), "from-up\n");
 }

@@ -80,7 +80,7 @@ fn up_with(dir: &std::path::Path, config: &std::path::Path) -> Up {
     let https = chaos::free_port().unwrap();
     let store = format!("127.0.0.1:{}", chaos::free_port().unwrap());
     let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
-        .args(["up", "--data-dir", &dir.display().to_string(), "--port", &https.to_string()])
+        .args(["up", "--data-dir", &dir.display().to_string(), "--port", &https.to_string(), "--no-node"])
         .args(["--store-listen", &store, "--scheduler-config", &config.display().to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -79,6 +79,9 @@ pub enum Error {
     /// `--count 0`.
     #[error("--count must be at least 1")]
     NoNodes,
+    /// The state dir's path cannot be made absolute.
+    #[error("state dir: {0}")]
+    StateDir(std::io::Error),
     /// Waiting for a signal failed.
     #[error("signal handling: {0}")]
     Signal(#[from] std::io::Error),
@@ -108,7 +111,9 @@ fn kubelet_port(config: &Config, i: usize) -> u16 {
 }
 
 /// Runs the agent until SIGINT or SIGTERM.
-pub async fn run(config: Config) -> Result<(), Error> {
+pub async fn run(mut config: Config) -> Result<(), Error> {
+    // containerd wants absolute paths in its config.
+    config.state_dir = std::path::absolute(&config.state_dir).map_err(Error::StateDir)?;
     if config.hollow.as_ref().is_some_and(|h| h.count == 0) {
         return Err(Error::NoNodes);
     }

@@ -64,7 +64,7 @@ pub(super) fn start_member(dir: &Path) -> anyhow::Result<Member> {
     let log = std::fs::File::create(dir.join("member.log"))?;
     let child = Command::new(std::env::current_exe()?)
         .args(["up", "--data-dir", &dir.join("data").display().to_string(), "--port", &port.to_string()])
-        .args(["--store-listen", &store])
+        .args(["--store-listen", &store, "--no-node"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)

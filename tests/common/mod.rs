@@ -46,7 +46,7 @@ impl Up {
 
     fn start_at(dir: &Path, https: u16, store: String) -> Up {
         let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
-            .args(["up", "--data-dir", &dir.display().to_string(), "--port", &https.to_string()])
+            .args(["up", "--data-dir", &dir.display().to_string(), "--port", &https.to_string(), "--no-node"])
             .args(["--store-listen", &store])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
