@@ -4,6 +4,7 @@ mod api;
 mod crds;
 mod etcd;
 mod failover;
+mod pods;
 mod scheduler;
 mod store;
 mod webhook;
@@ -20,6 +21,8 @@ pub enum BenchCommand {
     Webhook(webhook::WebhookBenchArgs),
     /// SIGKILL the leader again and again: time to the first acknowledged write, vs etcd.
     Failover(failover::FailoverBenchArgs),
+    /// Pod startup latency (create to Running) on this machine's containerd or hollow nodes.
+    Pods(pods::PodsBenchArgs),
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -29,5 +32,6 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Scheduler(args) => scheduler::run(args).await,
         BenchCommand::Webhook(args) => webhook::run(args).await,
         BenchCommand::Failover(args) => failover::run(args).await,
+        BenchCommand::Pods(args) => pods::run(args).await,
     }
 }

@@ -114,6 +114,9 @@ pub struct Worker {
     finished: bool,
     /// Back-off events already sent, per container and run.
     backoff_told: HashMap<String, u32>,
+    /// Something was started or stopped in this look: look again at once, so the status
+    /// shows it without waiting a tick.
+    acted: bool,
     /// Warnings already sent (container, reason, message): a failure repeated every tick
     /// is told once, until the container starts.
     warned: Mutex<HashSet<(String, String, String)>>,
@@ -146,6 +149,7 @@ impl Worker {
             finished: false,
             backoff_told: HashMap::new(),
             warned: Mutex::new(HashSet::new()),
+            acted: false,
         }
     }
 
@@ -395,6 +399,7 @@ impl Worker {
             }
         };
         if wants_start {
+            self.acted = true;
             match self.start(container, next_attempt).await {
                 Ok(()) => {
                     self.waiting.remove(&name);
@@ -444,6 +449,7 @@ impl Worker {
                 );
                 let _ = self.node.cri.stop_container(&id, grace_period(&self.pod)).await;
                 self.probes.remove(&name);
+                self.acted = true;
             }
         }
         view
@@ -685,7 +691,12 @@ pub async fn run(node: Arc<NodeContext>, mut pods: watch::Receiver<Option<Pod>>)
             }
             worker.delete_from_api().await;
         } else {
+            worker.acted = false;
             worker.sync().await;
+            if worker.acted {
+                // Show what was just started (or stopped) now, not a tick later.
+                worker.sync().await;
+            }
         }
         tokio::select! {
             changed = pods.changed() => {
