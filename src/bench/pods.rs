@@ -189,7 +189,7 @@ pub async fn run(args: PodsBenchArgs) -> anyhow::Result<()> {
         let latency = at.elapsed();
         latency_us.record(latency.as_micros() as u64)?;
         seen.insert(name, latency);
-        if seen.len() % step == 0 {
+        if seen.len().is_multiple_of(step) {
             eprintln!("  {} / {} pods Running after {:.1?}", seen.len(), args.pods, create_start.elapsed());
         }
     }
