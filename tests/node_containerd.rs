@@ -191,6 +191,22 @@ fn real_pods_run_log_exec_restart_probe_forward_and_survive_an_agent_restart() {
     assert_eq!(up.kubectl(&["exec", "hello", "--", "cat", "/etc/hostname"]), "hello\n");
     let (ok, _, stderr) = up.try_kubectl(&["exec", "hello", "--", "sh", "-c", "exit 3"]);
     assert!(!ok && stderr.contains("exit code 3"), "{stderr}");
+    let runtime = up.kubectl(&["get", "node", &node, "-o", "jsonpath={.status.nodeInfo.containerRuntimeVersion}"]);
+    assert!(runtime.starts_with("containerd://1."), "{runtime}");
+
+    // The kubelet endpoint reports the container's CPU and memory (for metrics-server).
+    let series = "container_memory_working_set_bytes{container=\"hello\",namespace=\"default\",pod=\"hello\"}";
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let url = format!("https://127.0.0.1:{}/metrics/resource", agent.port);
+        let out = Command::new("curl").args(["-sk", &url]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.contains(series) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no {series} in:\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // A Deployment of 3: addresses in the pod CIDR, reachable from another pod.
     up.kubectl(&[

@@ -14,11 +14,12 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::client::{self, ApiClient};
 use crate::cri_pods::registry::Registry;
+use crate::cri_pods::stats;
 use crate::cri_pods::worker::NodeContext;
 use crate::heartbeat::{self, OnNode};
-use crate::host::{self, HostFacts, HostUsage};
+use crate::host::{self, HostFacts};
 use crate::kubelet_api::{self, Endpoint, Pods};
-use crate::metrics::{self, Sample, Source};
+use crate::metrics::{self, Source};
 use crate::node::NodeFacts;
 use crate::runtime::containerd::{self, Containerd};
 use crate::runtime::hollow::HollowRuntime;
@@ -132,6 +133,10 @@ pub async fn run(mut config: Config) -> Result<(), Error> {
         None => {
             let containerd = Containerd::start(&config.state_dir).await?;
             images::import_node_images(&containerd.layout.socket(), &config.state_dir).await?;
+            if let (Some(node), Ok(version)) = (facts.first_mut(), containerd.cri.version().await) {
+                // "containerd 1.6.20~ds1" -> "containerd://1.6.20~ds1", as kubelet reports it.
+                node.container_runtime_version = version.replacen(' ', "://", 1);
+            }
             Some((containerd, Registry::default()))
         }
     };
@@ -152,7 +157,14 @@ pub async fn run(mut config: Config) -> Result<(), Error> {
                     metrics::render(&metrics::hollow_sample(&pods, since, Timestamp::now()))
                 })
             }
-            None => Arc::new(host_metrics),
+            None => match &real {
+                Some((containerd, _)) => {
+                    let latest = stats::Latest::default();
+                    tokio::spawn(stats::refresh(containerd.cri.clone(), latest.clone()));
+                    Arc::new(move || latest.text())
+                }
+                None => Arc::new(|| "resource_scrape_error 1\n".to_string()),
+            },
         };
         let pods = real
             .as_ref()
@@ -225,19 +237,6 @@ pub async fn run(mut config: Config) -> Result<(), Error> {
         containerd.stop().await;
     }
     Ok(())
-}
-
-/// A real node's figures: the whole machine, no containers yet.
-fn host_metrics() -> String {
-    match HostUsage::read() {
-        Some(usage) => metrics::render(&Sample {
-            timestamp_ms: Timestamp::now().as_millisecond(),
-            node_cpu_seconds: usage.cpu_seconds,
-            node_memory: usage.memory_working_set,
-            containers: Vec::new(),
-        }),
-        None => "resource_scrape_error 1\n".to_string(),
-    }
 }
 
 /// Stops and removes every pod sandbox the agent of `state_dir` made (their containers

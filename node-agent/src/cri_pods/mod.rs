@@ -7,13 +7,15 @@
 //! - [`config`]: the CRI sandbox and container configs of a pod spec;
 //! - [`env`] and [`volumes`]: container environments and pod volumes;
 //! - [`probes`], [`status`], [`events`]: what kubelet's prober, status manager and
-//!   recorder do; [`registry`]: where containers are, for the kubelet endpoint.
+//!   recorder do; [`registry`]: where containers are, for the kubelet endpoint;
+//!   [`stats`]: the containers' CPU and memory for `/metrics/resource`.
 
 pub mod config;
 pub mod env;
 pub mod events;
 pub mod probes;
 pub mod registry;
+pub mod stats;
 pub mod status;
 pub mod volumes;
 pub mod worker;
