@@ -1,7 +1,7 @@
 //! End-to-end on a real node: `flotilla up`, then `flotilla agent` with its private
 //! containerd, driven with real kubectl. Pods run as containers from the node's local
 //! busybox image (never pulled): `kubectl run` goes Running, `kubectl logs` and
-//! `kubectl exec` work; a Deployment's pods get addresses in the node's pod CIDR and reach
+//! `kubectl exec` work (and `logs -f`, `--previous`, `--tail`, `--timestamps`); a Deployment's pods get addresses in the node's pod CIDR and reach
 //! each other; a deleted pod is replaced; a crashing container restarts with growing
 //! back-off; a failing liveness probe restarts a container; a readiness probe gates the
 //! Endpoints; `kubectl port-forward` reaches a pod; after the agent is killed and started
@@ -208,6 +208,26 @@ fn real_pods_run_log_exec_restart_probe_forward_and_survive_an_agent_restart() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    // `kubectl logs -f` follows a container until it ends.
+    up.kubectl(&[
+        "run",
+        "count",
+        "--image",
+        IMAGE,
+        "--image-pull-policy=Never",
+        "--restart=Never",
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo $i; sleep 1; done",
+    ]);
+    until_pod(&up, &agent, "count", "count started", |p| {
+        !status_of(p, "count")["state"]["waiting"].is_object() && !p["status"]["containerStatuses"].is_null()
+    });
+    assert_eq!(up.kubectl(&["logs", "-f", "count"]), "1\n2\n3\n");
+    until_pod(&up, &agent, "count", "count Succeeded", |p| p["status"]["phase"] == "Succeeded");
+    assert_eq!(up.kubectl(&["logs", "count", "--tail=1", "--timestamps"]).split_once(' ').unwrap().1, "3\n");
+
     // A Deployment of 3: addresses in the pod CIDR, reachable from another pod.
     up.kubectl(&[
         "create",
@@ -273,7 +293,17 @@ fn real_pods_run_log_exec_restart_probe_forward_and_survive_an_agent_restart() {
     });
 
     // A crashing container restarts with growing back-off (at once, then 10 s, then 20 s).
-    up.kubectl(&["run", "crash", "--image", IMAGE, "--image-pull-policy=Never", "--", "sh", "-c", "exit 1"]);
+    up.kubectl(&[
+        "run",
+        "crash",
+        "--image",
+        IMAGE,
+        "--image-pull-policy=Never",
+        "--",
+        "sh",
+        "-c",
+        "echo attempt; exit 1",
+    ]);
     let crash = until_pod(&up, &agent, "crash", "crash restarted twice and backing off 20 s", |p| {
         let s = status_of(p, "crash");
         s["restartCount"].as_u64() >= Some(2)
@@ -281,6 +311,7 @@ fn real_pods_run_log_exec_restart_probe_forward_and_survive_an_agent_restart() {
             && s["state"]["waiting"]["message"].as_str().is_some_and(|m| m.starts_with("back-off 20s"))
     });
     assert_eq!(status_of(&crash, "crash")["lastState"]["terminated"]["exitCode"], 1, "{crash}");
+    assert_eq!(up.kubectl(&["logs", "crash", "--previous"]), "attempt\n");
     let table = up.kubectl(&["get", "pod", "crash", "--no-headers"]);
     assert!(table.contains("CrashLoopBackOff"), "{table}");
     assert!(table.split_whitespace().nth(3).and_then(|r| r.parse::<u32>().ok()) >= Some(2), "{table}");
