@@ -110,7 +110,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             None => None,
         };
-        let last_purged: Option<LogId<NodeId>> = self.get_meta(META_PURGED).map_err(StorageIOError::read_logs)?;
+        // Stored as `Option<LogId>` (what `purge` writes): decoding it as a bare `LogId`
+        // shifts every field by the option's tag byte and yields a nonsense purge point.
+        let last_purged: Option<LogId<NodeId>> =
+            self.get_meta::<Option<LogId<NodeId>>>(META_PURGED).map_err(StorageIOError::read_logs)?.flatten();
         Ok(LogState { last_purged_log_id: last_purged, last_log_id: last.or(last_purged) })
     }
 
@@ -193,5 +196,26 @@ fn flush_loop(db: &DB, rx: &std::sync::mpsc::Receiver<LogFlushed<TypeConfig>>) {
         for callback in waiting {
             callback.log_io_completed(result.clone().map_err(|e| std::io::Error::other(e.to_string())));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use openraft::CommittedLeaderId;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_purge_point_reads_back_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let purged = LogId::new(CommittedLeaderId::new(213, 36), 14_999);
+        let mut store = LogStore::new(crate::db::open(dir.path()).unwrap()).unwrap();
+        store.purge(purged).await.unwrap();
+        // What openraft reads at start-up (from the meta record, not from memory).
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(purged));
+        assert_eq!(state.last_log_id, Some(purged));
     }
 }
