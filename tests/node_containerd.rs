@@ -143,6 +143,11 @@ fn until_pod(up: &Up, agent: &Agent, name: &str, what: &str, check: impl Fn(&Val
     }
 }
 
+/// `kubectl run NAME` of the local busybox running `sh -c SCRIPT`.
+fn run_pod(up: &Up, name: &str, script: &str) {
+    up.kubectl(&["run", name, "--image", IMAGE, "--image-pull-policy=Never", "--", "sh", "-c", script]);
+}
+
 fn apply(up: &Up, manifest: &str) {
     let path = up.dir.join(format!("manifest-{}.yaml", free_port().unwrap()));
     std::fs::write(&path, manifest).unwrap();
@@ -173,17 +178,7 @@ fn real_pods_run_log_exec_restart_probe_forward_and_survive_an_agent_restart() {
     assert!(cidr.ends_with(".0/24"), "{cidr}");
 
     // kubectl run, logs, exec.
-    up.kubectl(&[
-        "run",
-        "hello",
-        "--image",
-        IMAGE,
-        "--image-pull-policy=Never",
-        "--",
-        "sh",
-        "-c",
-        "echo hi; sleep 3600",
-    ]);
+    run_pod(&up, "hello", "echo hi; sleep 3600");
     let hello =
         until_pod(&up, &agent, "hello", "hello Running", |p| status_of(p, "hello")["state"]["running"].is_object());
     assert!(hello["status"]["podIP"].as_str().unwrap().starts_with(&prefix), "{hello}");
@@ -293,17 +288,7 @@ fn real_pods_run_log_exec_restart_probe_forward_and_survive_an_agent_restart() {
     });
 
     // A crashing container restarts with growing back-off (at once, then 10 s, then 20 s).
-    up.kubectl(&[
-        "run",
-        "crash",
-        "--image",
-        IMAGE,
-        "--image-pull-policy=Never",
-        "--",
-        "sh",
-        "-c",
-        "echo attempt; exit 1",
-    ]);
+    run_pod(&up, "crash", "echo attempt; exit 1");
     let crash = until_pod(&up, &agent, "crash", "crash restarted twice and backing off 20 s", |p| {
         let s = status_of(p, "crash");
         s["restartCount"].as_u64() >= Some(2)
@@ -417,17 +402,7 @@ fn flotilla_up_makes_this_machine_a_node_that_runs_pods() {
     });
     let name = items(&nodes)[0]["metadata"]["name"].as_str().unwrap().to_string();
     let _node = Node(data.join("node"), name);
-    up.kubectl(&[
-        "run",
-        "hi",
-        "--image",
-        IMAGE,
-        "--image-pull-policy=Never",
-        "--",
-        "sh",
-        "-c",
-        "echo from-up; sleep 3600",
-    ]);
+    run_pod(&up, "hi", "echo from-up; sleep 3600");
     let deadline = Instant::now() + DEADLINE;
     loop {
         let p = pod(&up, "hi");

@@ -1,6 +1,7 @@
 //! The controller runtime over a real single-member store: the service account controller
 //! makes a `default` ServiceAccount in each namespace, makes it again when deleted, and keeps
-//! working after its actor panics (the watchdog starts it again).
+//! working after its actor panics (the watchdog starts it again); the root CA publisher
+//! keeps `kube-root-ca.crt` in each namespace.
 
 #![allow(clippy::unwrap_used)]
 
@@ -56,6 +57,45 @@ async fn every_namespace_gets_a_default_service_account_even_after_a_panic() {
     namespaces.send(create_ns("team-b")).await.unwrap().unwrap();
     wait_for_default_sa(&kinds, "team-b").await;
     // The store's RocksDB threads must not outlive the test's runtime.
+    node.shutdown().await;
+}
+
+/// With the cluster CA given, every namespace gets `kube-root-ca.crt` holding it, made
+/// again when deleted and put right when edited.
+#[actix_rt::test]
+async fn every_namespace_gets_the_root_ca_config_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = single_member(dir.path()).await;
+    let kinds = KindActors::start(&node);
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let _controllers = actors::controllers::start_all(kinds.clone(), node.clone(), Some(pem.to_string()));
+    let namespaces = kinds.get(find("", "v1", "namespaces").unwrap()).unwrap();
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-c"}});
+    namespaces.send(Create { namespace: None, obj: ns, field_manager: None }).await.unwrap().unwrap();
+    let configmaps = kinds.get(find("", "v1", "configmaps").unwrap()).unwrap();
+    let get = || Get { namespace: Some("team-c".into()), name: "kube-root-ca.crt".into() };
+    let wait_for_ca = || async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(cm) = configmaps.send(get()).await.unwrap() {
+                if cm["data"]["ca.crt"] == pem {
+                    return cm;
+                }
+            }
+            assert!(Instant::now() < deadline, "no kube-root-ca.crt with the CA in team-c");
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let mut cm = wait_for_ca().await;
+    cm["data"]["ca.crt"] = json!("tampered");
+    let name = "kube-root-ca.crt".to_string();
+    let part = actors::object_store::Part::Main;
+    let update = Update { namespace: Some("team-c".into()), name, obj: cm, field_manager: None, part };
+    configmaps.send(update).await.unwrap().unwrap();
+    wait_for_ca().await;
+    let delete = Delete { namespace: Some("team-c".into()), name: "kube-root-ca.crt".into(), ..Default::default() };
+    configmaps.send(delete).await.unwrap().unwrap();
+    wait_for_ca().await;
     node.shutdown().await;
 }
 

@@ -45,9 +45,7 @@ impl Reconciler for RootCaPublisher {
             let Some(namespace) = ctx.lister(kind("namespaces")).and_then(|l| l.get(&key)) else {
                 return Ok(Action::Done);
             };
-            let active = namespace.pointer("/status/phase").and_then(Value::as_str) != Some("Terminating")
-                && namespace.pointer("/metadata/deletionTimestamp").is_none();
-            if !active {
+            if !super::service_account::is_active(&namespace) {
                 return Ok(Action::Done);
             }
             let existing = ctx.lister(kind("configmaps")).and_then(|l| l.get(&ObjectKey::new(Some(&key.name), NAME)));

@@ -14,6 +14,12 @@ fn kind(resource: &str) -> &'static ResourceKind {
     kinds::find("", "v1", resource).unwrap_or(&kinds::BUILTIN[0])
 }
 
+/// Whether a namespace takes new objects (not terminating).
+pub fn is_active(namespace: &Value) -> bool {
+    namespace.pointer("/status/phase").and_then(Value::as_str) != Some("Terminating")
+        && namespace.pointer("/metadata/deletionTimestamp").is_none()
+}
+
 /// Keys are namespaces.
 pub struct ServiceAccounts;
 
@@ -37,8 +43,7 @@ impl Reconciler for ServiceAccounts {
             let Some(namespace) = ctx.lister(kind("namespaces")).and_then(|l| l.get(&key)) else {
                 return Ok(Action::Done);
             };
-            let active = namespace.pointer("/status/phase").and_then(Value::as_str) != Some("Terminating")
-                && namespace.pointer("/metadata/deletionTimestamp").is_none();
+            let active = is_active(&namespace);
             let exists = ctx
                 .lister(kind("serviceaccounts"))
                 .is_some_and(|l| l.get(&ObjectKey::new(Some(&key.name), "default")).is_some());

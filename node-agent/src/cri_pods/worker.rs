@@ -268,35 +268,11 @@ impl Worker {
         let (vol_maps, vol_secrets) = volumes::references(&self.pod);
         maps.extend(vol_maps);
         secrets.extend(vol_secrets);
-        let namespace = config::namespace(&self.pod).to_string();
-        let mut sources = Sources::default();
-        for name in maps {
-            let got = self
-                .node
-                .api
-                .call("get configmap", |c| {
-                    let (namespace, name) = (&namespace, &name);
-                    async move { Api::<ConfigMap>::namespaced(c, namespace).get_opt(name).await }
-                })
-                .await;
-            if let Ok(Some(map)) = got {
-                sources.config_maps.insert(name, map);
-            }
+        let namespace = config::namespace(&self.pod);
+        Sources {
+            config_maps: get_all::<ConfigMap>(&self.node.api, namespace, maps).await,
+            secrets: get_all::<Secret>(&self.node.api, namespace, secrets).await,
         }
-        for name in secrets {
-            let got = self
-                .node
-                .api
-                .call("get secret", |c| {
-                    let (namespace, name) = (&namespace, &name);
-                    async move { Api::<Secret>::namespaced(c, namespace).get_opt(name).await }
-                })
-                .await;
-            if let Ok(Some(secret)) = got {
-                sources.secrets.insert(name, secret);
-            }
-        }
-        sources
     }
 
     /// Creates and starts run `attempt` of `container`; on failure, the waiting reason.
@@ -676,6 +652,29 @@ impl Worker {
             }
         }
     }
+}
+
+/// The objects of `names` in `namespace` that exist (a failed read counts as absent).
+async fn get_all<K>(api: &ApiClient, namespace: &str, names: Vec<String>) -> HashMap<String, K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let mut found = HashMap::new();
+    for name in names {
+        let got = api
+            .call("get", |c| {
+                let name = &name;
+                async move { Api::<K>::namespaced(c, namespace).get_opt(name).await }
+            })
+            .await;
+        if let Ok(Some(object)) = got {
+            found.insert(name, object);
+        }
+    }
+    found
 }
 
 /// Runs a worker until its pod is gone (`None` on the channel) and torn down.
