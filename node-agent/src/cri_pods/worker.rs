@@ -204,11 +204,13 @@ impl Worker {
             Some(existing) => (existing.id.clone(), existing.metadata.as_ref().map_or(0, |m| m.attempt)),
             None => {
                 let config = config::sandbox(&self.pod, &self.node.logs_dir, attempt);
+                let began = Instant::now();
                 let id = self.node.cri.run_pod_sandbox(config).await.map_err(|e| {
                     let message = format!("Failed to create pod sandbox: {e}");
                     self.event(None, true, "FailedCreatePodSandBox", message.clone());
                     message
                 })?;
+                tracing::debug!(pod = config::name(&self.pod), ms = began.elapsed().as_millis() as u64, "sandbox made");
                 (id, attempt)
             }
         };
@@ -280,6 +282,7 @@ impl Worker {
         let Some(sandbox) = &self.sandbox else {
             return Err(("ContainerCreating".into(), String::new()));
         };
+        let began = Instant::now();
         let (sandbox_id, sandbox_config, pod_ip) =
             (sandbox.id.clone(), sandbox.config.clone(), sandbox.ip.clone().unwrap_or_default());
         let image = container.image.clone().unwrap_or_default();
@@ -318,6 +321,8 @@ impl Worker {
             ("RunContainerError".to_string(), e.to_string())
         })?;
         self.event(Some(&container.name), false, "Started", format!("Started container {}", container.name));
+        let ms = began.elapsed().as_millis() as u64;
+        tracing::debug!(pod = config::name(&self.pod), container = %container.name, ms, "container started");
         self.warned.lock().unwrap_or_else(PoisonError::into_inner).clear();
         self.probes.insert(container.name.clone(), Probes::new(container, &id, Instant::now()));
         Ok(())
@@ -493,7 +498,11 @@ impl Worker {
             observed.containers.push(view);
         }
         self.publish(&observed);
-        self.write_status(&observed).await;
+        // What was just started shows at the second look, which follows at once: one
+        // status write, not a Pending one and then a Running one.
+        if !self.acted {
+            self.write_status(&observed).await;
+        }
     }
 
     /// Tells the kubelet endpoint where this pod's containers are.
@@ -548,6 +557,7 @@ impl Worker {
             .await;
         match result {
             Ok(pod) => {
+                tracing::debug!(pod = %name, phase = ?wanted.get("phase"), "status written");
                 self.pod = pod;
                 self.last_written = Some(wanted);
             }
@@ -694,6 +704,7 @@ pub async fn run(node: Arc<NodeContext>, mut pods: watch::Receiver<Option<Pod>>)
             worker.sync().await;
             if worker.acted {
                 // Show what was just started (or stopped) now, not a tick later.
+                worker.acted = false;
                 worker.sync().await;
             }
         }
