@@ -171,7 +171,7 @@ impl FlotillaCluster {
     }
 
     /// Replaces member `id` online: takes it out of the voters through member `via`, stops
-    /// it and forgets it, and joins a new member (the next unused id) in its place. Returns
+    /// it, forgets it and deletes its data dir, and joins a new member (the next unused id) in its place. Returns
     /// the new member's id once it is a voter.
     pub async fn replace(&mut self, id: NodeId, via: NodeId, extra: &[&str], timeout: Duration) -> Result<NodeId> {
         let client = self.client(via)?;
@@ -180,6 +180,9 @@ impl FlotillaCluster {
         client.change_membership(voters.into_iter().filter(|v| *v != id).collect()).await.map_err(store)?;
         self.kill(id)?;
         self.members.remove(&id);
+        // Its data is of no use any more; a long run replaces hundreds of members and
+        // would otherwise fill the disk (its log stays, for the post-mortem).
+        let _ = std::fs::remove_dir_all(self.base.join(format!("member-{id}")));
         let new = self.members.keys().max().copied().unwrap_or(0).max(id) + 1;
         self.join(new, via, extra)?;
         let deadline = tokio::time::Instant::now() + timeout;
