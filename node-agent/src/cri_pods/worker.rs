@@ -106,8 +106,10 @@ pub struct Worker {
     probes: HashMap<String, Probes>,
     /// Why a container could not be started, by name (cleared when it starts).
     waiting: HashMap<String, (String, String)>,
-    /// Runs that ended: their status never changes again.
-    ended: HashMap<String, Run>,
+    /// The last status read of each container, by id: a run the list shows in the same
+    /// state is not asked about again (an ended run never changes; a running one only by
+    /// ending, which the list shows).
+    known: HashMap<String, Run>,
     /// Status last written, to skip writing it again before the watch shows it.
     last_written: Option<Value>,
     /// The sandbox of a pod that finished was stopped.
@@ -144,7 +146,7 @@ impl Worker {
             start_time: None,
             probes: HashMap::new(),
             waiting: HashMap::new(),
-            ended: HashMap::new(),
+            known: HashMap::new(),
             last_written: None,
             finished: false,
             backoff_told: HashMap::new(),
@@ -186,6 +188,7 @@ impl Worker {
                     );
                     let id = sandbox.id.clone();
                     self.sandbox = None;
+                    self.known.clear();
                     let _ = self.node.cri.stop_pod_sandbox(&id).await;
                 }
             }
@@ -238,19 +241,23 @@ impl Worker {
                 if i >= 2 {
                     // Older runs than the previous one are not shown anywhere: removed.
                     let _ = self.node.cri.remove_container(&c.id).await;
-                    self.ended.remove(&c.id);
+                    self.known.remove(&c.id);
                     continue;
                 }
-                if let Some(run) = self.ended.get(&c.id) {
+                let listed = cri::ContainerState::try_from(c.state).ok();
+                let unchanged = self.known.get(&c.id).filter(|run| match run.state {
+                    RunState::Running { .. } => listed == Some(cri::ContainerState::ContainerRunning),
+                    RunState::Exited { .. } => true,
+                    RunState::Created => false,
+                });
+                if let Some(run) = unchanged {
                     runs.push(run.clone());
                     continue;
                 }
                 match self.node.cri.container_status(&c.id).await {
                     Ok(Some(status)) => {
                         let run = run_of(&status);
-                        if matches!(run.state, RunState::Exited { .. }) {
-                            self.ended.insert(c.id.clone(), run.clone());
-                        }
+                        self.known.insert(c.id.clone(), run.clone());
                         runs.push(run);
                     }
                     Ok(None) => {}
