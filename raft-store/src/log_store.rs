@@ -11,7 +11,7 @@
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
@@ -51,7 +51,9 @@ fn index_key(index: u64) -> [u8; 8] {
 impl LogStore {
     pub fn new(db: Arc<DB>) -> Result<Self, std::io::Error> {
         let (tx, rx) = std::sync::mpsc::channel();
-        let flush_db = db.clone();
+        // A weak reference: the database is closed by whoever owns it last (the node, in its
+        // own thread), never by this thread as the process exits (RocksDB crashes then).
+        let flush_db = Arc::downgrade(&db);
         std::thread::Builder::new().name("raft-log-flush".into()).spawn(move || flush_loop(&flush_db, &rx))?;
         Ok(LogStore { db, flusher: tx })
     }
@@ -187,14 +189,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
 /// Syncs the write-ahead log for every append queued since the last sync, then reports them
 /// flushed in order. Ends when the log store is dropped.
-fn flush_loop(db: &DB, rx: &std::sync::mpsc::Receiver<LogFlushed<TypeConfig>>) {
+fn flush_loop(db: &Weak<DB>, rx: &std::sync::mpsc::Receiver<LogFlushed<TypeConfig>>) {
     while let Ok(first) = rx.recv() {
         let mut waiting = vec![first];
         waiting.extend(rx.try_iter());
-        let result = db.flush_wal(true);
+        let result = match db.upgrade() {
+            Some(db) => db.flush_wal(true).map_err(|e| e.to_string()),
+            None => Err("the database is closed".to_string()),
+        };
         metrics::counter!("flotilla_store_wal_syncs_total").increment(1);
         for callback in waiting {
-            callback.log_io_completed(result.clone().map_err(|e| std::io::Error::other(e.to_string())));
+            callback.log_io_completed(result.clone().map_err(std::io::Error::other));
         }
     }
 }

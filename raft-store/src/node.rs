@@ -88,6 +88,8 @@ struct Inner {
     mvcc: Mvcc,
     hub: WatchHub,
     request_timeout: Duration,
+    /// Raft's heartbeat interval: the pause before a read-index round is asked again.
+    heartbeat: Duration,
     peers: Mutex<HashMap<String, KvClient<Channel>>>,
     /// Where connections to peers come from (see [`local_address`]).
     local: Option<std::net::IpAddr>,
@@ -99,6 +101,9 @@ struct Inner {
     stop: Mutex<Option<oneshot::Sender<()>>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
+
+/// How long a leader asks again for a read-index round a majority left unanswered.
+const QUORUM_RETRY: Duration = Duration::from_secs(1);
 
 /// Where a member keeps its cluster id (the meta column family).
 const CLUSTER_KEY: &[u8] = b"cluster/id";
@@ -202,6 +207,7 @@ impl StoreNode {
                 mvcc,
                 hub,
                 request_timeout: cfg.request_timeout,
+                heartbeat: Duration::from_millis(cfg.heartbeat_ms.max(10)),
                 peers: Mutex::new(HashMap::new()),
                 local: local_address(&cfg),
                 cluster,
@@ -492,13 +498,26 @@ impl StoreNode {
     /// On the leader: confirms leadership with a quorum and returns the log index that a
     /// linearizable read must see applied.
     pub async fn read_index_local(&self) -> Result<u64> {
-        match self.inner.raft.get_read_log_id().await {
-            Ok((read_log_id, _)) => Ok(read_log_id.map_or(0, |id| id.index)),
-            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
-                Err(StoreError::NotLeader { leader: f.leader_id, leader_addr: f.leader_node.map(|n| n.addr) })
+        // A round a majority did not answer in time (a peer slow for a moment) is asked again
+        // for a little while; a leader cut off for longer fails the read.
+        let give_up = Instant::now() + QUORUM_RETRY;
+        loop {
+            match self.inner.raft.get_read_log_id().await {
+                Ok((read_log_id, _)) => return Ok(read_log_id.map_or(0, |id| id.index)),
+                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
+                    return Err(StoreError::NotLeader {
+                        leader: f.leader_id,
+                        leader_addr: f.leader_node.map(|n| n.addr),
+                    })
+                }
+                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::QuorumNotEnough(_)))
+                    if Instant::now() < give_up =>
+                {
+                    tokio::time::sleep(self.inner.heartbeat).await;
+                }
+                Err(RaftError::APIError(e)) => return Err(StoreError::Unavailable(e.to_string())),
+                Err(RaftError::Fatal(e)) => return Err(fatal(e)),
             }
-            Err(RaftError::APIError(e)) => Err(StoreError::Unavailable(e.to_string())),
-            Err(RaftError::Fatal(e)) => Err(fatal(e)),
         }
     }
 
