@@ -73,6 +73,15 @@ struct Member {
     child: Option<Child>,
 }
 
+/// With the shared certificates of `pki`, a member serves the Kubernetes API on a free
+/// loopback port: its flags are added to `how`, its URL returned.
+fn serve_api(pki: Option<&Path>, how: &mut Vec<String>) -> Result<Option<String>> {
+    let Some(pki) = pki else { return Ok(None) };
+    let api = format!("127.0.0.1:{}", free_port()?);
+    how.extend(["--api-addr".into(), api.clone(), "--pki-dir".into(), pki.display().to_string()]);
+    Ok(Some(format!("https://{api}")))
+}
+
 /// A multi-process cluster. Dropping it kills every member.
 pub struct FlotillaCluster {
     bin: PathBuf,
@@ -115,14 +124,7 @@ impl FlotillaCluster {
         };
         for (id, addr) in &addrs {
             let mut how = vec!["--initial-cluster".to_string(), initial.join(",")];
-            let api = match pki {
-                Some(pki) => {
-                    let api = format!("127.0.0.1:{}", free_port()?);
-                    how.extend(["--api-addr".into(), api.clone(), "--pki-dir".into(), pki.display().to_string()]);
-                    Some(format!("https://{api}"))
-                }
-                None => None,
-            };
+            let api = serve_api(pki, &mut how)?;
             let how: Vec<&str> = how.iter().map(String::as_str).collect();
             cluster.add(*id, addr.clone(), &how, extra)?;
             if let Some(member) = cluster.members.get_mut(id) {
@@ -154,14 +156,7 @@ impl FlotillaCluster {
     pub fn join(&mut self, id: NodeId, via: NodeId, extra: &[&str]) -> Result<()> {
         let seed = self.addr(via)?.to_string();
         let mut how = vec!["--join".to_string(), seed];
-        let api = match &self.pki {
-            Some(pki) => {
-                let api = format!("127.0.0.1:{}", free_port()?);
-                how.extend(["--api-addr".into(), api.clone(), "--pki-dir".into(), pki.display().to_string()]);
-                Some(format!("https://{api}"))
-            }
-            None => None,
-        };
+        let api = serve_api(self.pki.as_deref(), &mut how)?;
         let how: Vec<&str> = how.iter().map(String::as_str).collect();
         self.add(id, member_addr(id)?, &how, extra)?;
         if let Some(member) = self.members.get_mut(&id) {

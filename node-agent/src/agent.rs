@@ -247,10 +247,7 @@ pub async fn reset(state_dir: &std::path::Path) -> Result<usize, Error> {
     let managed = HashMap::from([(cri_pods::config::LABEL_MANAGED.to_string(), "true".to_string())]);
     let sandboxes = containerd.cri.list_pod_sandboxes(managed).await.unwrap_or_default();
     for sandbox in &sandboxes {
-        if let Err(error) = containerd.cri.stop_pod_sandbox(&sandbox.id).await {
-            tracing::warn!(%error, sandbox = %sandbox.id, "stopping sandbox failed");
-        }
-        if let Err(error) = containerd.cri.remove_pod_sandbox(&sandbox.id).await {
+        if let Err(error) = containerd.cri.stop_and_remove_pod_sandbox(&sandbox.id).await {
             tracing::warn!(%error, sandbox = %sandbox.id, "removing sandbox failed");
         }
     }

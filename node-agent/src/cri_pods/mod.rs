@@ -100,8 +100,7 @@ async fn remove_orphans(node: &NodeContext, present: &HashSet<String>) {
         }
         let name = sandbox.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
         tracing::info!(pod = %name, %uid, sandbox = %sandbox.id, "removing the sandbox of a pod that is gone");
-        let _ = node.cri.stop_pod_sandbox(&sandbox.id).await;
-        if let Err(error) = node.cri.remove_pod_sandbox(&sandbox.id).await {
+        if let Err(error) = node.cri.stop_and_remove_pod_sandbox(&sandbox.id).await {
             tracing::warn!(%error, sandbox = %sandbox.id, "removing an orphaned sandbox failed");
         }
         if !uid.is_empty() {

@@ -173,6 +173,11 @@ impl Worker {
         events::record(&self.node.api, &self.node.name, &self.pod, container, warning, reason, message);
     }
 
+    /// Every sandbox the runtime has of this pod (any attempt, any state).
+    async fn sandboxes(&self) -> Result<Vec<cri::PodSandbox>, crate::runtime::cri::Error> {
+        self.node.cri.list_pod_sandboxes(HashMap::from([(LABEL_POD_UID.to_string(), self.uid())])).await
+    }
+
     /// The ready sandbox of this pod: adopted from the runtime, or made.
     async fn ensure_sandbox(&mut self) -> Result<(), String> {
         if let Some(sandbox) = &self.sandbox {
@@ -193,13 +198,7 @@ impl Worker {
                 }
             }
         }
-        let uid = self.uid();
-        let listed = self
-            .node
-            .cri
-            .list_pod_sandboxes(HashMap::from([(LABEL_POD_UID.to_string(), uid.clone())]))
-            .await
-            .map_err(|e| e.to_string())?;
+        let listed = self.sandboxes().await.map_err(|e| e.to_string())?;
         let attempt = listed.len() as u32;
         let ready =
             listed.iter().filter(|s| s.state == cri::PodSandboxState::SandboxReady as i32).max_by_key(|s| s.created_at);
@@ -577,13 +576,7 @@ impl Worker {
 
     /// Stops the containers (preStop hooks first) within `grace`, then the sandbox.
     pub async fn stop(&mut self, grace: Duration) {
-        let uid = self.uid();
-        let sandboxes = self
-            .node
-            .cri
-            .list_pod_sandboxes(HashMap::from([(LABEL_POD_UID.to_string(), uid)]))
-            .await
-            .unwrap_or_default();
+        let sandboxes = self.sandboxes().await.unwrap_or_default();
         let deadline = Instant::now() + grace;
         let spec = self.pod.spec.clone().unwrap_or_default();
         let mut stops = Vec::new();
@@ -622,16 +615,9 @@ impl Worker {
 
     /// Removes every trace of the pod from the node: sandboxes, containers, volumes, logs.
     pub async fn remove(&mut self) {
-        let uid = self.uid();
-        let sandboxes = self
-            .node
-            .cri
-            .list_pod_sandboxes(HashMap::from([(LABEL_POD_UID.to_string(), uid)]))
-            .await
-            .unwrap_or_default();
+        let sandboxes = self.sandboxes().await.unwrap_or_default();
         for sandbox in sandboxes {
-            let _ = self.node.cri.stop_pod_sandbox(&sandbox.id).await;
-            if let Err(error) = self.node.cri.remove_pod_sandbox(&sandbox.id).await {
+            if let Err(error) = self.node.cri.stop_and_remove_pod_sandbox(&sandbox.id).await {
                 tracing::warn!(pod = config::name(&self.pod), %error, "removing sandbox failed");
             }
         }

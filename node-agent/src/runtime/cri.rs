@@ -116,6 +116,13 @@ impl Cri {
         Ok(())
     }
 
+    /// Stops a sandbox (its containers with it), then removes it; the removal is tried even
+    /// if the stop failed (containerd stops what it removes), and its outcome is the answer.
+    pub async fn stop_and_remove_pod_sandbox(&self, id: &str) -> Result<()> {
+        let _ = self.stop_pod_sandbox(id).await;
+        self.remove_pod_sandbox(id).await
+    }
+
     pub async fn pod_sandbox_status(&self, id: &str) -> Result<Option<PodSandboxStatus>> {
         let message = cri::PodSandboxStatusRequest { pod_sandbox_id: id.into(), verbose: false };
         let response =
