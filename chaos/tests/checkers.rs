@@ -295,12 +295,13 @@ fn snapshot(changes: &[Change], at: u64) -> BTreeMap<String, Versioned> {
 }
 
 fn simulate(seed: u64) -> Sim {
-    simulate_n(seed, 240, 5)
+    simulate_n(seed, 240, 5, 0.06)
 }
 
 /// Clients invoke, take effect (atomically, at a random later step) and complete operations
-/// in random interleavings; some are lost (indeterminate) before or after taking effect.
-fn simulate_n(seed: u64, steps: usize, clients: usize) -> Sim {
+/// in random interleavings; a share `lost` of them are lost (indeterminate) before or after
+/// taking effect.
+fn simulate_n(seed: u64, steps: usize, clients: usize, lost: f64) -> Sim {
     let mut rng = StdRng::seed_from_u64(seed);
     let keys = ["k0", "k1", "k2"];
     let deletion_rv = rng.gen_bool(0.5);
@@ -310,6 +311,8 @@ fn simulate_n(seed: u64, steps: usize, clients: usize) -> Sim {
     let mut replaced = BTreeMap::new();
     // Per client: the pending op's index, whether it took effect, whether its reply is lost.
     let mut pending: Vec<Option<(usize, bool, bool)>> = vec![None; clients];
+    // Per client: the rv it last saw of each key.
+    let mut seen: Vec<BTreeMap<String, u64>> = vec![BTreeMap::new(); clients];
     let (mut now, mut rv, mut n) = (0u64, 0u64, 0);
     for _ in 0..steps {
         now += rng.gen_range(1..4);
@@ -317,9 +320,10 @@ fn simulate_n(seed: u64, steps: usize, clients: usize) -> Sim {
         match pending[c] {
             None => {
                 let key = keys[rng.gen_range(0..keys.len())];
-                let current = store.get(key).map(|v| v.rv);
-                let guess = |rng: &mut StdRng| match current {
-                    Some(rv) if rng.gen_bool(0.8) => rv,
+                // Like a real client, it expects the rv it last saw (now and then any rv).
+                let last_seen = seen[c].get(key).copied();
+                let guess = |rng: &mut StdRng| match last_seen {
+                    Some(rv) if rng.gen_bool(0.9) => rv,
                     _ => rng.gen_range(1..=rv.max(1)),
                 };
                 n += 1;
@@ -336,7 +340,7 @@ fn simulate_n(seed: u64, steps: usize, clients: usize) -> Sim {
                     _ => OpKind::Get,
                 };
                 ops.push(op(c as u32, key, kind, (now, None), Outcome::Indeterminate));
-                pending[c] = Some((ops.len() - 1, false, rng.gen_bool(0.06)));
+                pending[c] = Some((ops.len() - 1, false, rng.gen_bool(lost)));
             }
             Some((i, false, lost)) => {
                 if lost && rng.gen_bool(0.5) {
@@ -384,6 +388,11 @@ fn simulate_n(seed: u64, steps: usize, clients: usize) -> Sim {
                     ops[i].outcome = Outcome::Indeterminate;
                 } else {
                     ops[i].completed_ns = Some(now);
+                    match (&ops[i].kind, &ops[i].outcome) {
+                        (OpKind::Delete { .. }, Outcome::Ok { .. }) => seen[c].remove(&ops[i].key),
+                        (_, Outcome::Ok { rv: Some(rv), .. }) => seen[c].insert(ops[i].key.clone(), *rv),
+                        _ => None,
+                    };
                 }
                 pending[c] = None;
             }
@@ -443,10 +452,54 @@ fn simulated_linearizable_histories_pass() {
 
 #[test]
 fn a_long_history_with_many_clients_is_decided() {
-    let history = simulate_n(7, 3000, 12).history;
+    let history = simulate_n(7, 3000, 12, 0.06).history;
     assert!(history.ops.len() > 900);
     let report = check(&history);
     assert_eq!(report.verdict(), Verdict::Valid, "{report}");
+}
+
+#[test]
+fn a_long_history_with_hundreds_of_lost_writes_is_decided() {
+    // As a 30-minute chaos run has per key: tens of thousands of operations, hundreds lost.
+    let history = simulate_n(3, 60_000, 12, 0.05).history;
+    let lost = history.ops.iter().filter(|op| op.is_indeterminate() && op.kind.is_write()).count();
+    assert!(history.ops.len() > 20_000 && lost > 300, "{} operations, {lost} lost writes", history.ops.len());
+    let report = check(&history);
+    assert_eq!(report.verdict(), Verdict::Valid, "{report}");
+}
+
+#[test]
+fn a_lost_write_never_read_back_may_still_explain_a_refusal() {
+    // Nobody reads "x", yet only its create explains the AlreadyExists, and the delete that
+    // expects an rv nobody acknowledged removes it again.
+    let ops = vec![
+        lost(1, "k", OpKind::Create { value: "x".into() }, 0),
+        op(2, "k", OpKind::Create { value: "y".into() }, (5, Some(6)), fail(FailReason::AlreadyExists)),
+        op(3, "k", OpKind::Delete { expected_rv: Some(7) }, (8, Some(9)), Outcome::Ok { rv: None, value: None }),
+        get(2, "k", (10, 11), fail(FailReason::NotFound)),
+    ];
+    assert_valid(&history(ops, vec![], &[]));
+}
+
+#[test]
+fn a_lost_compare_and_swap_takes_effect_only_while_its_rv_is_current() {
+    let before = |read: Outcome| {
+        vec![
+            create(1, "k", "a", (0, 1), 1),
+            lost(1, "k", OpKind::Update { value: "b".into(), expected_rv: 1 }, 2),
+            get(2, "k", (3, 10), read),
+        ]
+    };
+    // The get is the first to show an rv above 1: the lost update may precede it.
+    let mut ops = before(ok(5, "b"));
+    ops.push(update(2, "k", "c", 5, (11, 12), ok(6, "c")));
+    assert_valid(&history(ops, vec![], &[("k", 6, "c")]));
+    // Once rv 3 was shown, the update expecting rv 1 can no longer take effect.
+    let mut ops = before(ok(1, "a"));
+    ops.push(update(2, "k", "c", 1, (11, 12), ok(3, "c")));
+    ops.push(get(2, "k", (13, 14), ok(5, "b")));
+    let report = check(&history(ops, vec![], &[("k", 5, "b")]));
+    assert_eq!(report.verdict(), Verdict::Invalid, "{report}");
 }
 
 /// Indices of the acknowledged gets.
@@ -548,4 +601,28 @@ fn a_dropped_swapped_or_repeated_watch_event_is_caught_in_random_histories() {
             assert!(report.linearizability.violations.is_empty() && report.writes.is_empty(), "{report}");
         }
     }
+}
+
+#[test]
+fn a_stale_read_in_a_long_history_with_lost_writes_is_reported() {
+    let Sim { mut history, replaced } = simulate_n(3, 60_000, 12, 0.05);
+    let ops = &history.ops;
+    let (g, u) = ok_gets(&history)
+        .into_iter()
+        .rev()
+        .find_map(|g| {
+            let (u, _) = replaced.iter().find(|&(&u, _)| {
+                ops[u].key == ops[g].key && ops[u].completed_ns.is_some_and(|c| c + 1000 < ops[g].invoked_ns)
+            })?;
+            Some((g, *u))
+        })
+        .unwrap();
+    let OpKind::Update { expected_rv, .. } = history.ops[u].kind else { unreachable!() };
+    history.ops[g].outcome = ok(expected_rv, &replaced[&u]);
+    let report = check(&history);
+    assert_eq!(report.verdict(), Verdict::Invalid, "{report}");
+    // The search over every operation may not finish, but the reduced one names the read.
+    let lin = &report.linearizability;
+    let named = |text: &str| text.contains(&format!("#{g} "));
+    assert!(lin.violations.iter().any(|v| named(&v.op)) || lin.unchecked.iter().any(|u| named(&u.why)), "{report}");
 }
