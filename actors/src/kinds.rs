@@ -130,6 +130,12 @@ const POD_SUB: &[Subresource] = &[
     STATUS,
 ];
 const SCALE_ST: &[Subresource] = &[SCALE, STATUS];
+/// A ServiceAccount's `token`: a `TokenRequest` answered with a token (create only).
+const SA_SUB: &[Subresource] = &[Subresource {
+    name: "token",
+    response: Some(("authentication.k8s.io", "v1", "TokenRequest")),
+    verbs: &["create"],
+}];
 
 /// Every built-in resource, in discovery order.
 pub static BUILTIN: &[ResourceKind] = &[
@@ -143,7 +149,7 @@ pub static BUILTIN: &[ResourceKind] = &[
     kind("", "endpoints", "endpoints", "Endpoints", NS, &["ep"], NONE, NO_SUB),
     kind("", "configmaps", "configmap", "ConfigMap", NS, &["cm"], NONE, NO_SUB),
     kind("", "secrets", "secret", "Secret", NS, NONE, NONE, NO_SUB),
-    kind("", "serviceaccounts", "serviceaccount", "ServiceAccount", NS, &["sa"], NONE, NO_SUB),
+    kind("", "serviceaccounts", "serviceaccount", "ServiceAccount", NS, &["sa"], NONE, SA_SUB),
     kind("", "nodes", "node", "Node", CLUSTER, &["no"], NONE, ST),
     kind("", "events", "event", "Event", NS, &["ev"], NONE, NO_SUB),
     kind("", "persistentvolumes", "persistentvolume", "PersistentVolume", CLUSTER, &["pv"], NONE, ST),

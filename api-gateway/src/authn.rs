@@ -2,7 +2,8 @@
 //!
 //! In kube-apiserver's order: an x509 client certificate that rustls verified against the
 //! cluster CA (user = CN, groups = the O values), then a static bearer token from the token
-//! file (`--token-auth-file`), else anonymous. Every authenticated user also gets the group
+//! file (`--token-auth-file`), then a ServiceAccount token (a JWT signed with the cluster's
+//! `sa.key`, see [`crate::service_accounts`]), else anonymous. Every authenticated user also gets the group
 //! `system:authenticated`. Anonymous requests get 401 except on [`PUBLIC_PATHS`]; a bearer
 //! token that matches nothing gets 401 everywhere, as in kube-apiserver.
 
@@ -18,6 +19,7 @@ use actix_web::middleware::Next;
 use actix_web::rt::net::TcpStream;
 use actix_web::{web, HttpMessage};
 
+use crate::service_accounts::ServiceAccountTokens;
 use crate::status;
 
 /// Paths (and their subpaths) anonymous clients may reach.
@@ -170,6 +172,25 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
+/// The user of a bearer token: a static one, else a ServiceAccount token valid for the API
+/// server's audience; `None` when it is neither (401).
+async fn bearer_user(req: &ServiceRequest, token: &str) -> Option<UserInfo> {
+    if let Some(user) = req.app_data::<web::Data<Tokens>>().and_then(|tokens| tokens.user(token)) {
+        return Some(user.clone());
+    }
+    if !crate::service_accounts::jwt::looks_like_jwt(token) {
+        return None;
+    }
+    let sa_tokens = req.app_data::<web::Data<ServiceAccountTokens>>()?;
+    match sa_tokens.authenticate(token, &[]).await {
+        Ok(found) => Some(found.user),
+        Err(reason) => {
+            tracing::debug!(%reason, "refused a bearer token");
+            None
+        }
+    }
+}
+
 fn is_public(path: &str) -> bool {
     PUBLIC_PATHS.iter().any(|p| path.strip_prefix(p).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
 }
@@ -184,11 +205,11 @@ pub async fn authenticate(
     let user = if let Some(ClientCertUser(user)) = req.conn_data::<ClientCertUser>() {
         Some(user.clone())
     } else if let Some(token) = bearer_token(req.headers()) {
-        let user = req.app_data::<web::Data<Tokens>>().and_then(|tokens| tokens.user(token).cloned());
-        if user.is_none() {
-            return Ok(req.into_response(status::unauthorized()).map_into_right_body());
-        }
-        user
+        let user = match bearer_user(&req, token).await {
+            Some(user) => user,
+            None => return Ok(req.into_response(status::unauthorized()).map_into_right_body()),
+        };
+        Some(user)
     } else {
         None
     };

@@ -124,7 +124,7 @@ fn manager(req: &HttpRequest) -> String {
     }
 }
 
-async fn read_body(mut body: web::Payload) -> ApiResult<web::BytesMut> {
+pub(crate) async fn read_body(mut body: web::Payload) -> ApiResult<web::BytesMut> {
     let mut bytes = web::BytesMut::new();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;

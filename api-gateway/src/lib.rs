@@ -19,6 +19,8 @@
 //!   and server-side field validation read them.
 //! - [`binding`]: the `pods/binding` (the scheduler's bind) and `pods/eviction` (delete
 //!   within the pod's disruption budget) subresources, routed from [`resources`].
+//! - [`service_accounts`]: ServiceAccount tokens: the `serviceaccounts/token` subresource
+//!   (`TokenRequest`), ES256 JWTs signed with `pki`'s `sa.key`, and their authentication.
 //! - [`resources`]: the object verbs (get, list, create, update, delete) under `/api/v1` and
 //!   `/apis/{group}/{version}`, sent to the `actors::KindActors`; [`conversion`]: custom
 //!   objects converted between versions by their CRD's conversion webhook (`ConversionReview`).
@@ -58,6 +60,7 @@ pub mod pki;
 pub mod protobuf;
 pub mod resources;
 pub mod server;
+pub mod service_accounts;
 pub mod status;
 pub mod tables;
 pub mod tls;

@@ -1,6 +1,8 @@
 //! The cluster's certificates as PEM files under `DATA_DIR/pki/`: the CA (`ca.crt`, `ca.key`),
-//! the API server's serving certificate (`apiserver.*`), the admin's (`admin.*`), and the API
-//! server's client certificate towards kubelets (`apiserver-kubelet-client.*`, kubeadm's name).
+//! the API server's serving certificate (`apiserver.*`), the admin's (`admin.*`), the API
+//! server's client certificate towards kubelets (`apiserver-kubelet-client.*`, kubeadm's name),
+//! and the key that signs ServiceAccount tokens (`sa.key`, its public half `sa.pub`, kubeadm's
+//! names; an ECDSA P-256 key, so tokens are ES256).
 //!
 //! [`load_or_create`] makes what is missing on first start and loads it on later starts. The
 //! CA is never replaced once `ca.crt` exists. A leaf certificate is issued again when it is
@@ -76,6 +78,9 @@ pub struct Pki {
     /// What the API server presents to kubelets for logs, exec, attach and port-forward
     /// (CN=kube-apiserver-kubelet-client, O=kubeadm:cluster-admins, as kubeadm issues it).
     pub kubelet_client: CertAndKey,
+    /// The ServiceAccount token signing key (`sa.key`, PKCS#8 PEM, ECDSA P-256): every member
+    /// sharing the directory signs and verifies with it ([`crate::service_accounts`]).
+    pub service_account_key: String,
 }
 
 /// Loads the certificates in `dir` (`DATA_DIR/pki`), making whatever is missing or stale.
@@ -102,7 +107,26 @@ pub fn load_or_create(dir: &Path, extra_names: &[String]) -> Result<Pki, PkiErro
         client_params(crate::kubelet_proxy::client::CLIENT_NAME, Some(crate::kubelet_proxy::client::CLIENT_GROUP)),
     )?;
     crate::aggregator::front_proxy::load_or_create(dir, &ca.cert_pem)?;
-    Ok(Pki { ca, apiserver, admin, kubelet_client })
+    let service_account_key = load_or_create_service_account_key(dir)?;
+    Ok(Pki { ca, apiserver, admin, kubelet_client, service_account_key })
+}
+
+/// Makes `sa.key` (and `sa.pub`) when missing, then loads `sa.key`; like the CA, it is never
+/// replaced once there (replacing it would invalidate every token issued).
+fn load_or_create_service_account_key(dir: &Path) -> Result<String, PkiError> {
+    let (key_path, pub_path) = (dir.join("sa.key"), dir.join("sa.pub"));
+    if !key_path.exists() {
+        let key = KeyPair::generate().map_err(|source| PkiError::Generate { what: "ServiceAccount key", source })?;
+        write_file(&key_path, &key.serialize_pem(), 0o600)?;
+        write_file(&pub_path, &key.public_key_pem(), 0o644)?;
+        tracing::info!(dir = %dir.display(), "made a new ServiceAccount token signing key");
+    }
+    let pem = read(&key_path)?;
+    let key = KeyPair::from_pem(&pem).map_err(|e| invalid(&key_path, "ServiceAccount key", e))?;
+    if key.algorithm() != &rcgen::PKCS_ECDSA_P256_SHA256 {
+        return Err(invalid(&key_path, "ServiceAccount key", "it is not an ECDSA P-256 key"));
+    }
+    Ok(pem)
 }
 
 /// Makes the CA when `ca.crt` is missing, then loads it as every later start does.
@@ -339,6 +363,8 @@ mod tests {
             ("apiserver-kubelet-client.key", 0o600),
             ("apiserver-kubelet-client.crt", 0o644),
             ("ca.crt", 0o644),
+            ("sa.key", 0o600),
+            ("sa.pub", 0o644),
         ] {
             let meta = fs::metadata(dir.path().join(file)).unwrap();
             assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, mode, "{file}");
@@ -355,6 +381,7 @@ mod tests {
         assert_eq!(first.apiserver.cert_pem, second.apiserver.cert_pem);
         assert_eq!(first.admin.key_pem, second.admin.key_pem);
         assert_eq!(first.kubelet_client.key_pem, second.kubelet_client.key_pem);
+        assert_eq!(first.service_account_key, second.service_account_key);
     }
 
     #[test]

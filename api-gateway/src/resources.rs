@@ -250,6 +250,13 @@ async fn serve(req: &HttpRequest, body: web::Payload, actors: &KindActors) -> Ap
             return Ok(Reply::Json(code, body));
         }
     }
+    // serviceaccounts/token: a TokenRequest.
+    if crate::service_accounts::token_request::handles(kind, target.subresource.as_deref()) {
+        if let (Some(ns), Some(name)) = (target.namespace.as_deref(), target.name.as_deref()) {
+            let (code, body) = crate::service_accounts::token_request::serve(req, body, (ns, name)).await?;
+            return Ok(Reply::Json(code, body));
+        }
+    }
     let served = |sub: &str| kind.subresources.iter().any(|s| s.name == sub);
     let part = match target.subresource.as_deref() {
         Some(sub) if !served(sub) => return Err(not_found(req.path())),

@@ -17,6 +17,8 @@ use crate::kubelet_proxy::client::KubeletClient;
 use crate::kubelet_proxy::{self, KubeletProxy};
 use crate::metrics_recorder::PrometheusHandle;
 use crate::pki::Pki;
+use crate::service_accounts::jwt::{self, Signer};
+use crate::service_accounts::ServiceAccountTokens;
 use crate::tls::{self, TlsError};
 use crate::{discovery, health_endpoints, openapi, resources, status, version};
 
@@ -33,11 +35,15 @@ pub enum ServeError {
     /// The client towards kubelets cannot be made from the kubelet client certificate.
     #[error("the kubelet client: {0}")]
     KubeletClient(#[from] crate::upstream::ProxyError),
+    /// The ServiceAccount token signing key is not usable.
+    #[error(transparent)]
+    ServiceAccountKey(#[from] crate::service_accounts::jwt::JwtError),
 }
 
 /// Binds `bind` (port 0 picks a free port) and returns the HTTPS API server, not yet awaited,
 /// with the address it bound. It serves with `pki`'s serving certificate, verifies client
-/// certificates against `pki`'s CA, accepts the bearer `tokens`, and answers `/livez`,
+/// certificates against `pki`'s CA, accepts the bearer `tokens` and ServiceAccount tokens
+/// signed with `pki`'s `sa.key`, and answers `/livez`,
 /// `/readyz`, `/version` (open to anonymous clients), `/metrics`, discovery (`/api`,
 /// `/apis`, ...), the OpenAPI documents (`/openapi/v2`, `/openapi/v3/...`) and the object verbs, sent to `kinds`;
 /// the group/versions of non-local APIServices go to their extension servers ([`aggregator`]); a pod's
@@ -55,12 +61,15 @@ pub fn serve(
     // The availability actors run on this (the caller's) arbiter; the proxy in the workers.
     let aggregator = web::Data::new(Aggregator::start(pki, kinds.clone())?);
     let tokens = web::Data::new(tokens);
+    let signer = Signer::new(&pki.service_account_key, jwt::DEFAULT_ISSUER)?;
+    let sa_tokens = web::Data::new(ServiceAccountTokens { signer, kinds: kinds.clone() });
     let limits = web::Data::new(crate::limits::Limits::default());
     let kubelet = KubeletProxy::new(kinds.clone(), KubeletClient::new(&pki.kubelet_client)?);
     let server = HttpServer::new(move || {
         let (health, prometheus) = (health.clone(), prometheus.clone());
         App::new()
             .app_data(tokens.clone())
+            .app_data(sa_tokens.clone())
             .app_data(limits.clone())
             .app_data(aggregator.clone())
             .wrap(from_fn(aggregator::route))

@@ -39,6 +39,13 @@ pub fn decode(body: &[u8]) -> Option<Value> {
             }
         }
         "SelfSubjectRulesReview" => put("namespace", text(&spec, 1)?.map(Value::from)),
+        // Not a review, but as small: the `serviceaccounts/token` subresource's body.
+        "TokenRequest" => {
+            put("audiences", texts(&spec, 1)?);
+            put("boundObjectRef", attributes(field(&spec, 3), BOUND_OBJECT_REFERENCE)?);
+            let spec_bytes = field(&review, 2).unwrap_or_default();
+            put("expirationSeconds", varint_field(spec_bytes, 4)?.map(|n| Value::from(n as i64)));
+        }
         _ => {}
     }
     out["spec"] = Value::Object(spec_json);
@@ -48,6 +55,8 @@ pub fn decode(body: &[u8]) -> Option<Value> {
 /// `ResourceAttributes`' string fields by number.
 const RESOURCE_ATTRIBUTES: &[(u64, &str)] =
     &[(1, "namespace"), (2, "verb"), (3, "group"), (4, "version"), (5, "resource"), (6, "subresource"), (7, "name")];
+/// `BoundObjectReference`'s string fields by number.
+const BOUND_OBJECT_REFERENCE: &[(u64, &str)] = &[(1, "kind"), (2, "apiVersion"), (3, "name"), (4, "uid")];
 /// `NonResourceAttributes`' string fields by number.
 const NON_RESOURCE_ATTRIBUTES: &[(u64, &str)] = &[(1, "path"), (2, "verb")];
 
@@ -85,6 +94,33 @@ fn fields(mut buf: &[u8]) -> Option<Vec<(u64, &[u8])>> {
         }
     }
     Some(out)
+}
+
+/// The last varint field `number` of a message: `Some(None)` when absent, `None` when the
+/// message is malformed.
+fn varint_field(mut buf: &[u8], number: u64) -> Option<Option<u64>> {
+    let mut found = None;
+    while !buf.is_empty() {
+        let (key, rest) = varint(buf)?;
+        buf = rest;
+        match key & 7 {
+            0 => {
+                let (value, rest) = varint(buf)?;
+                if key >> 3 == number {
+                    found = Some(value);
+                }
+                buf = rest;
+            }
+            1 => buf = buf.get(8..)?,
+            2 => {
+                let (len, rest) = varint(buf)?;
+                buf = rest.get(usize::try_from(len).ok()?..)?;
+            }
+            5 => buf = buf.get(4..)?,
+            _ => return None,
+        }
+    }
+    Some(found)
 }
 
 fn varint(buf: &[u8]) -> Option<(u64, &[u8])> {
@@ -161,6 +197,22 @@ mod tests {
         );
         let body = envelope("authorization.k8s.io/v1", "SelfSubjectAccessReview", &ld(2, &ld(2, &ld(1, b"/healthz"))));
         assert_eq!(decode(&body).unwrap()["spec"], json!({"nonResourceAttributes": {"path": "/healthz"}}));
+    }
+
+    #[test]
+    fn token_requests_decode_into_their_json() {
+        let bound = [ld(1, b"Pod"), ld(2, b"v1"), ld(3, b"web"), ld(4, b"u-1")].concat();
+        // expirationSeconds (4) = 600 as a varint: 0xd8 0x04.
+        let spec = [ld(1, b"vault"), ld(3, &bound), vec![4 << 3, 0xd8, 0x04]].concat();
+        let body =
+            envelope("authentication.k8s.io/v1", "TokenRequest", &[ld(1, &ld(1, b"robot")), ld(2, &spec)].concat());
+        assert_eq!(
+            decode(&body).unwrap()["spec"],
+            json!({"audiences": ["vault"], "expirationSeconds": 600,
+                   "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "web", "uid": "u-1"}})
+        );
+        let body = envelope("authentication.k8s.io/v1", "TokenRequest", &ld(2, &[]));
+        assert_eq!(decode(&body).unwrap()["spec"], json!({}));
     }
 
     #[test]

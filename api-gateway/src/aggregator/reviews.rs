@@ -3,8 +3,8 @@
 //! `--authorization-kubeconfig`), and kubectl asks them (`auth can-i`, `auth whoami`).
 //!
 //! - `authentication.k8s.io/v1` `tokenreviews`: is this bearer token valid, and whose is it?
-//!   Answered by the gateway's token authenticator ([`crate::authn::Tokens`]); client
-//!   certificates cannot be reviewed (they are not tokens). `selfsubjectreviews`: who am I.
+//!   Answered by the gateway's token authenticators (static [`crate::authn::Tokens`], then
+//!   ServiceAccount tokens, [`crate::service_accounts`]); client certificates cannot be reviewed (they are not tokens). `selfsubjectreviews`: who am I.
 //! - `authorization.k8s.io/v1` `subjectaccessreviews`, `localsubjectaccessreviews`,
 //!   `selfsubjectaccessreviews`, `selfsubjectrulesreviews`: may this user do that? RBAC is
 //!   not enforced yet, so authenticated users may do everything (reason `no RBAC yet`) and
@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 
 use crate::authn::{Tokens, UserInfo, ANONYMOUS_USER, UNAUTHENTICATED_GROUP};
 use crate::resources::error_response;
+use crate::service_accounts::ServiceAccountTokens;
 
 const AUTHENTICATION: &str = "authentication.k8s.io";
 const AUTHORIZATION: &str = "authorization.k8s.io";
@@ -85,8 +86,15 @@ type Review = fn(&HttpRequest, &[u8]) -> ApiResult<HttpResponse>;
 /// Registers the review routes; register them before the object routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let at = |group: &str, resource: &str| format!("/apis/{group}/v1/{resource}");
-    let routes: [(String, Review); 6] = [
-        (at(AUTHENTICATION, "tokenreviews"), token_review),
+    // TokenReview looks ServiceAccounts up: the one asynchronous review.
+    cfg.service(
+        web::resource(at(AUTHENTICATION, "tokenreviews"))
+            .route(web::post().to(|req: HttpRequest, body: web::Bytes| async move {
+                token_review(&req, &body).await.unwrap_or_else(|e| error_response(&e))
+            }))
+            .default_service(web::to(method_not_allowed)),
+    );
+    let routes: [(String, Review); 5] = [
         (at(AUTHENTICATION, "selfsubjectreviews"), self_subject_review),
         (at(AUTHORIZATION, "subjectaccessreviews"), subject_access_review),
         (at(AUTHORIZATION, "namespaces/{namespace}/localsubjectaccessreviews"), local_subject_access_review),
@@ -170,20 +178,41 @@ fn caller(req: &HttpRequest) -> UserInfo {
     })
 }
 
-fn token_review(req: &HttpRequest, body: &[u8]) -> ApiResult<HttpResponse> {
+async fn token_review(req: &HttpRequest, body: &[u8]) -> ApiResult<HttpResponse> {
     let kind = kind("tokenreviews");
     let review = read_review(req, body, kind)?;
     let token = review.pointer("/spec/token").and_then(Value::as_str).unwrap_or("");
     if token.is_empty() {
         return Err(bad_request("token is required for TokenReview in authentication"));
     }
-    let user = req.app_data::<web::Data<Tokens>>().and_then(|tokens| tokens.user(token).cloned());
-    let status = match user {
-        Some(user) => {
+    let asked: Vec<String> = review
+        .pointer("/spec/audiences")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+        .unwrap_or_default();
+    let static_user = req.app_data::<web::Data<Tokens>>().and_then(|tokens| tokens.user(token).cloned());
+    // A static token is good for any audience; a ServiceAccount token for those it names.
+    let found = match static_user {
+        Some(user) => Some((user, asked.clone())),
+        None if crate::service_accounts::jwt::looks_like_jwt(token) => {
+            match req.app_data::<web::Data<ServiceAccountTokens>>() {
+                Some(sa_tokens) => match sa_tokens.authenticate(token, &asked).await {
+                    Ok(found) => Some((found.user, found.audiences)),
+                    Err(reason) => {
+                        tracing::debug!(%reason, "TokenReview: not a valid token");
+                        None
+                    }
+                },
+                None => None,
+            }
+        }
+        None => None,
+    };
+    let status = match found {
+        Some((user, audiences)) => {
             let mut status = json!({"authenticated": true, "user": user_json(&user)});
-            let audiences = review.pointer("/spec/audiences").filter(|a| a.as_array().is_some_and(|a| !a.is_empty()));
-            if let Some(audiences) = audiences {
-                status["audiences"] = audiences.clone();
+            if !audiences.is_empty() {
+                status["audiences"] = json!(audiences);
             }
             status
         }
