@@ -10,11 +10,12 @@ use super::config::expand;
 use crate::quantity;
 
 /// The ConfigMaps and Secrets of the pod's namespace a container refers to (absent ones are
-/// simply not in the maps).
+/// simply not in the maps), and the pod's projected ServiceAccount tokens by volume and path.
 #[derive(Debug, Default)]
 pub struct Sources {
     pub config_maps: HashMap<String, ConfigMap>,
     pub secrets: HashMap<String, Secret>,
+    pub tokens: HashMap<super::tokens::TokenKey, String>,
 }
 
 /// Why a container's environment cannot be made (kubelet: `CreateContainerConfigError`).
@@ -225,6 +226,7 @@ mod tests {
         Sources {
             config_maps: HashMap::from([("cm".to_string(), cm)]),
             secrets: HashMap::from([("s".to_string(), secret)]),
+            ..Sources::default()
         }
     }
 

@@ -5,7 +5,8 @@
 //! agent was down) are removed, and running ones of existing pods are adopted by their
 //! workers. The parts:
 //! - [`config`]: the CRI sandbox and container configs of a pod spec;
-//! - [`env`] and [`volumes`]: container environments and pod volumes;
+//! - [`env`] and [`volumes`]: container environments and pod volumes; [`tokens`]: the
+//!   projected ServiceAccount tokens of those volumes (TokenRequest, renewed at 80%);
 //! - [`probes`], [`status`], [`events`]: what kubelet's prober, status manager and
 //!   recorder do; [`registry`]: where containers are, for the kubelet endpoint;
 //!   [`stats`]: the containers' CPU and memory for `/metrics/resource`.
@@ -17,6 +18,7 @@ pub mod probes;
 pub mod registry;
 pub mod stats;
 pub mod status;
+pub mod tokens;
 pub mod volumes;
 pub mod worker;
 

@@ -1,6 +1,7 @@
 //! Pod volumes on the node's disk (kubelet's volume manager, for the volume kinds that need
 //! no storage system): emptyDir, hostPath, configMap, secret, downwardAPI and projected
-//! (the ServiceAccount admission's `kube-api-access-*` volume). Each lives under
+//! (the ServiceAccount admission's `kube-api-access-*` volume, its token from [`super::tokens`]).
+//! Each lives under
 //! `{pods_dir}/{uid}/volumes/{name}` and is bind-mounted into the containers that ask.
 
 use std::collections::{BTreeMap, HashMap};
@@ -31,6 +32,8 @@ pub enum VolumeError {
     Unsupported(String),
     #[error("container mounts volume \"{0}\", which the pod does not define")]
     Undefined(String),
+    #[error("volume {0}: no ServiceAccount token yet")]
+    TokenMissing(String),
 }
 
 /// The ConfigMaps and Secrets the pod's volumes read.
@@ -147,8 +150,11 @@ fn files(pod: &Pod, volume: &Volume, sources: &Sources) -> Result<Option<Vec<Fil
             if let Some(d) = &source.downward_api {
                 all.extend(downward_files(pod, d.items.as_deref().unwrap_or_default(), mode));
             }
-            // serviceAccountToken: the API server has no TokenRequest yet, so no token file;
-            // the volume's CA and namespace files are still there.
+            if let Some(t) = &source.service_account_token {
+                let token = sources.tokens.get(&(volume.name.clone(), t.path.clone()));
+                let token = token.ok_or_else(|| VolumeError::TokenMissing(volume.name.clone()))?;
+                all.push((t.path.clone(), token.clone().into_bytes(), mode));
+            }
         }
         return Ok(Some(all));
     }
@@ -178,19 +184,7 @@ pub fn prepare(pod: &Pod, pod_dir: &Path, sources: &Sources) -> Result<HashMap<S
         } else if let Some(files) = files(pod, volume, sources)? {
             std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
             for (relative, data, mode) in files {
-                // Paths are validated by the API server (no `..`); stay inside anyway.
-                if relative.split('/').any(|part| part == "..") {
-                    continue;
-                }
-                let path = dir.join(&relative);
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
-                }
-                let staged = path.with_extension("flotilla-new");
-                std::fs::write(&staged, &data).map_err(io("writing", &staged))?;
-                std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode & 0o777))
-                    .map_err(io("chmod", &staged))?;
-                std::fs::rename(&staged, &path).map_err(io("writing", &path))?;
+                write_file(&volume.name, &dir, &relative, &data, mode)?;
             }
             paths.insert(name, dir);
         } else {
@@ -198,6 +192,27 @@ pub fn prepare(pod: &Pod, pod_dir: &Path, sources: &Sources) -> Result<HashMap<S
         }
     }
     Ok(paths)
+}
+
+/// Writes one file of volume `volume` (directory `dir`) whole: through a staged file and a
+/// rename, so a container reading it sees the old content or the new, never a part.
+pub fn write_file(volume: &str, dir: &Path, relative: &str, data: &[u8], mode: u32) -> Result<(), VolumeError> {
+    let io = |what, path: &Path| {
+        let (volume, path) = (volume.to_string(), path.to_path_buf());
+        move |source| VolumeError::Io { volume, what, path, source }
+    };
+    // Paths are validated by the API server (no `..`); stay inside anyway.
+    if relative.split('/').any(|part| part == "..") {
+        return Ok(());
+    }
+    let path = dir.join(relative);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+    }
+    let staged = path.with_extension("flotilla-new");
+    std::fs::write(&staged, data).map_err(io("writing", &staged))?;
+    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode & 0o777)).map_err(io("chmod", &staged))?;
+    std::fs::rename(&staged, &path).map_err(io("writing", &path))
 }
 
 /// The CRI mounts of `container`'s volumeMounts.
@@ -264,7 +279,12 @@ mod tests {
                         {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}}]}}]}}))
         .unwrap();
         let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"k": "v"}})).unwrap();
-        let sources = Sources { config_maps: HashMap::from([("cm".to_string(), cm)]), ..Sources::default() };
+        let token = (("api".to_string(), "token".to_string()), "jwt".to_string());
+        let sources = Sources {
+            config_maps: HashMap::from([("cm".to_string(), cm.clone())]),
+            tokens: HashMap::from([token]),
+            ..Sources::default()
+        };
         assert_eq!(references(&pod).0, ["cm"]);
         let dir = tempfile::tempdir().unwrap();
         let paths = prepare(&pod, dir.path(), &sources).unwrap();
@@ -274,6 +294,7 @@ mod tests {
         assert_eq!(read("info", "labels"), "a=\"b\"\n");
         assert_eq!(read("api", "ca.crt"), "v");
         assert_eq!(read("api", "namespace"), "shop");
+        assert_eq!(read("api", "token"), "jwt");
         let container = &pod.spec.as_ref().unwrap().containers[0];
         let mounts = mounts(container, &paths).unwrap();
         assert_eq!(mounts.len(), 4);
@@ -282,5 +303,9 @@ mod tests {
         // A missing ConfigMap fails the pod's volumes, as kubelet's FailedMount.
         let err = prepare(&pod, dir.path(), &Sources::default()).unwrap_err();
         assert_eq!(err.to_string(), "configmap \"cm\" not found");
+        // So does a token not (yet) got.
+        let no_token = Sources { config_maps: HashMap::from([("cm".to_string(), cm)]), ..Sources::default() };
+        let err = prepare(&pod, dir.path(), &no_token).unwrap_err();
+        assert_eq!(err.to_string(), "volume api: no ServiceAccount token yet");
     }
 }

@@ -23,6 +23,7 @@ use super::events;
 use super::probes::{Probes, Target};
 use super::registry::{ContainerEntry, PodEntry, Registry};
 use super::status::{self, ContainerView, Observed, Run, RunState};
+use super::tokens::Tokens;
 use super::volumes;
 use crate::client::ApiClient;
 use crate::runtime::cri::Cri;
@@ -122,6 +123,8 @@ pub struct Worker {
     /// Warnings already sent (container, reason, message): a failure repeated every tick
     /// is told once, until the container starts.
     warned: Mutex<HashSet<(String, String, String)>>,
+    /// The pod's projected ServiceAccount tokens.
+    tokens: Tokens,
 }
 
 fn policy(pod: &Pod) -> &str {
@@ -152,6 +155,7 @@ impl Worker {
             backoff_told: HashMap::new(),
             warned: Mutex::new(HashSet::new()),
             acted: false,
+            tokens: Tokens::default(),
         }
     }
 
@@ -280,6 +284,28 @@ impl Worker {
         Sources {
             config_maps: get_all::<ConfigMap>(&self.node.api, namespace, maps).await,
             secrets: get_all::<Secret>(&self.node.api, namespace, secrets).await,
+            tokens: self.tokens.current(),
+        }
+    }
+
+    /// Gets the pod's projected ServiceAccount tokens that are missing or due for renewal,
+    /// and writes renewed ones into the volumes already set up (a volume set up later gets
+    /// the current token then).
+    async fn refresh_tokens(&mut self) {
+        let (renewed, errors) = self.tokens.refresh(&self.node.api, &self.pod).await;
+        for error in errors {
+            tracing::warn!(pod = config::name(&self.pod), %error, "no ServiceAccount token");
+            self.event(None, true, "FailedMount", format!("MountVolume.SetUp failed: {error}"));
+        }
+        let current = self.tokens.current();
+        for projection in renewed {
+            let dir = self.pod_dir().join("volumes").join(&projection.volume);
+            let Some(token) = current.get(&projection.key()).filter(|_| dir.is_dir()) else { continue };
+            let written =
+                volumes::write_file(&projection.volume, &dir, &projection.path, token.as_bytes(), projection.mode);
+            if let Err(error) = written {
+                tracing::warn!(pod = config::name(&self.pod), %error, "writing a renewed ServiceAccount token");
+            }
         }
     }
 
@@ -459,6 +485,7 @@ impl Worker {
             return;
         }
         let Some(sandbox_id) = self.sandbox.as_ref().map(|s| s.id.clone()) else { return };
+        self.refresh_tokens().await;
         let mut runs = match self.runs(&sandbox_id).await {
             Ok(runs) => runs,
             Err(message) => {
