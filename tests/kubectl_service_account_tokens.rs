@@ -8,72 +8,12 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use api_gateway::service_accounts::jwt::{subject, Claims, KubernetesClaims, ObjectRef, Signer, DEFAULT_ISSUER};
-use common::{Up, DEADLINE};
+use common::tokens::WithToken;
+use common::Up;
 use serde_json::Value;
-
-/// kubectl with a kubeconfig that names the server and its CA but no credentials, so the
-/// bearer token is the only identity it shows.
-struct WithToken {
-    kubeconfig: PathBuf,
-}
-
-impl WithToken {
-    fn new(up: &Up) -> WithToken {
-        let kubeconfig = up.dir.join("token-kubeconfig");
-        let config = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{}\n    \
-             certificate-authority: {}\nusers:\n- name: u\n  user: {{}}\ncontexts:\n- name: c\n  context: {{cluster: c, \
-             user: u, namespace: default}}\ncurrent-context: c\n",
-            up.https,
-            up.dir.join("pki/ca.crt").display()
-        );
-        std::fs::write(&kubeconfig, config).unwrap();
-        WithToken { kubeconfig }
-    }
-
-    /// `kubectl --token=TOKEN args`: whether it succeeded, stdout, stderr.
-    fn kubectl(&self, token: &str, args: &[&str]) -> (bool, String, String) {
-        let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
-        let out = Command::new(&kubectl)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg(format!("--token={token}"))
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("running {kubectl}: {e}"));
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        (out.status.success(), text(&out.stdout), text(&out.stderr))
-    }
-
-    fn whoami(&self, token: &str) -> Value {
-        let (ok, stdout, stderr) = self.kubectl(token, &["auth", "whoami", "-o", "json"]);
-        assert!(ok, "auth whoami: {stderr}");
-        serde_json::from_str::<Value>(&stdout).unwrap()["status"]["userInfo"].clone()
-    }
-
-    fn assert_unauthorized(&self, token: &str) {
-        let (ok, _, stderr) = self.kubectl(token, &["get", "pods"]);
-        assert!(!ok && stderr.contains("Unauthorized"), "expected 401, got: {stderr}");
-    }
-
-    /// Waits until the token is refused (the API server's caches follow a delete).
-    fn until_unauthorized(&self, token: &str) {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let (ok, _, stderr) = self.kubectl(token, &["get", "pods"]);
-            if !ok && stderr.contains("Unauthorized") {
-                return;
-            }
-            assert!(Instant::now() < deadline, "the token was never refused: {stderr}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
 
 fn claims_of(up: &Up, token: &str, audiences: &[String]) -> Claims {
     let key = std::fs::read_to_string(up.dir.join("pki/sa.key")).unwrap();

@@ -6,6 +6,7 @@
 pub mod apiservice;
 pub mod https;
 pub mod kubelet;
+pub mod tokens;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
