@@ -414,4 +414,15 @@ fn flotilla_up_makes_this_machine_a_node_that_runs_pods() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(up.kubectl_eventually(&["logs", "hi"]), "from-up\n");
+
+    // The pod's projected ServiceAccount token (TokenRequest, bound to the pod) is in its
+    // kube-api-access volume and authenticates as the pod's ServiceAccount.
+    let token = up.kubectl(&["exec", "hi", "--", "cat", "/var/run/secrets/kubernetes.io/serviceaccount/token"]);
+    let user = common::tokens::WithToken::new(&up).whoami(&token);
+    assert_eq!(user["username"], "system:serviceaccount:default:default");
+    let key = std::fs::read_to_string(data.join("pki/sa.key")).unwrap();
+    let signer = api_gateway::service_accounts::jwt::Signer::new(&key, "https://kubernetes.default.svc.cluster.local");
+    let claims = signer.unwrap().verify(&token, &[]).unwrap();
+    assert_eq!(claims.kubernetes.pod.unwrap().name, "hi");
+    assert_eq!(claims.exp - claims.iat, 3607);
 }
