@@ -81,12 +81,11 @@ impl Tokens {
         self.held.iter().map(|(k, h)| (k.clone(), h.token.clone())).collect()
     }
 
-    /// Requests the token of each projection of `pod` that has none or is due for renewal;
-    /// returns the projections whose token changed. A failed request is an error naming it
-    /// (the others are still tried; a held token stays until it is replaced).
-    pub async fn refresh(&mut self, api: &ApiClient, pod: &Pod) -> (Vec<Projection>, Vec<String>) {
+    /// Requests the token of each projection of `pod` that has none or is due for renewal at
+    /// `now`; returns the projections whose token changed, and what failed (the others are
+    /// still tried; a held token stays until it is replaced).
+    pub async fn refresh(&mut self, api: &ApiClient, pod: &Pod, now: SystemTime) -> (Vec<Projection>, Vec<String>) {
         let (mut renewed, mut errors) = (Vec::new(), Vec::new());
-        let now = SystemTime::now();
         for projection in projections(pod) {
             if self.held.get(&projection.key()).is_some_and(|h| now < h.refresh_at) {
                 continue;
@@ -140,7 +139,12 @@ async fn request(api: &ApiClient, pod: &Pod, projection: &Projection) -> Result<
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use serde_json::json;
+    use std::sync::{Arc, Mutex};
+
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::{Bytes, Incoming};
+    use hyper::Request;
+    use serde_json::{json, Value};
 
     use super::*;
 
@@ -174,6 +178,93 @@ mod tests {
             (Some("vault"), 3600, 0o644)
         );
         assert_eq!(found[1].key(), ("vault".to_string(), "vault-token".to_string()));
+    }
+
+    /// A fake API server (plain HTTP) answering TokenRequests with `t1`, `t2`, ...; what it
+    /// was asked, as (path, body).
+    async fn fake_api() -> (String, Arc<Mutex<Vec<(String, Value)>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let seen = asked.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            let path = request.uri().path().to_string();
+                            let body = request.into_body().collect().await.unwrap().to_bytes();
+                            let mut answer: Value = serde_json::from_slice(&body).unwrap();
+                            let n = {
+                                let mut seen = seen.lock().unwrap();
+                                seen.push((path, answer.clone()));
+                                seen.len()
+                            };
+                            answer["status"] =
+                                json!({"token": format!("t{n}"), "expirationTimestamp": "2030-01-01T00:00:00Z"});
+                            let response = hyper::Response::builder()
+                                .status(201)
+                                .header("content-type", "application/json")
+                                .body(Full::new(Bytes::from(answer.to_string())))
+                                .unwrap();
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (url, asked)
+    }
+
+    #[tokio::test]
+    async fn tokens_are_requested_for_the_pod_and_again_only_when_due() {
+        let (url, asked) = fake_api().await;
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        let config = format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"{url}\"}}}}]\n\
+             users: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: c, user: u}}}}]\n\
+             current-context: c\n"
+        );
+        std::fs::write(&kubeconfig, config).unwrap();
+        let api = ApiClient::from_kubeconfig(&kubeconfig, &[]).await.unwrap();
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop", "uid": "u-1"},
+            "spec": {"serviceAccountName": "robot", "containers": [], "volumes": [
+                {"name": "api", "projected": {"sources": [
+                    {"serviceAccountToken": {"expirationSeconds": 600, "audience": "vault", "path": "token"}}]}}]}
+        }))
+        .unwrap();
+
+        let mut tokens = Tokens::default();
+        let start = SystemTime::now();
+        let (renewed, errors) = tokens.refresh(&api, &pod, start).await;
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(renewed.len(), 1);
+        let key = ("api".to_string(), "token".to_string());
+        assert_eq!(tokens.current()[&key], "t1");
+        let (path, body) = asked.lock().unwrap()[0].clone();
+        assert_eq!(path, "/api/v1/namespaces/shop/serviceaccounts/robot/token");
+        assert_eq!(body["spec"]["audiences"], json!(["vault"]));
+        assert_eq!(body["spec"]["expirationSeconds"], 600);
+        assert_eq!(
+            body["spec"]["boundObjectRef"],
+            json!({"kind": "Pod", "apiVersion": "v1", "name": "web", "uid": "u-1"})
+        );
+
+        // Not before 80% of 600 s; then a new token.
+        let (renewed, _) = tokens.refresh(&api, &pod, start + Duration::from_secs(479)).await;
+        assert!(renewed.is_empty());
+        assert_eq!(asked.lock().unwrap().len(), 1);
+        let (renewed, _) = tokens.refresh(&api, &pod, start + Duration::from_secs(481)).await;
+        assert_eq!(renewed.len(), 1);
+        assert_eq!(tokens.current()[&key], "t2");
     }
 
     #[test]

@@ -292,7 +292,7 @@ impl Worker {
     /// and writes renewed ones into the volumes already set up (a volume set up later gets
     /// the current token then).
     async fn refresh_tokens(&mut self) {
-        let (renewed, errors) = self.tokens.refresh(&self.node.api, &self.pod).await;
+        let (renewed, errors) = self.tokens.refresh(&self.node.api, &self.pod, std::time::SystemTime::now()).await;
         for error in errors {
             tracing::warn!(pod = config::name(&self.pod), %error, "no ServiceAccount token");
             self.event(None, true, "FailedMount", format!("MountVolume.SetUp failed: {error}"));
