@@ -53,11 +53,16 @@ pub struct AgentArgs {
     /// Where a real node keeps its private containerd, pod volumes and container logs.
     #[arg(long, default_value = node_agent::agent::DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
+    /// Run no service proxy (kube-proxy's iptables rules for Service cluster IPs and node
+    /// ports); a real node runs one by default, hollow nodes never do.
+    #[arg(long)]
+    no_service_proxy: bool,
 }
 
 #[derive(clap::Subcommand)]
 enum AgentAction {
-    /// Stop and remove every pod the agent of STATE_DIR runs, then stop its containerd.
+    /// Stop and remove every pod the agent of STATE_DIR runs, stop its containerd, and remove
+    /// the service proxy's iptables rules.
     Reset {
         #[arg(long, default_value = node_agent::agent::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
@@ -124,6 +129,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         kubelet_port: args.kubelet_port,
         max_pods: args.max_pods,
         state_dir: args.state_dir,
+        service_proxy: !args.no_service_proxy,
     };
     node_agent::run(config).await?;
     Ok(())

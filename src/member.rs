@@ -159,6 +159,7 @@ fn start_node(kubeconfig: &Path, state_dir: &Path, kubelet_port: u16) {
         kubelet_port: Some(kubelet_port),
         max_pods: 110,
         state_dir: state_dir.to_path_buf(),
+        service_proxy: true,
     };
     tokio::spawn(async move {
         if let Err(error) = node_agent::run(config).await {

@@ -4,9 +4,12 @@
 //! `kubectl exec` work (and `logs -f`, `--previous`, `--tail`, `--timestamps`); a Deployment's pods get addresses in the node's pod CIDR and reach
 //! each other; a deleted pod is replaced; a crashing container restarts with growing
 //! back-off; a failing liveness probe restarts a container; a readiness probe gates the
-//! Endpoints; `kubectl port-forward` reaches a pod; after the agent is killed and started
-//! again, running containers are adopted (not started twice) and the sandbox of a pod
-//! deleted meanwhile is removed.
+//! Endpoints; `kubectl port-forward` reaches a pod; a Service's cluster IP (and node port)
+//! spreads connections from a pod, from the pod itself (hairpin) and from the host over its
+//! ready pods, and refuses them at once when none is left; after the agent is killed and
+//! started again, running containers are adopted (not started twice), the sandbox of a pod
+//! deleted meanwhile is removed and the Service still serves; `flotilla agent reset` removes
+//! the service rules.
 //!
 //! One test (not several): each would start its own containerd and bridge on the same pod
 //! CIDR.
@@ -15,7 +18,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -152,6 +157,62 @@ fn apply(up: &Up, manifest: &str) {
     let path = up.dir.join(format!("manifest-{}.yaml", free_port().unwrap()));
     std::fs::write(&path, manifest).unwrap();
     up.kubectl(&["apply", "-f", &path.display().to_string()]);
+}
+
+/// `GET /` over HTTP/1.0 from this process, with short timeouts: the body.
+fn http_get(addr: SocketAddr) -> std::io::Result<String> {
+    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(3)))?;
+    tcp.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer)?;
+    Ok(answer.split_once("\r\n\r\n").map(|(_, body)| body.trim().to_string()).unwrap_or_default())
+}
+
+/// Polls until `addr` has answered with every one of `names` (and nothing else).
+fn host_reaches_all(addr: SocketAddr, names: &[String]) {
+    let deadline = Instant::now() + DEADLINE;
+    let mut seen = HashSet::new();
+    while !names.iter().all(|n| seen.contains(n)) {
+        let answer = http_get(addr);
+        if let Ok(body) = &answer {
+            assert!(names.contains(body), "{addr} answered {body:?}, not one of {names:?}");
+            seen.insert(body.clone());
+        }
+        assert!(Instant::now() < deadline, "{addr} from the host reached only {seen:?} of {names:?}; last: {answer:?}");
+    }
+}
+
+/// Polls, `wget`ting `url` in pod `pod` eight times a round, until every one of `wanted`
+/// has answered (and only `names` did).
+fn pod_reaches(up: &Up, pod: &str, url: &str, names: &[String], wanted: &[String]) {
+    let deadline = Instant::now() + DEADLINE;
+    // busybox 1.35's `wget -T` crashes: `timeout` bounds each try instead.
+    let script = format!("for i in 1 2 3 4 5 6 7 8; do timeout 2 wget -qO- {url}; done; true");
+    let mut seen = HashSet::new();
+    while !wanted.iter().all(|n| seen.contains(n)) {
+        let (_, out, err) = up.try_kubectl(&["exec", pod, "--", "sh", "-c", &script]);
+        for body in out.lines() {
+            assert!(names.iter().any(|n| n == body), "{url} answered {body:?}, not one of {names:?}");
+            seen.insert(body.to_string());
+        }
+        assert!(Instant::now() < deadline, "{url} from {pod} reached only {seen:?} of {wanted:?}: {err}");
+    }
+}
+
+/// A global IPv4 address of this host (not a pod bridge's), else `fallback`.
+fn host_address(fallback: &str) -> String {
+    let out = Command::new("ip").args(["-4", "-o", "addr", "show", "scope", "global"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            let ifname = fields.get(1)?;
+            let inet = fields.iter().position(|f| *f == "inet")?;
+            (!ifname.starts_with("fl")).then(|| fields.get(inet + 1)?.split('/').next().map(String::from))?
+        })
+        .next()
+        .unwrap_or_else(|| fallback.to_string())
 }
 
 #[test]
@@ -342,6 +403,37 @@ fn real_pods_run_log_exec_restart_probe_forward_and_survive_an_agent_restart() {
         e["subsets"][0]["addresses"][0]["ip"] == gate_ip.as_str()
     });
 
+    // A Service of two pods (a named targetPort): its cluster IP reaches both from another
+    // pod, from the host, and a pod reaches itself through it (hairpin); its node port
+    // works on this host's address.
+    let node_port = 30000 + free_port().unwrap() % 2700;
+    apply(
+        &up,
+        &format!(
+            r#"{{"apiVersion": "v1", "kind": "List", "items": [
+              {{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {{"name": "echo"}},
+                "spec": {{"replicas": 2, "selector": {{"matchLabels": {{"app": "echo"}}}},
+                  "template": {{"metadata": {{"labels": {{"app": "echo"}}}},
+                    "spec": {{"containers": [{{"name": "httpd", "image": "{IMAGE}", "imagePullPolicy": "Never",
+                      "command": ["sh", "-c", "mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 8080 -h /www"],
+                      "ports": [{{"name": "http", "containerPort": 8080}}]}}]}}}}}}}},
+              {{"apiVersion": "v1", "kind": "Service", "metadata": {{"name": "echo"}},
+                "spec": {{"type": "NodePort", "selector": {{"app": "echo"}},
+                  "ports": [{{"name": "web", "port": 80, "targetPort": "http", "nodePort": {node_port}}}]}}}}]}}"#
+        ),
+    );
+    let list =
+        until(&up, "2 echo pods Running", &["get", "pods", "-o", "json"], |l| running_pods(l, "echo").len() == 2);
+    let echo: Vec<String> =
+        running_pods(&list, "echo").iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_string()).collect();
+    let cluster_ip = up.kubectl(&["get", "service", "echo", "-o", "jsonpath={.spec.clusterIP}"]);
+    let service: SocketAddr = format!("{cluster_ip}:80").parse().unwrap();
+    pod_reaches(&up, "hello", &format!("http://{cluster_ip}/"), &echo, &echo);
+    pod_reaches(&up, &echo[0], &format!("http://{cluster_ip}:80/"), &echo, &echo[..1]);
+    host_reaches_all(service, &echo);
+    let node_address = host_address(&format!("{prefix}1"));
+    host_reaches_all(format!("{node_address}:{node_port}").parse().unwrap(), &echo);
+
     // The agent dies; a pod is force-deleted meanwhile; the agent comes back.
     let hello_id = status_of(&pod(&up, "hello"), "hello")["containerID"].as_str().unwrap().to_string();
     let crash_containers = agent.containers_of("crash");
@@ -359,6 +451,33 @@ fn real_pods_run_log_exec_restart_probe_forward_and_survive_an_agent_restart() {
     assert_eq!(status_of(&hello, "hello")["restartCount"], 0);
     assert_eq!(agent.containers_of("hello").len(), 2, "the sandbox and one container, not two");
     assert_eq!(up.kubectl(&["exec", "hello", "--", "echo", "still here"]), "still here\n");
+
+    // The restarted agent's proxy keeps the Service; without ready pods it refuses
+    // connections at once (not a hang), from the host and from a pod.
+    host_reaches_all(service, &echo);
+    up.kubectl(&["scale", "deployment", "echo", "--replicas=0"]);
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let started = Instant::now();
+        let answer = TcpStream::connect_timeout(&service, Duration::from_secs(5));
+        if matches!(&answer, Err(e) if e.kind() == ErrorKind::ConnectionRefused) {
+            assert!(started.elapsed() < Duration::from_secs(1), "refused only after {:?}", started.elapsed());
+            break;
+        }
+        assert!(Instant::now() < deadline, "{service} never refused: {answer:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let started = Instant::now();
+    let (ok, _, stderr) =
+        up.try_kubectl(&["exec", "hello", "--", "timeout", "5", "wget", "-qO-", &format!("http://{service}/")]);
+    assert!(!ok && stderr.contains("refused"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(4), "refused only after {:?}", started.elapsed());
+
+    // `flotilla agent reset` (when the agent goes) removes the service rules.
+    drop(agent);
+    let out = Command::new("iptables-save").output().unwrap();
+    let rules = String::from_utf8_lossy(&out.stdout);
+    assert!(!rules.contains("FLOTILLA-") && !rules.contains("FLO-S"), "{rules}");
 }
 
 /// `flotilla up` alone (the README's main job) is a one-node cluster: this machine joins

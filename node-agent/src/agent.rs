@@ -24,7 +24,7 @@ use crate::node::NodeFacts;
 use crate::runtime::containerd::{self, Containerd};
 use crate::runtime::hollow::HollowRuntime;
 use crate::runtime::images;
-use crate::{cni, cri_pods, pods};
+use crate::{cni, cri_pods, pods, service_proxy};
 
 /// Where a real node keeps its containerd, pod volumes and logs by default.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/flotilla/agent";
@@ -54,6 +54,8 @@ pub struct Config {
     pub max_pods: u32,
     /// A real node's containerd, pod volumes and logs.
     pub state_dir: PathBuf,
+    /// Run the service proxy (a real node only; hollow nodes never do).
+    pub service_proxy: bool,
 }
 
 /// The simulated nodes of `--hollow`.
@@ -225,6 +227,9 @@ pub async fn run(mut config: Config) -> Result<(), Error> {
             registry: registry.clone(),
         };
         tokio::spawn(cri_pods::run(Arc::new(context)));
+        if config.service_proxy {
+            tokio::spawn(service_proxy::run(api.clone(), cni::bridge_name(&node.name)));
+        }
     }
     for (i, node) in facts.into_iter().enumerate() {
         // Spread the nodes' beats over the interval.
@@ -240,9 +245,13 @@ pub async fn run(mut config: Config) -> Result<(), Error> {
 }
 
 /// Stops and removes every pod sandbox the agent of `state_dir` made (their containers
-/// with them), then stops its containerd: what `flotilla agent reset` does. The number of
-/// sandboxes removed.
+/// with them), stops its containerd and removes the service proxy's rules: what
+/// `flotilla agent reset` does. The number of sandboxes removed.
 pub async fn reset(state_dir: &std::path::Path) -> Result<usize, Error> {
+    match service_proxy::remove_rules().await {
+        Ok(chains) => tracing::info!(chains, "service proxy rules removed"),
+        Err(error) => tracing::warn!(%error, "removing the service proxy rules failed"),
+    }
     let mut containerd = Containerd::start(state_dir).await?;
     let managed = HashMap::from([(cri_pods::config::LABEL_MANAGED.to_string(), "true".to_string())]);
     let sandboxes = containerd.cri.list_pod_sandboxes(managed).await.unwrap_or_default();
@@ -283,6 +292,7 @@ mod tests {
             kubelet_port: port,
             max_pods: 110,
             state_dir: PathBuf::new(),
+            service_proxy: true,
         }
     }
 

@@ -11,6 +11,7 @@
 //! - [`kubelet_api`]: the HTTPS endpoint (metrics, logs, exec, attach, port-forward);
 //!   [`metrics`]: `/metrics/resource`; [`host`]: /proc facts; [`quantity`].
 //! - [`cni`]: the node's CNI config and the CNI plugin invoker.
+//! - [`service_proxy`]: kube-proxy's iptables mode: Service cluster IPs and node ports.
 
 pub mod agent;
 pub mod client;
@@ -25,5 +26,6 @@ pub mod pod_status;
 pub mod pods;
 pub mod quantity;
 pub mod runtime;
+pub mod service_proxy;
 
 pub use agent::{run, Config, Hollow};
