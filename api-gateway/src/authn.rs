@@ -3,8 +3,8 @@
 //! In kube-apiserver's order: an x509 client certificate that rustls verified against the
 //! cluster CA (user = CN, groups = the O values), then a static bearer token from the token
 //! file (`--token-auth-file`), then a ServiceAccount token (a JWT signed with the cluster's
-//! `sa.key`, see [`crate::service_accounts`]), else anonymous. Every authenticated user also gets the group
-//! `system:authenticated`. Anonymous requests get 401 except on [`PUBLIC_PATHS`]; a bearer
+//! `sa.key`, see [`crate::service_accounts`]), else anonymous. Every authenticated user also
+//! gets the group `system:authenticated`. Anonymous requests get 401 except on [`PUBLIC_PATHS`]; a bearer
 //! token that matches nothing gets 401 everywhere, as in kube-apiserver.
 
 use std::any::Any;
@@ -17,7 +17,7 @@ use actix_web::dev::{Extensions, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderMap, AUTHORIZATION};
 use actix_web::middleware::Next;
 use actix_web::rt::net::TcpStream;
-use actix_web::{web, HttpMessage};
+use actix_web::{web, HttpMessage, HttpRequest};
 
 use crate::service_accounts::ServiceAccountTokens;
 use crate::status;
@@ -172,18 +172,18 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// The user of a bearer token: a static one, else a ServiceAccount token valid for the API
-/// server's audience; `None` when it is neither (401).
-async fn bearer_user(req: &ServiceRequest, token: &str) -> Option<UserInfo> {
+/// The user of a bearer token, and which of `audiences` (the API server's when empty) it is
+/// good for: a static token (any audience), else a ServiceAccount token meant for one of
+/// them; `None` when it is neither. Both from the app data; the middleware and TokenReview ask.
+pub async fn token_user(req: &HttpRequest, token: &str, audiences: &[String]) -> Option<(UserInfo, Vec<String>)> {
     if let Some(user) = req.app_data::<web::Data<Tokens>>().and_then(|tokens| tokens.user(token)) {
-        return Some(user.clone());
+        return Some((user.clone(), audiences.to_vec()));
     }
     if !crate::service_accounts::jwt::looks_like_jwt(token) {
         return None;
     }
-    let sa_tokens = req.app_data::<web::Data<ServiceAccountTokens>>()?;
-    match sa_tokens.authenticate(token, &[]).await {
-        Ok(found) => Some(found.user),
+    match req.app_data::<web::Data<ServiceAccountTokens>>()?.authenticate(token, audiences).await {
+        Ok(found) => Some((found.user, found.audiences)),
         Err(reason) => {
             tracing::debug!(%reason, "refused a bearer token");
             None
@@ -205,11 +205,10 @@ pub async fn authenticate(
     let user = if let Some(ClientCertUser(user)) = req.conn_data::<ClientCertUser>() {
         Some(user.clone())
     } else if let Some(token) = bearer_token(req.headers()) {
-        let user = match bearer_user(&req, token).await {
-            Some(user) => user,
+        match token_user(req.request(), token, &[]).await {
+            Some((user, _)) => Some(user),
             None => return Ok(req.into_response(status::unauthorized()).map_into_right_body()),
-        };
-        Some(user)
+        }
     } else {
         None
     };

@@ -47,13 +47,7 @@ pub async fn serve(
     actors: &KindActors,
     (namespace, name, subresource): (&str, &str, &str),
 ) -> ApiResult<(StatusCode, Value)> {
-    if req.method().as_str() != "POST" {
-        return Err(ApiError::MethodNotSupported(format!(
-            "the server does not allow this method on the requested resource ({} {})",
-            req.method(),
-            req.path()
-        )));
-    }
+    post_only(req)?;
     let bytes = read_body(body).await?;
     let protobuf = content_type(req).contains("protobuf");
     let dry_run = dry_run(req);
@@ -76,6 +70,18 @@ pub async fn serve(
         StatusCode::CREATED,
         json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
     ))
+}
+
+/// kube's 405 for any verb but POST on a create-only subresource.
+pub(crate) fn post_only(req: &HttpRequest) -> ApiResult<()> {
+    if req.method().as_str() == "POST" {
+        return Ok(());
+    }
+    Err(ApiError::MethodNotSupported(format!(
+        "the server does not allow this method on the requested resource ({} {})",
+        req.method(),
+        req.path()
+    )))
 }
 
 /// The admission of a `pods/binding` or `pods/eviction` create, as kube's: the chain sees

@@ -43,12 +43,12 @@ pub enum ServeError {
 /// Binds `bind` (port 0 picks a free port) and returns the HTTPS API server, not yet awaited,
 /// with the address it bound. It serves with `pki`'s serving certificate, verifies client
 /// certificates against `pki`'s CA, accepts the bearer `tokens` and ServiceAccount tokens
-/// signed with `pki`'s `sa.key`, and answers `/livez`,
-/// `/readyz`, `/version` (open to anonymous clients), `/metrics`, discovery (`/api`,
-/// `/apis`, ...), the OpenAPI documents (`/openapi/v2`, `/openapi/v3/...`) and the object verbs, sent to `kinds`;
-/// the group/versions of non-local APIServices go to their extension servers ([`aggregator`]); a pod's
-/// logs, exec, attach and port-forward go to its node's kubelet ([`kubelet_proxy`]). Await or spawn the
-/// server on an actix system; stop it with its handle.
+/// signed with `pki`'s `sa.key`, and answers `/livez`, `/readyz`, `/version` (open to
+/// anonymous clients), `/metrics`, discovery (`/api`, `/apis`, ...), the OpenAPI documents
+/// (`/openapi/v2`, `/openapi/v3/...`) and the object verbs, sent to `kinds`; the
+/// group/versions of non-local APIServices go to their extension servers ([`aggregator`]); a
+/// pod's logs, exec, attach and port-forward go to its node's kubelet ([`kubelet_proxy`]).
+/// Await or spawn the server on an actix system; stop it with its handle.
 pub fn serve(
     bind: SocketAddr,
     pki: &Pki,

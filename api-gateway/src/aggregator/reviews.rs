@@ -3,8 +3,9 @@
 //! `--authorization-kubeconfig`), and kubectl asks them (`auth can-i`, `auth whoami`).
 //!
 //! - `authentication.k8s.io/v1` `tokenreviews`: is this bearer token valid, and whose is it?
-//!   Answered by the gateway's token authenticators (static [`crate::authn::Tokens`], then
-//!   ServiceAccount tokens, [`crate::service_accounts`]); client certificates cannot be reviewed (they are not tokens). `selfsubjectreviews`: who am I.
+//!   Answered by the gateway's token authenticators ([`crate::authn::token_user`]: static
+//!   tokens, then ServiceAccount tokens); client certificates cannot be reviewed (they are not
+//!   tokens). `selfsubjectreviews`: who am I.
 //! - `authorization.k8s.io/v1` `subjectaccessreviews`, `localsubjectaccessreviews`,
 //!   `selfsubjectaccessreviews`, `selfsubjectrulesreviews`: may this user do that? RBAC is
 //!   not enforced yet, so authenticated users may do everything (reason `no RBAC yet`) and
@@ -19,9 +20,8 @@ use actors::kinds::ResourceKind;
 use actors::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use crate::authn::{Tokens, UserInfo, ANONYMOUS_USER, UNAUTHENTICATED_GROUP};
+use crate::authn::{UserInfo, ANONYMOUS_USER, UNAUTHENTICATED_GROUP};
 use crate::resources::error_response;
-use crate::service_accounts::ServiceAccountTokens;
 
 const AUTHENTICATION: &str = "authentication.k8s.io";
 const AUTHORIZATION: &str = "authorization.k8s.io";
@@ -190,25 +190,7 @@ async fn token_review(req: &HttpRequest, body: &[u8]) -> ApiResult<HttpResponse>
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
         .unwrap_or_default();
-    let static_user = req.app_data::<web::Data<Tokens>>().and_then(|tokens| tokens.user(token).cloned());
-    // A static token is good for any audience; a ServiceAccount token for those it names.
-    let found = match static_user {
-        Some(user) => Some((user, asked.clone())),
-        None if crate::service_accounts::jwt::looks_like_jwt(token) => {
-            match req.app_data::<web::Data<ServiceAccountTokens>>() {
-                Some(sa_tokens) => match sa_tokens.authenticate(token, &asked).await {
-                    Ok(found) => Some((found.user, found.audiences)),
-                    Err(reason) => {
-                        tracing::debug!(%reason, "TokenReview: not a valid token");
-                        None
-                    }
-                },
-                None => None,
-            }
-        }
-        None => None,
-    };
-    let status = match found {
+    let status = match crate::authn::token_user(req, token, &asked).await {
         Some((user, audiences)) => {
             let mut status = json!({"authenticated": true, "user": user_json(&user)});
             if !audiences.is_empty() {
@@ -335,6 +317,7 @@ mod tests {
     use actix_web::App;
 
     use super::*;
+    use crate::authn::Tokens;
 
     async fn post(path: &str, body: Value, user: Option<UserInfo>) -> (u16, Value) {
         let tokens = Tokens::parse("secret,jane,u-1,\"dev,ops\"\n").unwrap();

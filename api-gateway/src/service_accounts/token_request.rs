@@ -189,13 +189,7 @@ pub async fn serve(
     body: web::Payload,
     (namespace, name): (&str, &str),
 ) -> ApiResult<(StatusCode, Value)> {
-    if req.method().as_str() != "POST" {
-        return Err(ApiError::MethodNotSupported(format!(
-            "the server does not allow this method on the requested resource ({} {})",
-            req.method(),
-            req.path()
-        )));
-    }
+    crate::binding::post_only(req)?;
     let tokens = req
         .app_data::<web::Data<ServiceAccountTokens>>()
         .ok_or_else(|| ApiError::ServiceUnavailable("no ServiceAccount token signer".into()))?;
