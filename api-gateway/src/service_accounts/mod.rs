@@ -19,9 +19,9 @@ use crate::authn::UserInfo;
 
 /// The group of every ServiceAccount, and the prefix of its namespace's group.
 pub const ALL_SERVICE_ACCOUNTS_GROUP: &str = "system:serviceaccounts";
-/// A pod marked for deletion keeps its tokens valid this long (kube's grace for the
-/// pod's own shutdown calls).
-const DELETED_POD_GRACE: time::Duration = time::Duration::seconds(60);
+/// An object marked for deletion keeps its tokens valid until this long after its deletion
+/// time (kube's `invalidIfDeletedBefore`: a terminating pod may still call the API).
+const DELETION_GRACE: time::Duration = time::Duration::seconds(60);
 
 /// The signer and where to look ServiceAccounts, pods and Secrets up: the API server's app
 /// data (`web::Data<ServiceAccountTokens>`).
@@ -52,38 +52,33 @@ impl ServiceAccountTokens {
         Ok(Authenticated { user, audiences })
     }
 
-    /// The objects the token names exist still, with the uids it names (kube's
-    /// `validator.Validate`).
+    /// The objects the token names exist still, with the uids it names, and were not deleted
+    /// more than [`DELETION_GRACE`] ago (kube's `validator.Validate`).
     async fn still_valid(&self, claims: &Claims) -> Result<(), JwtError> {
         let k = &claims.kubernetes;
-        let account = self.lookup("serviceaccounts", &k.namespace, &k.serviceaccount).await?;
-        if deleting_since(&account).is_some() {
-            return Err(invalid("its ServiceAccount is being deleted"));
-        }
-        if let Some(secret) = &k.secret {
-            if deleting_since(&self.lookup("secrets", &k.namespace, secret).await?).is_some() {
-                return Err(invalid("its Secret is being deleted"));
-            }
-        }
-        if let Some(pod) = &k.pod {
-            let pod = self.lookup("pods", &k.namespace, pod).await?;
-            let now = time::OffsetDateTime::now_utc();
-            if deleting_since(&pod).is_some_and(|since| since + DELETED_POD_GRACE < now) {
-                return Err(invalid("its pod was deleted"));
+        let named =
+            [("serviceaccounts", Some(&k.serviceaccount)), ("secrets", k.secret.as_ref()), ("pods", k.pod.as_ref())];
+        for (resource, wanted) in named {
+            if let Some(wanted) = wanted {
+                self.check(resource, &k.namespace, wanted).await?;
             }
         }
         Ok(())
     }
 
-    /// The object `wanted` names, when it exists with that uid.
-    async fn lookup(&self, resource: &str, namespace: &str, wanted: &ObjectRef) -> Result<Value, JwtError> {
+    /// The object `wanted` names exists with that uid, not deleted long ago.
+    async fn check(&self, resource: &str, namespace: &str, wanted: &ObjectRef) -> Result<(), JwtError> {
+        let what = format!("{resource} {namespace}/{}", wanted.name);
         let found = get(&self.kinds, resource, namespace, &wanted.name)
             .await
-            .map_err(|e| invalid(&format!("looking up {resource} {namespace}/{}: {e}", wanted.name)))?;
+            .map_err(|e| invalid(&format!("looking up {what}: {e}")))?;
         if found.pointer("/metadata/uid").and_then(Value::as_str) != Some(wanted.uid.as_str()) {
-            return Err(invalid(&format!("{resource} {namespace}/{} has another uid", wanted.name)));
+            return Err(invalid(&format!("{what} has another uid")));
         }
-        Ok(found)
+        if deleting_since(&found).is_some_and(|since| since + DELETION_GRACE < time::OffsetDateTime::now_utc()) {
+            return Err(invalid(&format!("{what} was deleted")));
+        }
+        Ok(())
     }
 }
 
