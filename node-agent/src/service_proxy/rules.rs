@@ -21,7 +21,8 @@
 //!
 //! The `filter` table's `FLOTILLA-SERVICES` (from INPUT, FORWARD and OUTPUT, new
 //! connections only) rejects the cluster IPs and node ports of services without ready
-//! endpoints, so clients are refused at once instead of hanging.
+//! endpoints, so clients are refused at once instead of hanging (TCP with a reset rather
+//! than kube's ICMP port unreachable, see [`render`]).
 //!
 //! Not done (kube does): externalIPs, load-balancer ingress IPs, `externalTrafficPolicy` and
 //! `internalTrafficPolicy: Local` (every endpoint serves every client), the fall-back to
@@ -293,14 +294,24 @@ pub fn render(ports: &[ServicePort], local: &LocalTraffic, stale: &BTreeSet<(Str
         let proto = sp.protocol.iptables();
         let portal = format!("-d {}/32 -p {proto} -m {proto} --dport {}", sp.cluster_ip, sp.port);
         if sp.endpoints.is_empty() {
-            filter
-                .rule(SERVICES_CHAIN, &format!("-m comment --comment \"{name} has no endpoints\" {portal} -j REJECT"));
+            // kube rejects with ICMP port unreachable; for TCP a reset is surer: an ICMP
+            // error that meets the socket still locked by connect() (a pod on this node is
+            // answered within microseconds) is only a soft error, and the client learns of
+            // it a SYN retransmission (a second) later; a reset waits in the backlog.
+            let reject = match sp.protocol {
+                Protocol::Tcp => "REJECT --reject-with tcp-reset",
+                Protocol::Udp | Protocol::Sctp => "REJECT",
+            };
+            filter.rule(
+                SERVICES_CHAIN,
+                &format!("-m comment --comment \"{name} has no endpoints\" {portal} -j {reject}"),
+            );
             if let Some(node_port) = sp.node_port {
                 filter.rule(
                     SERVICES_CHAIN,
                     &format!(
                         "-m comment --comment \"{name} has no endpoints\" ! -d 127.0.0.0/8 -m addrtype \
-                         --dst-type LOCAL -p {proto} -m {proto} --dport {node_port} -j REJECT"
+                         --dst-type LOCAL -p {proto} -m {proto} --dport {node_port} -j {reject}"
                     ),
                 );
             }
@@ -609,9 +620,10 @@ mod tests {
         assert_eq!(
             chain_rules(&lines, SERVICES_CHAIN)[..2],
             [
-                "-m comment --comment \"default/web has no endpoints\" -d 10.96.0.10/32 -p tcp -m tcp --dport 80 -j REJECT",
+                "-m comment --comment \"default/web has no endpoints\" -d 10.96.0.10/32 -p tcp -m tcp --dport 80 -j REJECT \
+                 --reject-with tcp-reset",
                 "-m comment --comment \"default/web has no endpoints\" ! -d 127.0.0.0/8 -m addrtype --dst-type \
-                 LOCAL -p tcp -m tcp --dport 30080 -j REJECT",
+                 LOCAL -p tcp -m tcp --dport 30080 -j REJECT --reject-with tcp-reset",
             ]
         );
         // The filter table comes first; nothing of the service in nat.
@@ -667,6 +679,10 @@ mod tests {
             chain_rules(&lines, &sep)[1],
             "-m comment --comment default/web:dns -p udp -m udp -j DNAT --to-destination 10.244.0.4:5353"
         );
+        // Without endpoints: ICMP port unreachable for UDP (a reset for TCP).
+        let text = render(&service_ports([&svc], []), &LocalTraffic::MasqueradeAll, &BTreeSet::new()).text;
+        assert!(text.contains("-p udp -m udp --dport 53 -j REJECT\n"), "{text}");
+        assert!(text.contains("-p tcp -m tcp --dport 53 -j REJECT --reject-with tcp-reset\n"), "{text}");
     }
 
     #[test]
