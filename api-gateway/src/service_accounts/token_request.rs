@@ -70,7 +70,11 @@ impl TokenSpec {
                 return Err(ApiError::BadRequest(format!("the body names kind {kind:?}, not TokenRequest")));
             }
         }
-        let spec = request.get("spec").cloned().unwrap_or_else(|| json!({}));
+        let spec = match request.get("spec") {
+            None | Some(Value::Null) => json!({}),
+            Some(spec @ Value::Object(_)) => spec.clone(),
+            Some(_) => return Err(ApiError::BadRequest("spec must be an object".into())),
+        };
         let audiences = match spec.get("audiences") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(String::from).collect(),
@@ -256,5 +260,7 @@ mod tests {
         assert!(long.to_string().contains("larger than 2^32 seconds"), "{long}");
         assert_eq!(TokenSpec::parse(&json!({"kind": "Pod"}), "robot").unwrap_err().code(), 400);
         assert_eq!(TokenSpec::parse(&json!({"spec": {"expirationSeconds": "x"}}), "robot").unwrap_err().code(), 400);
+        assert_eq!(TokenSpec::parse(&json!({"spec": "x"}), "robot").unwrap_err().code(), 400);
+        assert_eq!(TokenSpec::parse(&json!(["x"]), "robot").unwrap_err().code(), 400);
     }
 }
