@@ -544,4 +544,10 @@ fn flotilla_up_makes_this_machine_a_node_that_runs_pods() {
     let claims = signer.unwrap().verify(&token, &[]).unwrap();
     assert_eq!(claims.kubernetes.pod.unwrap().name, "hi");
     assert_eq!(claims.exp - claims.iat, 3607);
+
+    // The node's service proxy, in this process, has synced: its metrics are on the API
+    // server's /metrics (the process's one recorder).
+    let metrics = up.kubectl(&["get", "--raw", "/metrics"]);
+    assert!(metrics.contains("flotilla_service_proxy_syncs_total{result=\"ok\"}"), "{metrics}");
+    assert!(metrics.contains("flotilla_service_proxy_rules{table=\"nat\"}"), "{metrics}");
 }
