@@ -1,0 +1,67 @@
+//! CPU cost of the write path on one member, without network or Raft: the log append and
+//! the state-machine apply of entries of puts, as `flotilla bench store` makes them (256-byte
+//! values over 10,000 keys, many transactions per entry). Run it in release and compare
+//! figures from the same machine and hour:
+//!
+//! ```sh
+//! cargo test --release -p raft-store --test apply_cost -- --ignored --nocapture
+//! ```
+
+#![allow(clippy::unwrap_used)]
+
+use openraft::storage::RaftStateMachine;
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+use raft_store::state_machine::StateMachine;
+use raft_store::{Command, Txn, TypeConfig};
+
+const KEYS: usize = 10_000;
+const TXNS_PER_ENTRY: usize = 64;
+const WARM_UP_ENTRIES: u64 = 500;
+const ENTRIES: u64 = 3_000;
+
+/// User plus system CPU time of this process (every thread, RocksDB's included), in seconds.
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+#[tokio::test]
+#[ignore = "a measurement, run by hand in release"]
+async fn cpu_per_put_on_one_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = raft_store::db::open(dir.path()).unwrap();
+    let log = raft_store::db::cf(&db, raft_store::db::CF_LOG).unwrap();
+    let mut sm = StateMachine::open(db.clone(), dir.path().into()).unwrap();
+    let value = vec![b'v'; 256];
+    let mut next_key = 0;
+    let mut start = None;
+    for index in 1..=WARM_UP_ENTRIES + ENTRIES {
+        if index == WARM_UP_ENTRIES + 1 {
+            start = Some((process_cpu_seconds(), std::time::Instant::now()));
+        }
+        let txns = (0..TXNS_PER_ENTRY)
+            .map(|_| {
+                next_key = (next_key + 7919) % KEYS;
+                Txn::put(format!("/registry/bench/key-{next_key:05}"), value.clone())
+            })
+            .collect();
+        let entry: Entry<TypeConfig> = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Command::Txns(txns)),
+        };
+        // What the log store writes for the entry (not synced, as the flusher syncs apart).
+        db.put_cf(log, index.to_be_bytes(), bincode::serialize(&entry).unwrap()).unwrap();
+        sm.apply([entry]).await.unwrap();
+    }
+    let (cpu0, wall0) = start.unwrap();
+    let puts = (ENTRIES as usize * TXNS_PER_ENTRY) as f64;
+    let cpu = process_cpu_seconds() - cpu0;
+    println!(
+        "{puts} puts in entries of {TXNS_PER_ENTRY}: {:.1} us CPU per put, {:.1} us wall per put",
+        cpu / puts * 1e6,
+        wall0.elapsed().as_secs_f64() / puts * 1e6
+    );
+}
