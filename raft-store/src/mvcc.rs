@@ -28,11 +28,66 @@ pub struct Overlay {
     writes: std::collections::HashMap<Vec<u8>, Option<KeyValue>>,
     /// The newest revision whose history is in the database (the revision before the entry).
     settled: Revision,
+    /// Current values as of `settled`, consulted before the database.
+    cache: CurrentCache,
 }
 
 impl Overlay {
     pub fn new(settled: Revision) -> Self {
-        Overlay { writes: Default::default(), settled }
+        Overlay { writes: Default::default(), settled, cache: CurrentCache::default() }
+    }
+
+    /// An overlay that reads through `cache`, which must hold the database's state as of
+    /// `settled` (the state machine keeps it so).
+    pub fn with_cache(settled: Revision, cache: CurrentCache) -> Self {
+        Overlay { writes: Default::default(), settled, cache }
+    }
+
+    /// The cache with this entry's writes in it: call only once the entry's batch is written.
+    pub fn into_cache(self) -> CurrentCache {
+        let mut cache = self.cache;
+        for (key, value) in self.writes {
+            cache.insert(key, value);
+        }
+        cache
+    }
+}
+
+/// Most bytes [`CurrentCache`] holds before it starts over.
+const CURRENT_CACHE_BYTES: usize = 64 << 20;
+
+/// The current value (or absence) of recently written keys, kept by the state machine so
+/// that a transaction reads a key's previous version from memory, not from RocksDB (a
+/// memtable lookup per put was ~12% of a member's CPU under load). It is a cache, not an
+/// index: a key it does not hold is read from the database, and when it outgrows its budget
+/// it is emptied. The state machine is the only writer, so it stays exact by taking each
+/// entry's writes after they are in the database, and by being emptied when a snapshot
+/// replaces the state.
+#[derive(Debug, Default)]
+pub struct CurrentCache {
+    values: std::collections::HashMap<Vec<u8>, Option<KeyValue>>,
+    bytes: usize,
+}
+
+impl CurrentCache {
+    fn get(&self, key: &[u8]) -> Option<&Option<KeyValue>> {
+        self.values.get(key)
+    }
+
+    fn insert(&mut self, key: Vec<u8>, value: Option<KeyValue>) {
+        // Rough footprint: the key twice (map and value), the value, and fixed overhead.
+        let size =
+            |key: &[u8], value: &Option<KeyValue>| 2 * key.len() + value.as_ref().map_or(0, |kv| kv.value.len()) + 96;
+        let added = size(&key, &value);
+        if let Some(old) = self.values.get(&key) {
+            self.bytes -= size(&key, old);
+        }
+        if self.bytes + added > CURRENT_CACHE_BYTES {
+            self.values.clear();
+            self.bytes = 0;
+        }
+        self.bytes += added;
+        self.values.insert(key, value);
     }
 }
 
@@ -253,7 +308,7 @@ impl Mvcc {
         let kv_cf = cf(&self.db, CF_KV)?;
         let hist = cf(&self.db, CF_HIST)?;
         let current = |overlay: &Overlay, key: &[u8]| -> Result<Option<KeyValue>> {
-            match overlay.writes.get(key) {
+            match overlay.writes.get(key).or_else(|| overlay.cache.get(key)) {
                 Some(value) => Ok(value.clone()),
                 None => snap.get_cf(kv_cf, key)?.map(|r| decode(&r)).transpose(),
             }

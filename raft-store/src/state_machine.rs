@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::{cf, CF_META, SM_CFS};
 use crate::error::{Rejection, StoreError};
-use crate::mvcc::{decode, encode, Mvcc, Overlay, Revisions};
+use crate::mvcc::{decode, encode, CurrentCache, Mvcc, Overlay, Revisions};
 use crate::types::{Command, CommandResult, NodeId, TypeConfig};
 use crate::watch::WatchHub;
 
@@ -62,6 +62,8 @@ pub struct StateMachine {
     membership: Membership,
     hub: WatchHub,
     dir: PathBuf,
+    /// Current values of recently written keys, exact as of the last applied entry.
+    cache: CurrentCache,
 }
 
 impl StateMachine {
@@ -73,7 +75,7 @@ impl StateMachine {
         let last_applied = db.get_cf(meta, META_APPLIED)?.map(|r| decode(&r)).transpose()?.flatten();
         let membership = db.get_cf(meta, META_MEMBERSHIP)?.map(|r| decode(&r)).transpose()?.unwrap_or_default();
         let hub = WatchHub::new(revs.current);
-        Ok(StateMachine { db, mvcc, revs, last_applied, membership, hub, dir })
+        Ok(StateMachine { db, mvcc, revs, last_applied, membership, hub, dir, cache: CurrentCache::default() })
     }
 
     pub fn mvcc(&self) -> Mvcc {
@@ -93,11 +95,14 @@ impl StateMachine {
         let mut batch = WriteBatch::default();
         let mut revs = self.revs;
         let mut published = Vec::new();
+        // The entry's transactions read through the cache; it gets their writes back only once
+        // they are in the database (an error on the way leaves it empty, never wrong).
+        let mut written: Option<Overlay> = None;
         let result = match entry.payload {
             EntryPayload::Blank => CommandResult::None,
             EntryPayload::Normal(Command::Txns(txns)) => {
                 let snap = db.snapshot();
-                let mut overlay = Overlay::new(revs.current);
+                let mut overlay = Overlay::with_cache(revs.current, std::mem::take(&mut self.cache));
                 let mut results = Vec::with_capacity(txns.len());
                 for txn in &txns {
                     let proposed = log_id.leader_id.term;
@@ -114,6 +119,7 @@ impl StateMachine {
                     }
                 }
                 self.mvcc.write_revision(&revs, &mut batch)?;
+                written = Some(overlay);
                 CommandResult::Txns(results)
             }
             EntryPayload::Normal(Command::Compact(rev)) => match self.mvcc.apply_compact(rev, &mut revs, &mut batch)? {
@@ -129,6 +135,9 @@ impl StateMachine {
         };
         batch.put_cf(meta, META_APPLIED, encode(&Some(log_id))?);
         self.db.write(batch)?;
+        if let Some(overlay) = written {
+            self.cache = overlay.into_cache();
+        }
         self.revs = revs;
         self.last_applied = Some(log_id);
         for events in published {
@@ -142,6 +151,8 @@ impl StateMachine {
     }
 
     fn install(&mut self, meta: &SnapshotMeta<NodeId, BasicNode>, raw: &[u8]) -> Result<(), StoreError> {
+        // Emptied first: from here on the stored state may no longer be what it holds.
+        self.cache = CurrentCache::default();
         let data: SnapshotData = decode(raw)?;
         let mut batch = WriteBatch::default();
         let meta_cf = cf(&self.db, CF_META)?;
@@ -385,6 +396,41 @@ mod tests {
         let CommandResult::Txns(results) = &results[0] else { panic!("{results:?}") };
         assert!(matches!(results[0], Err(crate::error::Rejection::FutureRevision { .. })));
         assert_eq!(sm.mvcc().range(&RangeRequest::prefix("")).unwrap().count, 0);
+    }
+
+    fn put_response(results: &[CommandResult]) -> (Option<crate::types::KeyValue>, crate::types::Revision) {
+        let CommandResult::Txns(results) = &results[0] else { panic!("{results:?}") };
+        let resp = results[0].as_ref().unwrap();
+        let OpResponse::Put { prev } = &resp.responses[0] else { panic!("{resp:?}") };
+        (prev.clone(), resp.revision)
+    }
+
+    #[tokio::test]
+    async fn puts_see_the_previous_version_across_entries_and_after_a_snapshot_replaced_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(crate::db::open(dir.path()).unwrap(), dir.path().into()).unwrap();
+        sm.apply([entry(1, vec![Txn::put("k", "1")])]).await.unwrap();
+        let delete = Txn { success: vec![Op::delete("k")], ..Default::default() };
+        sm.apply([entry(2, vec![Txn::put("k", "2"), delete])]).await.unwrap();
+        let (prev, rev) = put_response(&sm.apply([entry(3, vec![Txn::put("k", "3")])]).await.unwrap());
+        assert_eq!((prev, rev), (None, 4), "deleted in the entry before: a new key");
+        let (prev, _) = put_response(&sm.apply([entry(4, vec![Txn::put("k", "4")])]).await.unwrap());
+        let prev = prev.unwrap();
+        assert_eq!((prev.value.as_slice(), prev.create_revision, prev.version), (&b"3"[..], 4, 1));
+
+        // Another member's state, where "k" has another history, replaces this one.
+        let other_dir = tempfile::tempdir().unwrap();
+        let mut other =
+            StateMachine::open(crate::db::open(other_dir.path()).unwrap(), other_dir.path().into()).unwrap();
+        other.apply([entry(1, vec![Txn::put("x", "1"), Txn::put("k", "other")])]).await.unwrap();
+        let snapshot = other.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        sm.install_snapshot(&snapshot.meta, snapshot.snapshot).await.unwrap();
+        let (prev, rev) = put_response(&sm.apply([entry(2, vec![Txn::put("k", "5")])]).await.unwrap());
+        let prev = prev.unwrap();
+        assert_eq!((prev.value.as_slice(), prev.create_revision, prev.version), (&b"other"[..], 2, 1));
+        assert_eq!(rev, 3);
+        let k = sm.mvcc().range(&RangeRequest::key("k")).unwrap().kvs.remove(0);
+        assert_eq!((k.create_revision, k.mod_revision, k.version), (2, 3, 2));
     }
 
     #[tokio::test]
