@@ -13,7 +13,9 @@ pub type NodeId = u64;
 /// A key and its value at some revision, with etcd's per-key counters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyValue {
+    #[serde(with = "byte_string")]
     pub key: Vec<u8>,
+    #[serde(with = "byte_string")]
     pub value: Vec<u8>,
     /// Revision of the change that created this key (since its last deletion).
     pub create_revision: Revision,
@@ -124,8 +126,15 @@ pub struct RangeResponse {
 /// One operation of a transaction branch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
-    Put { key: Vec<u8>, value: Vec<u8> },
-    Delete { keys: KeySet },
+    Put {
+        #[serde(with = "byte_string")]
+        key: Vec<u8>,
+        #[serde(with = "byte_string")]
+        value: Vec<u8>,
+    },
+    Delete {
+        keys: KeySet,
+    },
     Range(RangeRequest),
 }
 
@@ -283,3 +292,82 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = openraft::BasicNode,
 );
+
+/// Keys and values as one byte string, not a sequence of `u8`s: bincode then copies them
+/// whole instead of one byte at a time (records, log entries and messages between members
+/// are bincode). bincode encodes both the same way (a u64 length, then the bytes), so
+/// nothing stored or sent changes; other formats may hand over a sequence, also accepted.
+mod byte_string {
+    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        deserializer.deserialize_byte_buf(BytesVisitor)
+    }
+
+    struct BytesVisitor;
+
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a byte string")
+        }
+
+        fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+            while let Some(b) = seq.next_element()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// What bincode wrote before keys and values were byte strings: the same shape with
+    /// plain `Vec<u8>` fields. Records and log entries written then must read back the same.
+    #[derive(Serialize, Deserialize)]
+    struct PlainKeyValue {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        create_revision: Revision,
+        mod_revision: Revision,
+        version: i64,
+    }
+
+    #[test]
+    fn byte_string_fields_encode_as_plain_byte_vectors_did() {
+        let kv =
+            KeyValue { key: b"/k\0".to_vec(), value: vec![0, 1, 255], create_revision: 3, mod_revision: 9, version: 2 };
+        let plain = PlainKeyValue {
+            key: kv.key.clone(),
+            value: kv.value.clone(),
+            create_revision: 3,
+            mod_revision: 9,
+            version: 2,
+        };
+        let raw = bincode::serialize(&kv).unwrap();
+        assert_eq!(raw, bincode::serialize(&plain).unwrap());
+        assert_eq!(bincode::deserialize::<KeyValue>(&raw).unwrap(), kv);
+        let op = Op::put("key", "value");
+        assert_eq!(bincode::deserialize::<Op>(&bincode::serialize(&op).unwrap()).unwrap(), op);
+    }
+}
