@@ -154,6 +154,7 @@ pub async fn run(api: Arc<ApiClient>, bridge: String) {
     let mut due = far();
     let mut last: Option<Instant> = None;
     let mut local = None;
+    let mut synced_once = false;
     loop {
         tokio::select! {
             change = rx.recv() => {
@@ -188,12 +189,22 @@ pub async fn run(api: Arc<ApiClient>, bridge: String) {
                         metrics::gauge!("flotilla_service_proxy_rules", "table" => "nat").set(rendered.nat_rules as f64);
                         metrics::gauge!("flotilla_service_proxy_rules", "table" => "filter")
                             .set(rendered.filter_rules as f64);
-                        tracing::debug!(
-                            nat_rules = rendered.nat_rules,
-                            filter_rules = rendered.filter_rules,
-                            seconds,
-                            "service rules synced"
-                        );
+                        if synced_once {
+                            tracing::debug!(
+                                nat_rules = rendered.nat_rules,
+                                filter_rules = rendered.filter_rules,
+                                seconds,
+                                "service rules synced"
+                            );
+                        } else {
+                            synced_once = true;
+                            tracing::info!(
+                                nat_rules = rendered.nat_rules,
+                                filter_rules = rendered.filter_rules,
+                                seconds,
+                                "service proxy programmed its first rules"
+                            );
+                        }
                         due = started + RESYNC_INTERVAL;
                     }
                     Err(error) if error.not_installed() => {
