@@ -57,6 +57,18 @@ pub struct AgentArgs {
     /// ports); a real node runs one by default, hollow nodes never do.
     #[arg(long)]
     no_service_proxy: bool,
+    /// The cluster domain Service and pod names are under.
+    #[arg(long, default_value = node_agent::cluster_dns::DEFAULT_DOMAIN)]
+    cluster_domain: String,
+    /// The nameserver pods with dnsPolicy ClusterFirst get, where this agent serves cluster
+    /// DNS (default: the node bridge's gateway); with --no-cluster-dns, a DNS server elsewhere
+    /// (like CoreDNS behind a Service).
+    #[arg(long, value_name = "ADDRESS")]
+    cluster_dns: Option<IpAddr>,
+    /// Serve no cluster DNS (Service and pod names for the node's pods); ClusterFirst pods
+    /// then get the host's resolv.conf, or --cluster-dns. Hollow nodes never serve it.
+    #[arg(long)]
+    no_cluster_dns: bool,
 }
 
 #[derive(clap::Subcommand)]
@@ -130,6 +142,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         max_pods: args.max_pods,
         state_dir: args.state_dir,
         service_proxy: !args.no_service_proxy,
+        cluster_domain: args.cluster_domain,
+        cluster_dns: args.cluster_dns,
+        dns_server: !args.no_cluster_dns,
     };
     node_agent::run(config).await?;
     Ok(())

@@ -160,6 +160,9 @@ fn start_node(kubeconfig: &Path, state_dir: &Path, kubelet_port: u16) {
         max_pods: 110,
         state_dir: state_dir.to_path_buf(),
         service_proxy: true,
+        cluster_domain: node_agent::cluster_dns::DEFAULT_DOMAIN.into(),
+        cluster_dns: None,
+        dns_server: true,
     };
     tokio::spawn(async move {
         if let Err(error) = node_agent::run(config).await {

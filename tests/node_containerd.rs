@@ -9,7 +9,8 @@
 //! ready pods, and refuses them at once when none is left; after the agent is killed and
 //! started again, running containers are adopted (not started twice), the sandbox of a pod
 //! deleted meanwhile is removed and the Service still serves; `flotilla agent reset` removes
-//! the service rules.
+//! the service rules. Pods resolve Service names through the node's cluster DNS (their
+//! resolv.conf names it, with the namespace's search path).
 //!
 //! One test (not several): each would start its own containerd and bridge on the same pod
 //! CIDR.
@@ -204,6 +205,21 @@ fn pod_reaches(up: &Up, pod: &str, url: &str, names: &[String], wanted: &[String
     }
 }
 
+/// Polls `sh -c SCRIPT` (bounded by `timeout 5`) in pod `pod` until its output satisfies
+/// `check`: that output.
+fn exec_until(up: &Up, pod: &str, script: &str, check: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + DEADLINE;
+    let script = format!("timeout 5 {script}");
+    loop {
+        let (_, out, err) = up.try_kubectl(&["exec", pod, "--", "sh", "-c", &script]);
+        if check(&out) {
+            return out;
+        }
+        assert!(Instant::now() < deadline, "never: `{script}` in {pod}:\n{out}\n{err}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// A global IPv4 address of this host (not a pod bridge's), else `fallback`.
 fn host_address(fallback: &str) -> String {
     let out = Command::new("ip").args(["-4", "-o", "addr", "show", "scope", "global"]).output().unwrap();
@@ -310,6 +326,28 @@ fn real_pods_run_log_exec_restart_probe_forward_and_survive_an_agent_restart() {
     let page =
         up.kubectl_eventually(&["exec", "hello", "--", "wget", "-qO-", &format!("http://{}:8080/index.html", ips[0])]);
     assert_eq!(page, format!("hello from {first}\n"));
+
+    // Cluster DNS: the pod's resolv.conf names the node's DNS (the bridge's gateway) and the
+    // search path; a Service's name resolves to its cluster IP, its short name reaches it
+    // through the service proxy, and the API's own Service resolves.
+    let resolv = up.kubectl(&["exec", "hello", "--", "cat", "/etc/resolv.conf"]);
+    assert!(resolv.contains(&format!("nameserver {prefix}1\n")), "{resolv}");
+    assert!(resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"), "{resolv}");
+    assert!(resolv.contains("options ndots:5"), "{resolv}");
+    up.kubectl(&["expose", "deployment", "web", "--port", "80", "--target-port", "8080"]);
+    let web_ip = up.kubectl(&["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    let found = exec_until(&up, "hello", "nslookup web.default.svc.cluster.local", |out| {
+        out.contains(&format!("Address: {web_ip}"))
+    });
+    assert!(found.contains("web.default.svc.cluster.local"), "{found}");
+    let page = exec_until(&up, "hello", "wget -qO- http://web/", |out| out.starts_with("hello from web-"));
+    assert_eq!(page.lines().count(), 1, "{page}");
+    let api_ip = up.kubectl(&["get", "service", "kubernetes", "-o", "jsonpath={.spec.clusterIP}"]);
+    exec_until(&up, "hello", "nslookup kubernetes.default.svc.cluster.local", |out| {
+        out.contains(&format!("Address: {api_ip}"))
+    });
+    let (_, missing, _) = up.try_kubectl(&["exec", "hello", "--", "nslookup", "nope.default.svc.cluster.local"]);
+    assert!(!missing.contains("Address: 10."), "{missing}");
 
     // kubectl port-forward to one of them.
     let local = free_port().unwrap();

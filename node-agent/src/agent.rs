@@ -24,7 +24,7 @@ use crate::node::NodeFacts;
 use crate::runtime::containerd::{self, Containerd};
 use crate::runtime::hollow::HollowRuntime;
 use crate::runtime::images;
-use crate::{cni, cri_pods, pods, service_proxy};
+use crate::{cluster_dns, cni, cri_pods, pods, service_proxy};
 
 /// Where a real node keeps its containerd, pod volumes and logs by default.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/flotilla/agent";
@@ -56,6 +56,14 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Run the service proxy (a real node only; hollow nodes never do).
     pub service_proxy: bool,
+    /// The cluster domain (kubelet's `--cluster-domain`).
+    pub cluster_domain: String,
+    /// The nameserver ClusterFirst pods get (kubelet's `--cluster-dns`); default: the node
+    /// bridge's gateway, where this agent serves cluster DNS.
+    pub cluster_dns: Option<IpAddr>,
+    /// Serve cluster DNS on this node, at `cluster_dns` or the bridge's gateway (a real node
+    /// only; hollow nodes never do).
+    pub dns_server: bool,
 }
 
 /// The simulated nodes of `--hollow`.
@@ -174,6 +182,12 @@ pub async fn run(mut config: Config) -> Result<(), Error> {
         tokio::spawn(kubelet_api::serve(listener, tls.clone(), Endpoint { metrics: source, pods }));
     }
 
+    // The cluster DNS address: fixed, or the bridge's gateway once the pod CIDR is known.
+    let dns_address = tokio::sync::watch::Sender::new(config.cluster_dns);
+    let pod_dns = tokio::sync::watch::Sender::new(cluster_dns::resolv::ClusterDns {
+        nameserver: config.cluster_dns.filter(|_| config.hollow.is_none()),
+        domain: config.cluster_domain.clone(),
+    });
     let on_node: OnNode = match (&runtime, &real) {
         (Some(runtime), _) => {
             let runtime = runtime.clone();
@@ -189,12 +203,18 @@ pub async fn run(mut config: Config) -> Result<(), Error> {
         (None, Some((containerd, _))) => {
             // The pod network follows the node's pod CIDR (containerd reloads the config).
             let (conf_dir, ipam_dir) = (containerd.layout.cni_conf_dir(), config.state_dir.join("cni-ipam"));
+            let (dns_address, pod_dns) = (dns_address.clone(), pod_dns.clone());
+            let gateway_dns = config.dns_server && config.cluster_dns.is_none();
             Arc::new(move |node: &Node| {
                 let (Some(name), Some(cidr)) =
                     (node.metadata.name.as_deref(), node.spec.as_ref().and_then(|s| s.pod_cidr.as_deref()))
                 else {
                     return;
                 };
+                if let Some(gateway) = cluster_dns::gateway(cidr).filter(|_| gateway_dns) {
+                    dns_address.send_if_modified(|a| a.replace(gateway) != Some(gateway));
+                    pod_dns.send_if_modified(|d| d.nameserver.replace(gateway) != Some(gateway));
+                }
                 match cni::write_node_conflist(&conf_dir, &cni::node_conflist(name, cidr, &ipam_dir)) {
                     Ok(true) => tracing::info!(%cidr, bridge = %cni::bridge_name(name), "pod network configured"),
                     Ok(false) => {}
@@ -225,10 +245,14 @@ pub async fn run(mut config: Config) -> Result<(), Error> {
             pods_dir: config.state_dir.join("pods"),
             logs_dir: config.state_dir.join("logs").display().to_string(),
             registry: registry.clone(),
+            dns: pod_dns.subscribe(),
         };
         tokio::spawn(cri_pods::run(Arc::new(context)));
         if config.service_proxy {
             tokio::spawn(service_proxy::run(api.clone(), cni::bridge_name(&node.name)));
+        }
+        if config.dns_server {
+            tokio::spawn(cluster_dns::run(api.clone(), config.cluster_domain.clone(), dns_address.subscribe()));
         }
     }
     for (i, node) in facts.into_iter().enumerate() {
@@ -293,6 +317,9 @@ mod tests {
             max_pods: 110,
             state_dir: PathBuf::new(),
             service_proxy: true,
+            cluster_domain: cluster_dns::DEFAULT_DOMAIN.into(),
+            cluster_dns: None,
+            dns_server: true,
         }
     }
 

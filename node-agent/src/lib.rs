@@ -12,9 +12,11 @@
 //!   [`metrics`]: `/metrics/resource`; [`host`]: /proc facts; [`quantity`].
 //! - [`cni`]: the node's CNI config and the CNI plugin invoker.
 //! - [`service_proxy`]: kube-proxy's iptables mode: Service cluster IPs and node ports.
+//! - [`cluster_dns`]: the node-local cluster DNS server and the pods' resolv.conf.
 
 pub mod agent;
 pub mod client;
+pub mod cluster_dns;
 pub mod cni;
 pub mod cri_pods;
 pub mod heartbeat;

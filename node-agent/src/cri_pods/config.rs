@@ -71,8 +71,9 @@ fn pod_labels(pod: &Pod) -> HashMap<String, String> {
     labels
 }
 
-/// The sandbox of `pod`, attempt `attempt`.
-pub fn sandbox(pod: &Pod, pod_logs: &str, attempt: u32) -> cri::PodSandboxConfig {
+/// The sandbox of `pod`, attempt `attempt`, with the resolv.conf `dns` (see
+/// [`crate::cluster_dns::resolv::pod_dns`]).
+pub fn sandbox(pod: &Pod, pod_logs: &str, attempt: u32, dns: cri::DnsConfig) -> cri::PodSandboxConfig {
     let spec = pod.spec.as_ref();
     // Host-network pods keep the host's name (notes/runtime.md: leave it empty).
     let hostname = if host_network(pod) {
@@ -114,6 +115,7 @@ pub fn sandbox(pod: &Pod, pod_logs: &str, attempt: u32) -> cri::PodSandboxConfig
         }),
         hostname,
         log_directory: log_directory(pod_logs, pod),
+        dns_config: Some(dns),
         port_mappings,
         labels: pod_labels(pod),
         annotations: pod.metadata.annotations.clone().unwrap_or_default().into_iter().collect(),
@@ -280,7 +282,9 @@ mod tests {
     fn the_sandbox_carries_the_pods_identity_ports_and_namespaces() {
         let p = pod(json!({"hostname": "h", "containers": [
             {"name": "a", "ports": [{"containerPort": 80, "hostPort": 8080}, {"containerPort": 81}]}]}));
-        let s = sandbox(&p, "/logs", 2);
+        let dns = cri::DnsConfig { servers: vec!["10.244.0.1".into()], ..Default::default() };
+        let s = sandbox(&p, "/logs", 2, dns.clone());
+        assert_eq!(s.dns_config.as_ref(), Some(&dns));
         let meta = s.metadata.unwrap();
         assert_eq!(
             (meta.name.as_str(), meta.namespace.as_str(), meta.uid.as_str(), meta.attempt),
@@ -294,7 +298,7 @@ mod tests {
         assert_eq!(s.labels["app"], "web");
         let ns = s.linux.unwrap().security_context.unwrap().namespace_options.unwrap();
         assert_eq!(ns.network, cri::NamespaceMode::Pod as i32);
-        let host = sandbox(&pod(json!({"hostNetwork": true, "containers": []})), "/logs", 0);
+        let host = sandbox(&pod(json!({"hostNetwork": true, "containers": []})), "/logs", 0, dns);
         assert_eq!(host.hostname, "");
     }
 

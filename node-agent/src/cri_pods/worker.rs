@@ -26,6 +26,7 @@ use super::status::{self, ContainerView, Observed, Run, RunState};
 use super::tokens::Tokens;
 use super::volumes;
 use crate::client::ApiClient;
+use crate::cluster_dns::resolv::{self, ClusterDns};
 use crate::runtime::cri::Cri;
 
 /// How often a worker looks at its pod without being told of a change.
@@ -47,6 +48,16 @@ pub struct NodeContext {
     /// `{state}/logs`: the pods' container logs, kubelet's layout.
     pub logs_dir: String,
     pub registry: Registry,
+    /// The cluster DNS pods are given (its address appears with the node's pod CIDR).
+    pub dns: watch::Receiver<ClusterDns>,
+}
+
+impl NodeContext {
+    /// The DNS config of `pod`'s sandbox (kubelet reads the host's resolv.conf each time).
+    pub fn pod_dns(&self, pod: &Pod) -> cri::DnsConfig {
+        let cluster = self.dns.borrow().clone();
+        resolv::pod_dns(pod, &cluster, &resolv::host())
+    }
 }
 
 /// The pause to wait before restart number `restarts + 1` (the first restart is at once).
@@ -209,7 +220,9 @@ impl Worker {
         let (id, attempt) = match ready {
             Some(existing) => (existing.id.clone(), existing.metadata.as_ref().map_or(0, |m| m.attempt)),
             None => {
-                let config = config::sandbox(&self.pod, &self.node.logs_dir, attempt);
+                let dns = self.node.pod_dns(&self.pod);
+                tracing::debug!(pod = config::name(&self.pod), resolv = %resolv::render(&dns), "sandbox DNS");
+                let config = config::sandbox(&self.pod, &self.node.logs_dir, attempt, dns);
                 let began = Instant::now();
                 let id = self.node.cri.run_pod_sandbox(config).await.map_err(|e| {
                     let message = format!("Failed to create pod sandbox: {e}");
@@ -222,7 +235,7 @@ impl Worker {
         };
         let status = self.node.cri.pod_sandbox_status(&id).await.map_err(|e| e.to_string())?;
         let ip = status.and_then(|s| s.network).map(|n| n.ip).filter(|ip| !ip.is_empty());
-        let config = config::sandbox(&self.pod, &self.node.logs_dir, attempt);
+        let config = config::sandbox(&self.pod, &self.node.logs_dir, attempt, self.node.pod_dns(&self.pod));
         self.sandbox = Some(Sandbox { id, config, ip });
         self.start_time.get_or_insert_with(Timestamp::now);
         Ok(())
