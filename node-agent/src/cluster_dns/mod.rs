@@ -226,7 +226,7 @@ impl Dns {
             }
             Some(None) => response.metadata.response_code = ResponseCode::ServFail,
             None => {
-                return match self.forward(query).await {
+                return match self.forward(query, udp).await {
                     Some(reply) => {
                         let rcode = reply.get(3).map_or(ResponseCode::ServFail, |b| ResponseCode::from(0, b & 0x0f));
                         count(&qtype_label, rcode);
@@ -263,13 +263,14 @@ impl Dns {
         query.metadata.recursion_desired = true;
         query.add_query(Query::query(target, qtype));
         let Ok(bytes) = query.to_vec() else { return Vec::new() };
-        let reply = self.forward(&bytes).await.and_then(|reply| Message::from_vec(&reply).ok());
+        let reply = self.forward(&bytes, false).await.and_then(|reply| Message::from_vec(&reply).ok());
         reply.map(|reply| reply.answers).unwrap_or_default()
     }
 
     /// Sends `query` to the upstreams in turn (the last one that answered first) over UDP;
-    /// the first answer with the query's id.
-    async fn forward(&self, query: &[u8]) -> Option<Vec<u8>> {
+    /// the first answer with the query's id. A truncated answer is asked for again over TCP
+    /// unless the client itself asked over UDP (it will come back over TCP).
+    async fn forward(&self, query: &[u8], udp: bool) -> Option<Vec<u8>> {
         let upstreams = self.upstreams();
         if upstreams.is_empty() {
             metrics::counter!("flotilla_cluster_dns_forwarded_total", "result" => "no_upstream").increment(1);
@@ -279,7 +280,11 @@ impl Dns {
         for i in 0..upstreams.len() {
             let index = (first + i) % upstreams.len();
             let upstream = upstreams[index];
-            match ask_upstream(upstream, query).await {
+            let mut answer = ask_upstream(upstream, query).await;
+            if !udp && answer.as_ref().is_ok_and(|reply| reply.get(2).is_some_and(|flags| flags & 0x02 != 0)) {
+                answer = ask_upstream_tcp(upstream, query).await;
+            }
+            match answer {
                 Ok(reply) => {
                     self.preferred.store(index, Ordering::Relaxed);
                     metrics::counter!("flotilla_cluster_dns_forwarded_total", "result" => "ok").increment(1);
@@ -313,6 +318,23 @@ async fn ask_upstream(upstream: SocketAddr, query: &[u8]) -> std::io::Result<Vec
             return Ok(buf[..n].to_vec());
         }
     }
+}
+
+async fn ask_upstream_tcp(upstream: SocketAddr, query: &[u8]) -> std::io::Result<Vec<u8>> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(upstream).await?;
+        let length = u16::try_from(query.len()).map_err(std::io::Error::other)?;
+        let mut framed = length.to_be_bytes().to_vec();
+        framed.extend_from_slice(query);
+        stream.write_all(&framed).await?;
+        let length = stream.read_u16().await?;
+        let mut reply = vec![0u8; usize::from(length)];
+        stream.read_exact(&mut reply).await?;
+        Ok(reply)
+    };
+    tokio::time::timeout(UPSTREAM_TIMEOUT, exchange)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer over TCP"))?
 }
 
 /// A UDP socket on `addr`, bound even before the address exists (`IP_FREEBIND`).
@@ -487,19 +509,40 @@ mod tests {
         reply
     }
 
-    /// A fake upstream resolver on loopback: every question's answer is 192.0.2.7.
+    /// The fake upstream's answer: 192.0.2.7 for every question; over UDP, `big.example.`
+    /// is truncated (to be asked again over TCP).
+    fn upstream_reply(request: &[u8], udp: bool) -> Vec<u8> {
+        let request = Message::from_vec(request).unwrap();
+        let mut reply = Message::response(request.metadata.id, OpCode::Query);
+        let name = request.queries[0].name().clone();
+        reply.queries = request.queries.clone();
+        if udp && name.to_ascii() == "big.example." {
+            reply.metadata.truncation = true;
+        } else {
+            reply.add_answer(Record::from_rdata(name, 60, RData::A(A([192, 0, 2, 7].into()))));
+        }
+        reply.to_vec().unwrap()
+    }
+
+    /// A fake upstream resolver on loopback, UDP and TCP.
     async fn fake_upstream() -> SocketAddr {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
+        let listener = TcpListener::bind(addr).await.unwrap();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
-                let request = Message::from_vec(&buf[..n]).unwrap();
-                let mut reply = Message::response(request.metadata.id, OpCode::Query);
-                let name = request.queries[0].name().clone();
-                reply.queries = request.queries.clone();
-                reply.add_answer(Record::from_rdata(name, 60, RData::A(A([192, 0, 2, 7].into()))));
-                socket.send_to(&reply.to_vec().unwrap(), peer).await.unwrap();
+                socket.send_to(&upstream_reply(&buf[..n], true), peer).await.unwrap();
+            }
+        });
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let length = stream.read_u16().await.unwrap();
+                let mut request = vec![0u8; usize::from(length)];
+                stream.read_exact(&mut request).await.unwrap();
+                let reply = upstream_reply(&request, false);
+                stream.write_all(&u16::try_from(reply.len()).unwrap().to_be_bytes()).await.unwrap();
+                stream.write_all(&reply).await.unwrap();
             }
         });
         addr
@@ -568,6 +611,20 @@ mod tests {
             let reply = Message::from_vec(&reply).unwrap();
             assert_eq!((reply.metadata.id, reply.answers[0].data.to_string()), (id, "10.96.0.20".to_string()));
         }
+        // A truncated upstream answer: passed on to a UDP client, asked again over TCP for a
+        // TCP one.
+        let reply = ask_udp(server, 9, "big.example.", RecordType::A).await;
+        assert!(reply.metadata.truncation && reply.answers.is_empty());
+        let q = query(10, "big.example.", RecordType::A);
+        let mut framed = u16::try_from(q.len()).unwrap().to_be_bytes().to_vec();
+        framed.extend_from_slice(&q);
+        stream.write_all(&framed).await.unwrap();
+        let length = stream.read_u16().await.unwrap();
+        let mut reply = vec![0u8; usize::from(length)];
+        stream.read_exact(&mut reply).await.unwrap();
+        let reply = Message::from_vec(&reply).unwrap();
+        assert!(!reply.metadata.truncation);
+        assert_eq!(reply.answers[0].data.to_string(), "192.0.2.7");
 
         // Garbage gets FORMERR.
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
