@@ -6,7 +6,6 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -155,9 +154,7 @@ impl Cluster {
     async fn start() -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let config = StoreConfig::new(1, dir.path().join("store"), "127.0.0.1:0".parse().unwrap());
-        let node = StoreNode::start(config).await.unwrap();
-        node.initialize(&BTreeMap::from([(1, node.addr().to_string())])).await.unwrap();
-        node.raft().wait(Some(DEADLINE)).metrics(|m| m.current_leader.is_some(), "a leader").await.unwrap();
+        let node = StoreNode::start_single(config, DEADLINE).await.unwrap();
         let kinds = KindActors::start(&node);
         let webhooks = Arc::new(Webhooks::start(kinds.clone()));
         kinds.set_admission(Arc::new(builtin::chain_with_webhooks(node.clone(), webhooks)));

@@ -8,7 +8,6 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -224,9 +223,7 @@ impl Gateway {
     async fn start() -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let config = StoreConfig::new(1, dir.path().join("store"), "127.0.0.1:0".parse().unwrap());
-        let node = StoreNode::start(config).await.unwrap();
-        node.initialize(&BTreeMap::from([(1, node.addr().to_string())])).await.unwrap();
-        node.raft().wait(Some(DEADLINE)).metrics(|m| m.current_leader.is_some(), "a leader").await.unwrap();
+        let node = StoreNode::start_single(config, DEADLINE).await.unwrap();
         let kinds = KindActors::start(&node);
         let pki = pki::load_or_create(&dir.path().join("pki"), &[]).unwrap();
         let kubelet = FakeKubelet::start(&pki.ca.cert_pem).await;

@@ -245,6 +245,20 @@ impl StoreNode {
         &self.inner.raft
     }
 
+    /// Starts a member alone in its cluster (bootstrapped now, or as it was) and waits up to
+    /// `timeout` until it leads: the one-member store of tests, benchmarks and tools.
+    pub async fn start_single(cfg: StoreConfig, timeout: Duration) -> Result<Self> {
+        let node = StoreNode::start(cfg).await?;
+        node.initialize(&BTreeMap::from([(node.inner.id, node.addr().to_string())])).await?;
+        node.inner
+            .raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "a leader")
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("the single member did not lead: {e}")))?;
+        Ok(node)
+    }
+
     /// Bootstraps a new cluster with these voting members. Every initial member may call it
     /// with the same list; a member that already has state ignores it.
     pub async fn initialize(&self, members: &BTreeMap<NodeId, String>) -> Result<()> {

@@ -5,7 +5,7 @@
 //! event that shows the pod bound). Run it on an actix system (`actix_rt::System`).
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -86,13 +86,8 @@ fn kind(resource: &str) -> &'static ResourceKind {
 
 async fn store(dir: &std::path::Path) -> Result<StoreNode, BenchError> {
     let err = |e: &dyn std::fmt::Display| BenchError::Store(e.to_string());
-    let node = StoreNode::start(StoreConfig::new(1, dir, ([127, 0, 0, 1], 0).into())).await.map_err(|e| err(&e))?;
-    node.initialize(&BTreeMap::from([(1, node.addr().to_string())])).await.map_err(|e| err(&e))?;
-    node.raft()
-        .wait(Some(Duration::from_secs(10)))
-        .metrics(|m| m.current_leader.is_some(), "leader")
-        .await
-        .map_err(|e| err(&e))?;
+    let config = StoreConfig::new(1, dir, ([127, 0, 0, 1], 0).into());
+    let node = StoreNode::start_single(config, Duration::from_secs(10)).await.map_err(|e| err(&e))?;
     Ok(node)
 }
 

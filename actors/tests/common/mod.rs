@@ -1,7 +1,6 @@
 //! Shared set-up for the actor tests: a real single-member store, and a ConfigMap.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use raft_store::{StoreConfig, StoreNode};
@@ -10,10 +9,8 @@ use serde_json::{json, Value};
 /// A single-member store in `dir` that has elected itself leader.
 pub async fn single_member(dir: &std::path::Path) -> StoreNode {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let node = StoreNode::start(StoreConfig::new(1, dir, ([127, 0, 0, 1], port).into())).await.unwrap();
-    node.initialize(&BTreeMap::from([(1, node.addr().to_string())])).await.unwrap();
-    node.raft().wait(Some(Duration::from_secs(10))).metrics(|m| m.current_leader.is_some(), "leader").await.unwrap();
-    node
+    let config = StoreConfig::new(1, dir, ([127, 0, 0, 1], port).into());
+    StoreNode::start_single(config, Duration::from_secs(10)).await.unwrap()
 }
 
 pub fn cm(name: &str, value: &str) -> Value {
