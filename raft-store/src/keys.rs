@@ -28,10 +28,22 @@ pub fn escape(key: &[u8]) -> Vec<u8> {
 }
 
 pub fn hist_key(key: &[u8], rev: Revision) -> Vec<u8> {
-    let mut out = escape(key);
+    let mut out = Vec::with_capacity(key.len() + 10);
+    push_hist_key(&mut out, key, rev);
+    out
+}
+
+/// Appends [`hist_key`]`(key, rev)` to `out`.
+pub fn push_hist_key(out: &mut Vec<u8>, key: &[u8], rev: Revision) {
+    out.reserve(key.len() + 10);
+    for &b in key {
+        out.push(b);
+        if b == 0 {
+            out.push(0xFF);
+        }
+    }
     out.extend_from_slice(&[0, 0]);
     out.extend_from_slice(&revision_key(rev));
-    out
 }
 
 /// The smallest history key that sorts after every version of `key`, and before every

@@ -91,6 +91,98 @@ impl CurrentCache {
     }
 }
 
+/// The state-machine records of the entry being applied, gathered in one buffer so that
+/// each column family's records reach the `WriteBatch` in key order: RocksDB inserts a
+/// batch into a memtable skiplist one record at a time, starting each search from where
+/// the previous insert landed, so sorted inserts at random keys search less (the inserts
+/// were ~35% of `tests/apply_cost.rs`' CPU). The bytes written are the same.
+#[derive(Debug, Default)]
+pub struct EntryWrites {
+    buf: Vec<u8>,
+    /// kv key -> encoded value (`None`: delete), in the order written.
+    kv: Vec<(Span, Option<Span>)>,
+    hist: Vec<(Span, Span)>,
+    events: Vec<(Span, Span)>,
+}
+
+type Span = std::ops::Range<usize>;
+
+impl EntryWrites {
+    fn bytes(&mut self, bytes: &[u8]) -> Span {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(bytes);
+        start..self.buf.len()
+    }
+
+    fn encoded<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<Span> {
+        let start = self.buf.len();
+        bincode::serialize_into(&mut self.buf, v).map_err(|e| StoreError::Storage(format!("encode: {e}")))?;
+        Ok(start..self.buf.len())
+    }
+
+    fn put_kv(&mut self, kv: &KeyValue) -> Result<()> {
+        let key = self.bytes(&kv.key);
+        let value = self.encoded(kv)?;
+        self.kv.push((key, Some(value)));
+        Ok(())
+    }
+
+    fn delete_kv(&mut self, key: &[u8]) {
+        let key = self.bytes(key);
+        self.kv.push((key, None));
+    }
+
+    /// The version of `key` made at `rev` (`None`: deleted there).
+    fn put_hist(&mut self, key: &[u8], rev: Revision, version: Option<&KeyValue>) -> Result<()> {
+        let start = self.buf.len();
+        keys::push_hist_key(&mut self.buf, key, rev);
+        let hist_key = start..self.buf.len();
+        let value = self.encoded(&version)?;
+        self.hist.push((hist_key, value));
+        Ok(())
+    }
+
+    fn put_events(&mut self, events: &RevisionEvents) -> Result<()> {
+        let key = self.bytes(&keys::revision_key(events.revision));
+        let value = self.encoded(events)?;
+        self.events.push((key, value));
+        Ok(())
+    }
+
+    /// Moves the records into `batch`, each column family's in key order, and empties
+    /// itself (keeping its buffers). The sort is stable: a kv key written twice in the
+    /// entry keeps its writes in order, so the later one wins as before.
+    pub fn write_into(&mut self, db: &DB, batch: &mut WriteBatch) -> Result<()> {
+        let buf = &self.buf;
+        self.kv.sort_by(|a, b| buf[a.0.clone()].cmp(&buf[b.0.clone()]));
+        self.hist.sort_by(|a, b| buf[a.0.clone()].cmp(&buf[b.0.clone()]));
+        self.events.sort_by(|a, b| buf[a.0.clone()].cmp(&buf[b.0.clone()]));
+        let kv_cf = cf(db, CF_KV)?;
+        for (key, value) in &self.kv {
+            match value {
+                Some(value) => batch.put_cf(kv_cf, &buf[key.clone()], &buf[value.clone()]),
+                None => batch.delete_cf(kv_cf, &buf[key.clone()]),
+            }
+        }
+        for (name, records) in [(CF_HIST, &self.hist), (CF_EVENTS, &self.events)] {
+            let handle = cf(db, name)?;
+            for (key, value) in records {
+                batch.put_cf(handle, &buf[key.clone()], &buf[value.clone()]);
+            }
+        }
+        self.clear();
+        Ok(())
+    }
+
+    /// Forgets every record (an entry that failed half-way).
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.kv.clear();
+        self.hist.clear();
+        self.events.clear();
+    }
+}
+
 pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     bincode::serialize(v).map_err(|e| StoreError::Storage(format!("encode: {e}")))
 }
@@ -293,9 +385,10 @@ impl Mvcc {
         Ok((out, revs.current))
     }
 
-    /// Applies one transaction of an entry into `batch`, reading `snap` (the state before the
+    /// Applies one transaction of an entry into `out`, reading `snap` (the state before the
     /// entry) through `overlay` (the entry's earlier writes), which it then updates. The caller
-    /// writes the batch, and the revision counter, once for the whole entry.
+    /// moves `out` into the entry's batch and writes it, with the revision counter, once for
+    /// the whole entry.
     /// Returns the response and the events of the new revision (none if nothing changed).
     pub fn apply_txn(
         &self,
@@ -303,10 +396,9 @@ impl Mvcc {
         overlay: &mut Overlay,
         txn: &Txn,
         revs: &mut Revisions,
-        batch: &mut WriteBatch,
+        out: &mut EntryWrites,
     ) -> Result<Result<(TxnResponse, Option<RevisionEvents>), Rejection>> {
         let kv_cf = cf(&self.db, CF_KV)?;
-        let hist = cf(&self.db, CF_HIST)?;
         let current = |overlay: &Overlay, key: &[u8]| -> Result<Option<KeyValue>> {
             match overlay.writes.get(key).or_else(|| overlay.cache.get(key)) {
                 Some(value) => Ok(value.clone()),
@@ -346,8 +438,8 @@ impl Mvcc {
                         mod_revision: rev,
                         version: prev.as_ref().map_or(1, |p| p.version + 1),
                     };
-                    batch.put_cf(kv_cf, key, encode(&kv)?);
-                    batch.put_cf(hist, keys::hist_key(key, rev), encode(&Some(&kv))?);
+                    out.put_kv(&kv)?;
+                    out.put_hist(key, rev, Some(&kv))?;
                     writes.push((key.clone(), Some(kv.clone())));
                     events.push(Event { kind: EventKind::Put, kv, prev_kv: prev.clone() });
                     responses.push(OpResponse::Put { prev });
@@ -357,8 +449,8 @@ impl Mvcc {
                     let req = RangeRequest { keys: set.clone(), ..RangeRequest::prefix(Vec::new()) };
                     self.scan_current(snap, overlay, &req, &mut |kv| deleted.push(kv))?;
                     for prev in &deleted {
-                        batch.delete_cf(kv_cf, &prev.key);
-                        batch.put_cf(hist, keys::hist_key(&prev.key, rev), encode(&None::<KeyValue>)?);
+                        out.delete_kv(&prev.key);
+                        out.put_hist(&prev.key, rev, None)?;
                         writes.push((prev.key.clone(), None));
                         let tomb = KeyValue {
                             key: prev.key.clone(),
@@ -383,7 +475,7 @@ impl Mvcc {
         }
         overlay.writes.extend(writes);
         let rev_events = RevisionEvents { revision: rev, events };
-        batch.put_cf(cf(&self.db, CF_EVENTS)?, keys::revision_key(rev), encode(&rev_events)?);
+        out.put_events(&rev_events)?;
         revs.current = rev;
         Ok(Ok((TxnResponse { succeeded, revision: rev, responses }, Some(rev_events))))
     }

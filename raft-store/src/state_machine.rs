@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::{cf, CF_META, SM_CFS};
 use crate::error::{Rejection, StoreError};
-use crate::mvcc::{decode, encode, CurrentCache, Mvcc, Overlay, Revisions};
+use crate::mvcc::{decode, encode, CurrentCache, EntryWrites, Mvcc, Overlay, Revisions};
 use crate::types::{Command, CommandResult, NodeId, TypeConfig};
 use crate::watch::WatchHub;
 
@@ -64,6 +64,8 @@ pub struct StateMachine {
     dir: PathBuf,
     /// Current values of recently written keys, exact as of the last applied entry.
     cache: CurrentCache,
+    /// The records of the entry being applied (kept for its buffers).
+    writes: EntryWrites,
 }
 
 impl StateMachine {
@@ -75,7 +77,17 @@ impl StateMachine {
         let last_applied = db.get_cf(meta, META_APPLIED)?.map(|r| decode(&r)).transpose()?.flatten();
         let membership = db.get_cf(meta, META_MEMBERSHIP)?.map(|r| decode(&r)).transpose()?.unwrap_or_default();
         let hub = WatchHub::new(revs.current);
-        Ok(StateMachine { db, mvcc, revs, last_applied, membership, hub, dir, cache: CurrentCache::default() })
+        Ok(StateMachine {
+            db,
+            mvcc,
+            revs,
+            last_applied,
+            membership,
+            hub,
+            dir,
+            cache: CurrentCache::default(),
+            writes: EntryWrites::default(),
+        })
     }
 
     pub fn mvcc(&self) -> Mvcc {
@@ -104,13 +116,14 @@ impl StateMachine {
                 let snap = db.snapshot();
                 let mut overlay = Overlay::with_cache(revs.current, std::mem::take(&mut self.cache));
                 let mut results = Vec::with_capacity(txns.len());
+                self.writes.clear();
                 for txn in &txns {
                     let proposed = log_id.leader_id.term;
                     if let Some(fenced) = txn.leader_term.filter(|term| *term != proposed) {
                         results.push(Err(Rejection::Fenced { fenced, proposed }));
                         continue;
                     }
-                    match self.mvcc.apply_txn(&snap, &mut overlay, txn, &mut revs, &mut batch)? {
+                    match self.mvcc.apply_txn(&snap, &mut overlay, txn, &mut revs, &mut self.writes)? {
                         Ok((resp, events)) => {
                             published.extend(events);
                             results.push(Ok(resp));
@@ -118,6 +131,7 @@ impl StateMachine {
                         Err(rejection) => results.push(Err(rejection)),
                     }
                 }
+                self.writes.write_into(&db, &mut batch)?;
                 self.mvcc.write_revision(&revs, &mut batch)?;
                 written = Some(overlay);
                 CommandResult::Txns(results)

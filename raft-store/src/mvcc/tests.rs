@@ -19,12 +19,14 @@ impl Fixture {
     /// Applies a transaction as an entry of its own.
     fn txn(&mut self, txn: Txn) -> TxnResponse {
         let mut batch = WriteBatch::default();
+        let mut writes = EntryWrites::default();
         let snap = self.db.snapshot();
         let (resp, _) = self
             .mvcc
-            .apply_txn(&snap, &mut Overlay::new(self.revs.current), &txn, &mut self.revs, &mut batch)
+            .apply_txn(&snap, &mut Overlay::new(self.revs.current), &txn, &mut self.revs, &mut writes)
             .unwrap()
             .unwrap();
+        writes.write_into(&self.db, &mut batch).unwrap();
         self.mvcc.write_revision(&self.revs, &mut batch).unwrap();
         drop(snap);
         self.db.write(batch).unwrap();
