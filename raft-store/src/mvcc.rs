@@ -74,13 +74,22 @@ impl CurrentCache {
         self.values.get(key)
     }
 
+    /// Removes `key`'s entry and returns it.
+    fn take(&mut self, key: &[u8]) -> Option<Option<KeyValue>> {
+        let value = self.values.remove(key)?;
+        self.bytes -= Self::size(key, &value);
+        Some(value)
+    }
+
+    /// Rough footprint: the key twice (map and value), the value, and fixed overhead.
+    fn size(key: &[u8], value: &Option<KeyValue>) -> usize {
+        2 * key.len() + value.as_ref().map_or(0, |kv| kv.value.len()) + 96
+    }
+
     fn insert(&mut self, key: Vec<u8>, value: Option<KeyValue>) {
-        // Rough footprint: the key twice (map and value), the value, and fixed overhead.
-        let size =
-            |key: &[u8], value: &Option<KeyValue>| 2 * key.len() + value.as_ref().map_or(0, |kv| kv.value.len()) + 96;
-        let added = size(&key, &value);
+        let added = Self::size(&key, &value);
         if let Some(old) = self.values.get(&key) {
-            self.bytes -= size(&key, old);
+            self.bytes -= Self::size(&key, old);
         }
         if self.bytes + added > CURRENT_CACHE_BYTES {
             self.values.clear();
@@ -394,28 +403,28 @@ impl Mvcc {
         &self,
         snap: &Snapshot<'_>,
         overlay: &mut Overlay,
-        txn: &Txn,
+        txn: Txn,
         revs: &mut Revisions,
         out: &mut EntryWrites,
     ) -> Result<Result<(TxnResponse, Option<RevisionEvents>), Rejection>> {
         let kv_cf = cf(&self.db, CF_KV)?;
-        let current = |overlay: &Overlay, key: &[u8]| -> Result<Option<KeyValue>> {
-            match overlay.writes.get(key).or_else(|| overlay.cache.get(key)) {
-                Some(value) => Ok(value.clone()),
-                None => snap.get_cf(kv_cf, key)?.map(|r| decode(&r)).transpose(),
-            }
-        };
+        let stored =
+            |key: &[u8]| -> Result<Option<KeyValue>> { snap.get_cf(kv_cf, key)?.map(|r| decode(&r)).transpose() };
 
         let mut succeeded = true;
         for c in &txn.compare {
-            if !compare_holds(c, current(overlay, &c.key)?.as_ref()) {
+            let holds = match overlay.writes.get(&c.key).or_else(|| overlay.cache.get(&c.key)) {
+                Some(value) => compare_holds(c, value.as_ref()),
+                None => compare_holds(c, stored(&c.key)?.as_ref()),
+            };
+            if !holds {
                 succeeded = false;
                 break;
             }
         }
-        let ops = if succeeded { &txn.success } else { &txn.failure };
+        let ops = if succeeded { txn.success } else { txn.failure };
         // Refuse before writing anything: a rejected transaction leaves no trace in the batch.
-        for op in ops {
+        for op in &ops {
             if let Op::Range(req) = op {
                 if let Err(rejection) = check_revision(req, overlay.settled, *revs) {
                     return Ok(Err(rejection));
@@ -430,23 +439,32 @@ impl Mvcc {
         for op in ops {
             match op {
                 Op::Put { key, value } => {
-                    let prev = current(overlay, key)?;
+                    // The previous version: a cached one is moved out, not copied (the key's
+                    // new version replaces it once the entry is written; until then a read
+                    // of the key finds the same version in `snap`).
+                    let prev = match overlay.writes.get(&key) {
+                        Some(value) => value.clone(),
+                        None => match overlay.cache.take(&key) {
+                            Some(value) => value,
+                            None => stored(&key)?,
+                        },
+                    };
                     let kv = KeyValue {
-                        key: key.clone(),
-                        value: value.clone(),
                         create_revision: prev.as_ref().map_or(rev, |p| p.create_revision),
                         mod_revision: rev,
                         version: prev.as_ref().map_or(1, |p| p.version + 1),
+                        key,
+                        value,
                     };
                     out.put_kv(&kv)?;
-                    out.put_hist(key, rev, Some(&kv))?;
-                    writes.push((key.clone(), Some(kv.clone())));
+                    out.put_hist(&kv.key, rev, Some(&kv))?;
+                    writes.push((kv.key.clone(), Some(kv.clone())));
                     events.push(Event { kind: EventKind::Put, kv, prev_kv: prev.clone() });
                     responses.push(OpResponse::Put { prev });
                 }
                 Op::Delete { keys: set } => {
                     let mut deleted = Vec::new();
-                    let req = RangeRequest { keys: set.clone(), ..RangeRequest::prefix(Vec::new()) };
+                    let req = RangeRequest { keys: set, ..RangeRequest::prefix(Vec::new()) };
                     self.scan_current(snap, overlay, &req, &mut |kv| deleted.push(kv))?;
                     for prev in &deleted {
                         out.delete_kv(&prev.key);
@@ -463,7 +481,7 @@ impl Mvcc {
                     }
                     responses.push(OpResponse::Delete { deleted });
                 }
-                Op::Range(req) => match self.range_in(snap, overlay, *revs, req) {
+                Op::Range(req) => match self.range_in(snap, overlay, *revs, &req) {
                     Ok(resp) => responses.push(OpResponse::Range(resp)),
                     Err(ReadError::Rejected(r)) => return Ok(Err(r)),
                     Err(ReadError::Store(e)) => return Err(e),

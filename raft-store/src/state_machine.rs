@@ -117,7 +117,7 @@ impl StateMachine {
                 let mut overlay = Overlay::with_cache(revs.current, std::mem::take(&mut self.cache));
                 let mut results = Vec::with_capacity(txns.len());
                 self.writes.clear();
-                for txn in &txns {
+                for txn in txns {
                     let proposed = log_id.leader_id.term;
                     if let Some(fenced) = txn.leader_term.filter(|term| *term != proposed) {
                         results.push(Err(Rejection::Fenced { fenced, proposed }));
@@ -445,6 +445,33 @@ mod tests {
         assert_eq!(rev, 3);
         let k = sm.mvcc().range(&RangeRequest::key("k")).unwrap().kvs.remove(0);
         assert_eq!((k.create_revision, k.mod_revision, k.version), (2, 3, 2));
+    }
+
+    #[tokio::test]
+    async fn a_put_of_a_cached_key_leaves_reads_of_it_in_the_same_entry_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(crate::db::open(dir.path()).unwrap(), dir.path().into()).unwrap();
+        sm.apply([entry(1, vec![Txn::put("k", "1")])]).await.unwrap();
+        // "k" is in the cache now; the put moves its version out of it.
+        let put_and_read = Txn { success: vec![Op::put("k", "2"), Op::get("k")], ..Default::default() };
+        let compare = Txn {
+            compare: vec![crate::types::Compare::mod_revision_is("k", 2)],
+            success: vec![Op::put("k", "3")],
+            ..Default::default()
+        };
+        let results = sm.apply([entry(2, vec![put_and_read, compare])]).await.unwrap();
+        let CommandResult::Txns(results) = &results[0] else { panic!("{results:?}") };
+        let first = results[0].as_ref().unwrap();
+        let OpResponse::Put { prev: Some(prev) } = &first.responses[0] else { panic!("{first:?}") };
+        let OpResponse::Range(read) = &first.responses[1] else { panic!("{first:?}") };
+        assert_eq!((prev.value.as_slice(), read.kvs[0].value.as_slice()), (&b"1"[..], &b"1"[..]));
+        let second = results[1].as_ref().unwrap();
+        assert!(second.succeeded, "the next transaction sees the put: {second:?}");
+        let OpResponse::Put { prev: Some(prev) } = &second.responses[0] else { panic!("{second:?}") };
+        assert_eq!((prev.value.as_slice(), prev.version, prev.create_revision), (&b"2"[..], 2, 1));
+        let (prev, rev) = put_response(&sm.apply([entry(3, vec![Txn::put("k", "4")])]).await.unwrap());
+        let prev = prev.unwrap();
+        assert_eq!((prev.value.as_slice(), prev.version, prev.mod_revision, rev), (&b"3"[..], 3, 3, 4));
     }
 
     #[tokio::test]

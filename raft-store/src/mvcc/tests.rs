@@ -23,7 +23,7 @@ impl Fixture {
         let snap = self.db.snapshot();
         let (resp, _) = self
             .mvcc
-            .apply_txn(&snap, &mut Overlay::new(self.revs.current), &txn, &mut self.revs, &mut writes)
+            .apply_txn(&snap, &mut Overlay::new(self.revs.current), txn, &mut self.revs, &mut writes)
             .unwrap()
             .unwrap();
         writes.write_into(&self.db, &mut batch).unwrap();
