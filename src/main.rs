@@ -10,6 +10,7 @@ mod chaos_cmd;
 mod cluster;
 mod gateway;
 mod logging;
+mod kubernetes_endpoints;
 mod member;
 mod member_cmd;
 mod store_cmd;

@@ -1,7 +1,7 @@
 //! `flotilla up` and `flotilla server`: run a control-plane member until SIGINT/SIGTERM.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,12 +16,21 @@ pub struct UpArgs {
     /// admin kubeconfig (DATA_DIR/kubeconfig, for `kubectl --kubeconfig`).
     #[arg(long, default_value = "./flotilla-data")]
     data_dir: PathBuf,
-    /// Port of the HTTPS API server on 127.0.0.1 (/version, /livez, /readyz, /metrics; the
-    /// Kubernetes API as it lands).
+    /// Port of the HTTPS API server (the Kubernetes API, /version, /livez, /readyz, /metrics).
     #[arg(long, default_value_t = 6443)]
     port: u16,
+    /// Address the API server binds, as kube-apiserver's flag: all interfaces by default, so
+    /// that pods reach it (through the `kubernetes` Service) and kubectl on 127.0.0.1.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// The address the `kubernetes` Service's endpoints give for this API server (pods reach
+    /// it there); in the serving certificate too. Defaults to --bind-address when that is a
+    /// specific non-loopback address, else to this host's primary IPv4 address.
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
     /// Extra DNS name or IP address for the serving certificate (repeatable); localhost,
-    /// 127.0.0.1, ::1 and kubernetes.default.svc[.cluster.local] are always in it.
+    /// 127.0.0.1, ::1, kubernetes[.default[.svc[.cluster.local]]], the `kubernetes` Service's
+    /// cluster IP and the advertise address are always in it.
     #[arg(long = "tls-san", value_name = "NAME")]
     tls_sans: Vec<String>,
     /// Static bearer tokens, as kube-apiserver's flag: CSV lines `token,user,uid,"group1,group2"`.
@@ -71,6 +80,13 @@ pub struct ServerArgs {
     /// from this member's store.
     #[arg(long)]
     api_addr: Option<SocketAddr>,
+    /// The address the `kubernetes` Service's endpoints give for this member's API server
+    /// (with the --api-addr port). Defaults to --api-addr's address when that is a specific
+    /// non-loopback one, else to this host's primary IPv4 address (pods reach a member bound
+    /// to loopback only through an --api-addr on 0.0.0.0). Added to the serving certificate
+    /// only when given here: members sharing --pki-dir would otherwise each issue it again.
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
     /// The cluster's certificates (CA, serving, admin, front-proxy): one directory that every
     /// member shares (copy it to other machines); made here when missing. Defaults to
     /// DATA_DIR/pki.
@@ -112,7 +128,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         actors::scheduler::config::install(actors::scheduler::config::SchedulerConfig::load(path)?);
     }
     let prometheus = api_gateway::install_prometheus()?;
-    let pki = api_gateway::pki::load_or_create(&args.data_dir.join("pki"), &args.tls_sans)?;
+    let advertise = args.advertise_address.unwrap_or_else(|| default_advertise_address(args.bind_address));
+    let names: Vec<String> = args.tls_sans.iter().cloned().chain([advertise.to_string()]).collect();
+    let pki = api_gateway::pki::load_or_create(&args.data_dir.join("pki"), &names)?;
     let tokens = match &args.token_auth_file {
         Some(path) => api_gateway::Tokens::load(path)?,
         None => api_gateway::Tokens::default(),
@@ -121,7 +139,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     cfg.advertise = Some(args.store_listen.to_string());
     let node = StoreNode::start(cfg).await.context("starting the store")?;
     node.initialize(&BTreeMap::from([(1, node.addr().to_string())])).await?;
-    let bind: SocketAddr = ([127, 0, 0, 1], args.port).into();
+    let bind = SocketAddr::new(args.bind_address, args.port);
     let serving = pki.clone();
     let root_ca = pki.ca.cert_pem.clone();
     let store = node.clone();
@@ -130,20 +148,23 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         api_gateway::serve(bind, &serving, tokens, health, kinds, prometheus)
     })?;
     let kubeconfig = args.data_dir.join("kubeconfig");
-    api_gateway::kubeconfig::write(&kubeconfig, &format!("https://{api}"), &pki)?;
+    // kubectl on this machine reaches an API bound to every interface on loopback.
+    let local = if api.ip().is_unspecified() { SocketAddr::new(Ipv4Addr::LOCALHOST.into(), api.port()) } else { api };
+    api_gateway::kubeconfig::write(&kubeconfig, &format!("https://{local}"), &pki)?;
     wait_for_leader(&node).await?;
     create_initial_namespaces(&node).await?;
     create_kubernetes_service(&node, api.port()).await?;
+    let endpoints = crate::kubernetes_endpoints::run(node.clone(), advertise, api.port(), false);
     if !args.no_node {
         start_node(&kubeconfig, &args.data_dir.join("node"), args.kubelet_port);
     }
     eprintln!(
-        "flotilla is up: API at https://{api}, store at {}, data in {}\n  kubectl --kubeconfig {} get --raw /readyz",
+        "flotilla is up: API at https://{local} (advertised to pods as {advertise}), store at {}, data in {}\n  kubectl --kubeconfig {} get --raw /readyz",
         node.addr(),
         args.data_dir.display(),
         kubeconfig.display()
     );
-    run_until_signal(node, async {}).await
+    run_until_signal(node, endpoints).await
 }
 
 /// This machine as the cluster's node: the node agent in this process (its containerd and
@@ -218,7 +239,10 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
             actors::scheduler::config::install(actors::scheduler::config::SchedulerConfig::load(path)?);
         }
         let pki_dir = args.pki_dir.clone().unwrap_or_else(|| args.data_dir.join("pki"));
-        let pki = api_gateway::pki::load_or_create(&pki_dir, &args.tls_sans)?;
+        let names: Vec<String> =
+            args.tls_sans.iter().cloned().chain(args.advertise_address.map(|a| a.to_string())).collect();
+        let pki = api_gateway::pki::load_or_create(&pki_dir, &names)?;
+        let advertise = args.advertise_address.unwrap_or_else(|| default_advertise_address(bind.ip()));
         let tokens = match &args.token_auth_file {
             Some(path) => api_gateway::Tokens::load(path)?,
             None => api_gateway::Tokens::default(),
@@ -230,14 +254,14 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         })?;
         tracing::info!(%api, "serving the Kubernetes API");
         // Not spawned: admission futures are not Send. It runs beside the signal wait.
-        return run_until_signal(node.clone(), bootstrap_objects(node, api.port())).await;
+        return run_until_signal(node.clone(), bootstrap_objects(node, advertise, api.port())).await;
     }
     run_until_signal(node, async {}).await
 }
 
 /// The objects every cluster starts with, made (if absent) once a leader is known; any
 /// member may make them, the others then find them. Retried until the store takes them.
-async fn bootstrap_objects(node: StoreNode, api_port: u16) {
+async fn bootstrap_objects(node: StoreNode, advertise: IpAddr, api_port: u16) {
     let mut backoff = Duration::from_millis(200);
     loop {
         let made = async {
@@ -246,12 +270,31 @@ async fn bootstrap_objects(node: StoreNode, api_port: u16) {
             create_kubernetes_service(&node, api_port).await
         };
         match made.await {
-            Ok(()) => return,
+            Ok(()) => break,
             Err(e) => tracing::warn!(error = %e, "the initial objects are not made yet; retrying"),
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+    crate::kubernetes_endpoints::run(node, advertise, api_port, true).await
+}
+
+/// kube-apiserver's default advertise address: the bound address when it is a specific
+/// non-loopback one, else this host's primary IPv4 address: the source address of its
+/// default route (a UDP socket's "connect" picks it; no packet is sent), else of a private
+/// range's route, else loopback (pods then cannot reach the API; a warning says so).
+pub fn default_advertise_address(bind: IpAddr) -> IpAddr {
+    if !bind.is_unspecified() && !bind.is_loopback() {
+        return bind;
+    }
+    for target in ["203.0.113.1:9", "10.255.255.1:9", "172.31.255.1:9", "192.168.255.1:9"] {
+        let ip = node_agent::host::address_towards(target);
+        if !ip.is_loopback() && !ip.is_unspecified() {
+            return ip;
+        }
+    }
+    tracing::warn!("this host has no non-loopback IPv4 route: the API is advertised on 127.0.0.1, which pods cannot reach (--advertise-address)");
+    Ipv4Addr::LOCALHOST.into()
 }
 
 /// `1=127.0.0.1:2380,2=127.0.0.1:2381` -> {1: "127.0.0.1:2380", 2: ...}
@@ -328,8 +371,8 @@ async fn create_initial_namespaces(node: &StoreNode) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `default/kubernetes` Service at the first service IP, and its Endpoints: this API
-/// server (what in-cluster clients reach through `KUBERNETES_SERVICE_HOST`).
+/// The `default/kubernetes` Service at the first service IP (what in-cluster clients reach
+/// through `KUBERNETES_SERVICE_HOST`); its endpoints are [`crate::kubernetes_endpoints`]'.
 async fn create_kubernetes_service(node: &StoreNode, api_port: u16) -> anyhow::Result<()> {
     let ip = actors::service_ips::api_server_ip().to_string();
     let service = serde_json::json!({
@@ -337,19 +380,11 @@ async fn create_kubernetes_service(node: &StoreNode, api_port: u16) -> anyhow::R
         "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
         "spec": {"clusterIP": ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": api_port}]},
     });
-    let endpoints = serde_json::json!({
-        "apiVersion": "v1", "kind": "Endpoints",
-        "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-        "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}]}],
-    });
-    for (resource, obj) in [("services", service), ("endpoints", endpoints)] {
-        let kind = actors::kinds::find("", "v1", resource).context("no such kind")?;
-        match actors::object_store::create(node, kind, Some("default"), obj, Some("flotilla")).await {
-            Ok(_) | Err(actors::ApiError::AlreadyExists(_)) => {}
-            Err(e) => bail!("creating the kubernetes {resource}: {e}"),
-        }
+    let kind = actors::kinds::find("", "v1", "services").context("no such kind")?;
+    match actors::object_store::create(node, kind, Some("default"), service, Some("flotilla")).await {
+        Ok(_) | Err(actors::ApiError::AlreadyExists(_)) => Ok(()),
+        Err(e) => bail!("creating the kubernetes Service: {e}"),
     }
-    Ok(())
 }
 
 /// Runs `beside` (to its end) until SIGINT/SIGTERM, then shuts the store down.
@@ -372,6 +407,16 @@ async fn run_until_signal(node: StoreNode, beside: impl std::future::Future<Outp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_advertise_address_is_a_specific_bind_address_or_a_host_address() {
+        let specific: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(default_advertise_address(specific), specific);
+        for bind in [IpAddr::from([0, 0, 0, 0]), IpAddr::from([127, 0, 0, 1])] {
+            let ip = default_advertise_address(bind);
+            assert!(ip.is_ipv4() && !ip.is_unspecified(), "{ip}");
+        }
+    }
 
     #[test]
     fn initial_cluster_lists_parse_and_bad_ones_are_refused() {

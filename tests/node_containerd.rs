@@ -10,7 +10,9 @@
 //! started again, running containers are adopted (not started twice), the sandbox of a pod
 //! deleted meanwhile is removed and the Service still serves; `flotilla agent reset` removes
 //! the service rules. Pods resolve Service names through the node's cluster DNS (their
-//! resolv.conf names it, with the namespace's search path).
+//! resolv.conf names it, with the namespace's search path). Under `flotilla up`, a pod
+//! reaches the API server through the `kubernetes` Service (KUBERNETES_SERVICE_HOST/PORT,
+//! its DNS name, a TCP connection; HTTPS with the pod's token through the cluster IP).
 //!
 //! One test (not several): each would start its own containerd and bridge on the same pod
 //! CIDR.
@@ -587,6 +589,30 @@ fn flotilla_up_makes_this_machine_a_node_that_runs_pods() {
     let claims = signer.unwrap().verify(&token, &[]).unwrap();
     assert_eq!(claims.kubernetes.pod.unwrap().name, "hi");
     assert_eq!(claims.exp - claims.iat, 3607);
+
+    // The API from the pod, as in-cluster clients reach it: KUBERNETES_SERVICE_HOST/PORT is
+    // the `kubernetes` Service, its name resolves to it, and the service proxy carries a TCP
+    // connection to the API's advertise address. (Busybox's TLS does not agree with rustls
+    // on a cipher suite, so HTTPS with the pod's token is checked from the host, through the
+    // same cluster IP: the certificate holds the Service's address and names.)
+    let env = up.kubectl(&["exec", "hi", "--", "sh", "-c", "echo $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT"]);
+    assert_eq!(env, "10.96.0.1:443\n");
+    exec_until(&up, "hi", "nslookup kubernetes.default.svc.cluster.local", |out| out.contains("Address: 10.96.0.1"));
+    exec_until(&up, "hi", "nc -w 3 $KUBERNETES_SERVICE_HOST $KUBERNETES_SERVICE_PORT -e true && echo open", |out| {
+        out == "open\n"
+    });
+    let bearer = format!("Authorization: Bearer {token}");
+    let ca = data.join("pki/ca.crt");
+    for url in ["https://10.96.0.1/api", "https://kubernetes.default.svc/api"] {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "5", "--resolve", "kubernetes.default.svc:443:10.96.0.1", "--cacert"])
+            .arg(&ca)
+            .args(["-H", &bearer, url])
+            .output()
+            .unwrap();
+        let body = String::from_utf8_lossy(&out.stdout);
+        assert!(body.contains("APIVersions"), "{url}: {body}{}", String::from_utf8_lossy(&out.stderr));
+    }
 
     // The node's service proxy, in this process, has synced: its metrics are on the API
     // server's /metrics (the process's one recorder).

@@ -2,7 +2,8 @@
 //! writes a kubeconfig that real `kubectl` uses; anonymous clients reach only the health and
 //! version endpoints; discovery lists every built-in kind (`kubectl api-resources`,
 //! `kubectl api-versions`); the store keeps its data, and the PKI its certificates, across restarts;
-//! a data dir written in another format is refused with a clear message.
+//! a data dir written in another format is refused with a clear message. The `kubernetes`
+//! Service's Endpoints and EndpointSlice name the API at its advertise address.
 
 #![allow(clippy::unwrap_used)]
 
@@ -79,6 +80,25 @@ async fn flotilla_up_serves_kubectl_over_https_and_keeps_data_and_certificates_a
     };
     assert!(counted("list", "namespaces") && counted("list", "deployments.apps"), "{metrics}");
     assert!(metrics.contains("apiserver_request_duration_seconds_bucket{"), "{metrics}");
+    // The `kubernetes` Service's Endpoints and EndpointSlice name this API server at its
+    // advertise address (not loopback: pods reach it there) and port; the API listens there
+    // too, and its certificate holds that address and the Service's cluster IP.
+    let slice = kubernetes_slice(&up);
+    assert_eq!(slice["metadata"]["labels"]["kubernetes.io/service-name"], "kubernetes", "{slice}");
+    assert_eq!(slice["ports"], serde_json::json!([{"name": "https", "port": up.https, "protocol": "TCP"}]), "{slice}");
+    let advertised: std::net::IpAddr = slice["endpoints"][0]["addresses"][0].as_str().unwrap().parse().unwrap();
+    assert!(!advertised.is_loopback(), "{slice}");
+    std::net::TcpStream::connect((advertised, up.https)).unwrap();
+    let listed = up.kubectl(&["get", "endpointslices", "-n", "default"]);
+    assert!(listed.lines().any(|l| l.starts_with("kubernetes ") && l.contains(&up.https.to_string())), "{listed}");
+    let endpoints = up.kubectl(&["get", "endpoints", "kubernetes", "-o", "jsonpath={.subsets[0].addresses[0].ip}"]);
+    assert_eq!(endpoints, advertised.to_string());
+    let cert = dir.path().join("pki/apiserver.crt");
+    let sans = Command::new("openssl").args(["x509", "-noout", "-ext", "subjectAltName", "-in"]).arg(&cert).output();
+    let sans = String::from_utf8_lossy(&sans.unwrap().stdout).to_string();
+    assert!(sans.contains("IP Address:10.96.0.1") && sans.contains(&format!("IP Address:{advertised}")), "{sans}");
+    assert!(sans.contains("DNS:kubernetes.default.svc.cluster.local"), "{sans}");
+
     let ca = std::fs::read_to_string(dir.path().join("pki/ca.crt")).unwrap();
     let kubeconfig = kubeconfig_json(&dir.path().join("kubeconfig"));
     up.stop();
@@ -98,6 +118,19 @@ async fn flotilla_up_serves_kubectl_over_https_and_keeps_data_and_certificates_a
     assert!(all.revision >= last, "{} < {last}", all.revision);
     assert!(client.put("/e2e/after", "x").await.unwrap() > all.revision, "revisions keep rising");
     up.stop();
+}
+
+/// The EndpointSlice `default/kubernetes`, once the API server has written it.
+fn kubernetes_slice(up: &Up) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (ok, out, err) = up.try_kubectl(&["get", "endpointslice", "kubernetes", "-n", "default", "-o", "json"]);
+        if ok {
+            return serde_json::from_str(&out).unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "no kubernetes EndpointSlice: {err}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 fn kubeconfig_json(path: &Path) -> serde_json::Value {

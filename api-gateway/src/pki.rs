@@ -34,6 +34,9 @@ pub const DEFAULT_SERVING_NAMES: &[&str] = &[
     "kubernetes.default",
     "kubernetes.default.svc",
     "kubernetes.default.svc.cluster.local",
+    // The `kubernetes` Service's cluster IP (`actors::service_ips::api_server_ip`): in-cluster
+    // clients dial KUBERNETES_SERVICE_HOST, this address.
+    "10.96.0.1",
 ];
 /// A leaf certificate with less validity left than this is issued again at start.
 pub const RENEW_BEFORE: Duration = Duration::days(30);

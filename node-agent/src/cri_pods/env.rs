@@ -1,10 +1,12 @@
 //! A container's environment (kubelet's `makeEnvironmentVariables`): `envFrom` first, then
 //! `env` in order, each value expanded against what came before; `valueFrom` reads the pod's
 //! fields, its resources, ConfigMaps and Secrets (fetched by the caller into [`Sources`]).
+//! Before them, the Services' variables ([`service_variables`]: `KUBERNETES_SERVICE_HOST`
+//! and the rest), which `env` and `envFrom` override and `$(VAR)` references see.
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 
 use super::config::expand;
 use crate::quantity;
@@ -16,6 +18,51 @@ pub struct Sources {
     pub config_maps: HashMap<String, ConfigMap>,
     pub secrets: HashMap<String, Secret>,
     pub tokens: HashMap<super::tokens::TokenKey, String>,
+    /// The Services whose variables the containers get (kubelet's `getServiceEnvVarMap`):
+    /// the namespace's unless `enableServiceLinks: false`, and always `default/kubernetes`.
+    pub services: Vec<Service>,
+}
+
+/// kubelet's Service variables (`envvars.FromServices`) for each Service with a cluster IP,
+/// named after it (upper case, `-` as `_`): `{NAME}_SERVICE_HOST`, `{NAME}_SERVICE_PORT` (the
+/// first port), `{NAME}_SERVICE_PORT_{PORT_NAME}` per named port, and Docker's link
+/// variables `{NAME}_PORT` (`tcp://ip:port` of the first port) and per port
+/// `{NAME}_PORT_{port}_{PROTO}` with its `_PROTO`, `_PORT` and `_ADDR`.
+pub fn service_variables(services: &[Service]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut services: Vec<&Service> = services.iter().collect();
+    services.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    services.dedup_by(|a, b| a.metadata.name == b.metadata.name);
+    for service in services {
+        let Some(spec) = &service.spec else { continue };
+        let ip = spec.cluster_ip.clone().unwrap_or_default();
+        if ip.is_empty() || ip == "None" {
+            continue;
+        }
+        let upper = |s: &str| s.to_uppercase().replace('-', "_");
+        let name = upper(service.metadata.name.as_deref().unwrap_or_default());
+        let ports = spec.ports.as_deref().unwrap_or_default();
+        out.push((format!("{name}_SERVICE_HOST"), ip.clone()));
+        let Some(first) = ports.first() else { continue };
+        out.push((format!("{name}_SERVICE_PORT"), first.port.to_string()));
+        for port in ports {
+            if let Some(port_name) = port.name.as_deref().filter(|n| !n.is_empty()) {
+                out.push((format!("{name}_SERVICE_PORT_{}", upper(port_name)), port.port.to_string()));
+            }
+        }
+        let host_port = |port: i32| if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") };
+        let protocol = |p: &k8s_openapi::api::core::v1::ServicePort| p.protocol.as_deref().unwrap_or("TCP").to_string();
+        out.push((format!("{name}_PORT"), format!("{}://{}", protocol(first).to_lowercase(), host_port(first.port))));
+        for port in ports {
+            let proto = protocol(port);
+            let prefix = format!("{name}_PORT_{}_{}", port.port, proto.to_uppercase());
+            out.push((prefix.clone(), format!("{}://{}", proto.to_lowercase(), host_port(port.port))));
+            out.push((format!("{prefix}_PROTO"), proto.to_lowercase()));
+            out.push((format!("{prefix}_PORT"), port.port.to_string()));
+            out.push((format!("{prefix}_ADDR"), ip.clone()));
+        }
+    }
+    out
 }
 
 /// Why a container's environment cannot be made (kubelet: `CreateContainerConfigError`).
@@ -111,7 +158,7 @@ pub fn resolve(
     host_ip: &str,
 ) -> Result<Vec<(String, String)>, EnvError> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    let mut env: Vec<(String, String)> = Vec::new();
+    let mut env: Vec<(String, String)> = service_variables(&sources.services);
     let set = |env: &mut Vec<(String, String)>, key: String, value: String| {
         env.retain(|(k, _)| *k != key);
         env.push((key, value));
@@ -228,6 +275,45 @@ mod tests {
             secrets: HashMap::from([("s".to_string(), secret)]),
             ..Sources::default()
         }
+    }
+
+    #[test]
+    fn services_give_kubelets_variables_which_env_overrides() {
+        let service = |name: &str, ip: &str, ports: serde_json::Value| -> Service {
+            serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"clusterIP": ip, "ports": ports}}))
+                .unwrap()
+        };
+        let services = vec![
+            service("kubernetes", "10.96.0.1", json!([{"name": "https", "port": 443, "protocol": "TCP"}])),
+            service("my-db", "10.96.0.9", json!([{"port": 5432}, {"name": "dns-udp", "port": 53, "protocol": "UDP"}])),
+            service("headless", "None", json!([{"port": 80}])),
+        ];
+        let vars: HashMap<String, String> = service_variables(&services).into_iter().collect();
+        assert_eq!(vars["KUBERNETES_SERVICE_HOST"], "10.96.0.1");
+        assert_eq!(vars["KUBERNETES_SERVICE_PORT"], "443");
+        assert_eq!(vars["KUBERNETES_SERVICE_PORT_HTTPS"], "443");
+        assert_eq!(vars["KUBERNETES_PORT"], "tcp://10.96.0.1:443");
+        assert_eq!(vars["KUBERNETES_PORT_443_TCP"], "tcp://10.96.0.1:443");
+        assert_eq!(vars["KUBERNETES_PORT_443_TCP_PROTO"], "tcp");
+        assert_eq!(vars["KUBERNETES_PORT_443_TCP_PORT"], "443");
+        assert_eq!(vars["KUBERNETES_PORT_443_TCP_ADDR"], "10.96.0.1");
+        assert_eq!(vars["MY_DB_SERVICE_PORT"], "5432");
+        assert_eq!(vars["MY_DB_SERVICE_PORT_DNS_UDP"], "53");
+        assert_eq!(vars["MY_DB_PORT_53_UDP"], "udp://10.96.0.9:53");
+        assert!(!vars.keys().any(|k| k.starts_with("HEADLESS")), "{vars:?}");
+        assert_eq!(vars.len(), 8 + 12, "{vars:?}");
+
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "env": [
+                {"name": "KUBERNETES_SERVICE_HOST", "value": "mine"},
+                {"name": "URL", "value": "https://$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)"}]}]}}))
+        .unwrap();
+        let sources = Sources { services, ..Sources::default() };
+        let env: HashMap<String, String> =
+            resolve(&pod, &pod.spec.as_ref().unwrap().containers[0], &sources, "", "").unwrap().into_iter().collect();
+        assert_eq!(env["KUBERNETES_SERVICE_HOST"], "mine");
+        assert_eq!(env["URL"], "https://mine:443");
+        assert_eq!(env["KUBERNETES_PORT"], "tcp://10.96.0.1:443");
     }
 
     #[test]

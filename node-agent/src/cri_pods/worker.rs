@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use k8s_cri::v1 as cri;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::{json, Value};
@@ -298,7 +298,33 @@ impl Worker {
             config_maps: get_all::<ConfigMap>(&self.node.api, namespace, maps).await,
             secrets: get_all::<Secret>(&self.node.api, namespace, secrets).await,
             tokens: self.tokens.current(),
+            services: self.linked_services(namespace).await,
         }
+    }
+
+    /// The Services whose variables the containers get (kubelet's `getServiceEnvVarMap`):
+    /// those of the pod's namespace unless `enableServiceLinks: false`, and always the API's
+    /// own, `default/kubernetes`. A list that fails leaves the namespace's out (warned).
+    async fn linked_services(&self, namespace: &str) -> Vec<Service> {
+        let links = self.pod.spec.as_ref().and_then(|s| s.enable_service_links) != Some(false);
+        let mut out = Vec::new();
+        if links {
+            let listed =
+                self.node
+                    .api
+                    .call("list", |c| async move {
+                        Api::<Service>::namespaced(c, namespace).list(&Default::default()).await
+                    })
+                    .await;
+            match listed {
+                Ok(list) => out.extend(list.items),
+                Err(error) => tracing::warn!(pod = config::name(&self.pod), %error, "listing the namespace's Services"),
+            }
+        }
+        if !(links && namespace == "default") {
+            out.extend(get_all::<Service>(&self.node.api, "default", vec!["kubernetes".into()]).await.into_values());
+        }
+        out
     }
 
     /// Gets the pod's projected ServiceAccount tokens that are missing or due for renewal,
