@@ -9,10 +9,11 @@
 //! only the label `kubernetes.io/service-name: kubernetes` (no `managed-by`: the
 //! EndpointSlice controller leaves slices of Services without a selector alone).
 //!
-//! Membership: `flotilla up` (one member) names only itself, so a changed address or port
-//! replaces the old one. A `flotilla server` member adds itself to the addresses already
-//! there (kube's master-count reconciler without the count): addresses of members that left
-//! stay until removed by hand (kube's lease reconciler, which prunes them, is not built).
+//! Membership: one API server at a time, the one whose store leads the Raft group (in
+//! `flotilla up`, the only member): it names only itself, so a changed address or port, or a
+//! new leader, replaces the old entry within a second or so. kube's lease reconciler lists
+//! every live API server; that is not built (members of a local cluster also differ in port,
+//! which one slice cannot carry), so the Service does not spread load over members.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -33,24 +34,6 @@ pub const SERVICE_NAME: &str = "kubernetes.io/service-name";
 /// How often a member checks its entry again (kube's `--endpoint-reconciler` interval, 10 s).
 pub const INTERVAL: Duration = Duration::from_secs(10);
 const MANAGER: &str = "flotilla";
-
-/// The addresses (with `port`) the Endpoints `current` hold, when their port is `port`.
-fn addresses_of(current: Option<&Value>, port: u16) -> BTreeSet<IpAddr> {
-    let Some(subset) = current.and_then(|e| e.pointer("/subsets/0")) else { return BTreeSet::new() };
-    let same_port = subset["ports"].as_array().is_some_and(|p| p.len() == 1 && p[0]["port"] == port);
-    if !same_port {
-        return BTreeSet::new();
-    }
-    subset["addresses"].as_array().into_iter().flatten().filter_map(|a| a["ip"].as_str()?.parse().ok()).collect()
-}
-
-/// The addresses the Endpoints should hold: `me`, and with `keep_others` (several members)
-/// the others already there on the same port.
-pub fn desired_addresses(current: Option<&Value>, me: IpAddr, port: u16, keep_others: bool) -> BTreeSet<IpAddr> {
-    let mut addresses = if keep_others { addresses_of(current, port) } else { BTreeSet::new() };
-    addresses.insert(me);
-    addresses
-}
 
 /// `current` (or a new object) with the subsets, labels and name of the Endpoints naming
 /// `addresses` on `port`.
@@ -114,35 +97,39 @@ async fn put(
     }
 }
 
-/// One pass: the Endpoints with this member (`me`:`port`), then the slice from them.
-pub async fn reconcile(node: &StoreNode, me: IpAddr, port: u16, keep_others: bool) -> anyhow::Result<()> {
-    let written = put(node, "", "v1", "endpoints", |current| {
-        endpoints(current, &desired_addresses(current, me, port, keep_others), port)
-    })
-    .await
-    .context("writing the kubernetes Endpoints")?;
+/// One pass: the Endpoints naming this member (`me`:`port`), then the slice from them.
+pub async fn reconcile(node: &StoreNode, me: IpAddr, port: u16) -> anyhow::Result<()> {
+    let written = put(node, "", "v1", "endpoints", |current| endpoints(current, &BTreeSet::from([me]), port))
+        .await
+        .context("writing the kubernetes Endpoints")?;
     put(node, "discovery.k8s.io", "v1", "endpointslices", |current| endpoint_slice(current, &written))
         .await
         .context("writing the kubernetes EndpointSlice")?;
     Ok(())
 }
 
-/// [`reconcile`] now and every [`INTERVAL`] (it puts back what someone removed or changed),
-/// forever; failures are logged and tried again.
-pub async fn run(node: StoreNode, me: IpAddr, port: u16, keep_others: bool) {
-    let mut logged = false;
+/// While this member's store leads: [`reconcile`] at once and then every [`INTERVAL`] (it
+/// puts back what someone removed or changed), forever; failures are logged and tried
+/// again a second later.
+pub async fn run(node: StoreNode, me: IpAddr, port: u16) {
+    let mut done: Option<std::time::Instant> = None;
     loop {
-        match reconcile(&node, me, port, keep_others).await {
-            Ok(()) if !logged => {
-                tracing::info!(address = %me, port, "the kubernetes Service's endpoints name this API server");
-                logged = true;
-            }
-            Ok(()) => {}
-            Err(e) => {
-                tracing::warn!(error = format!("{e:#}"), "the kubernetes Service's endpoints are not written yet")
+        if !node.is_leader() {
+            done = None;
+        } else if done.is_none_or(|at| at.elapsed() >= INTERVAL) {
+            match reconcile(&node, me, port).await {
+                Ok(()) => {
+                    if done.is_none() {
+                        tracing::info!(address = %me, port, "the kubernetes Service's endpoints name this API server");
+                    }
+                    done = Some(std::time::Instant::now());
+                }
+                Err(e) => {
+                    tracing::warn!(error = format!("{e:#}"), "the kubernetes Service's endpoints are not written yet")
+                }
             }
         }
-        tokio::time::sleep(if logged { INTERVAL } else { Duration::from_secs(1) }).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -158,8 +145,7 @@ mod tests {
 
     #[test]
     fn endpoints_and_slice_name_the_advertise_address_on_the_secure_port() {
-        let addresses = desired_addresses(None, ip("192.0.2.2"), 6443, false);
-        let e = endpoints(None, &addresses, 6443);
+        let e = endpoints(None, &BTreeSet::from([ip("192.0.2.2")]), 6443);
         assert_eq!(e["metadata"]["labels"][SKIP_MIRROR], "true");
         assert_eq!(
             e["subsets"],
@@ -174,20 +160,18 @@ mod tests {
     }
 
     #[test]
-    fn one_member_replaces_the_old_address_several_add_themselves() {
+    fn the_old_entry_is_replaced_and_several_addresses_make_several_endpoints() {
         // What older versions wrote: loopback.
         let old = json!({"metadata": {"name": "kubernetes", "labels": {SKIP_MIRROR: "true"}, "resourceVersion": "7"},
             "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]}]});
-        let one = desired_addresses(Some(&old), ip("192.0.2.2"), 6443, false);
-        assert_eq!(one, BTreeSet::from([ip("192.0.2.2")]));
-        let e = endpoints(Some(&old), &one, 6443);
+        let e = endpoints(Some(&old), &BTreeSet::from([ip("192.0.2.2")]), 6443);
         assert_eq!(e["metadata"]["resourceVersion"], "7", "an update of the object read");
-        let both = desired_addresses(Some(&e), ip("192.0.2.3"), 6443, true);
-        assert_eq!(both, BTreeSet::from([ip("192.0.2.2"), ip("192.0.2.3")]));
-        let s = endpoint_slice(None, &endpoints(None, &both, 6443));
+        assert_eq!(e["subsets"][0]["addresses"], json!([{"ip": "192.0.2.2"}]));
+        let both = endpoints(None, &BTreeSet::from([ip("192.0.2.2"), ip("192.0.2.3")]), 6443);
+        let s = endpoint_slice(None, &both);
         assert_eq!(s["endpoints"].as_array().unwrap().len(), 2);
-        // Another port: the others' entries are not on it, so they are not kept.
-        assert_eq!(desired_addresses(Some(&e), ip("192.0.2.3"), 7443, true), BTreeSet::from([ip("192.0.2.3")]));
+        let v6 = endpoint_slice(None, &endpoints(None, &BTreeSet::from([ip("fd00::1")]), 6443));
+        assert_eq!(v6["addressType"], "IPv6");
     }
 
     /// In process, against a one-member store: the objects are made, then corrected.
@@ -201,8 +185,8 @@ mod tests {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
         actors::object_store::create(&node, ns, None, obj, None).await.unwrap();
 
-        reconcile(&node, ip("192.0.2.2"), 6443, false).await.unwrap();
-        reconcile(&node, ip("192.0.2.9"), 7443, false).await.unwrap();
+        reconcile(&node, ip("192.0.2.2"), 6443).await.unwrap();
+        reconcile(&node, ip("192.0.2.9"), 7443).await.unwrap();
         let e = actors::kinds::find("", "v1", "endpoints").unwrap();
         let e = actors::object_store::get(&node, e, Some(NAMESPACE), NAME).await.unwrap();
         assert_eq!(e["subsets"][0]["addresses"], json!([{"ip": "192.0.2.9"}]));
@@ -214,7 +198,7 @@ mod tests {
         assert_eq!(s["endpoints"], json!([{"addresses": ["192.0.2.9"], "conditions": {"ready": true}}]));
         assert_eq!(s["ports"], json!([{"name": "https", "port": 7443, "protocol": "TCP"}]));
         let rv = s["metadata"]["resourceVersion"].clone();
-        reconcile(&node, ip("192.0.2.9"), 7443, false).await.unwrap();
+        reconcile(&node, ip("192.0.2.9"), 7443).await.unwrap();
         let s = actors::kinds::find("discovery.k8s.io", "v1", "endpointslices").unwrap();
         let s = actors::object_store::get(&node, s, Some(NAMESPACE), NAME).await.unwrap();
         assert_eq!(s["metadata"]["resourceVersion"], rv, "nothing to change, nothing written");

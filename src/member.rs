@@ -154,7 +154,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     wait_for_leader(&node).await?;
     create_initial_namespaces(&node).await?;
     create_kubernetes_service(&node, api.port()).await?;
-    let endpoints = crate::kubernetes_endpoints::run(node.clone(), advertise, api.port(), false);
+    let endpoints = crate::kubernetes_endpoints::run(node.clone(), advertise, api.port());
     if !args.no_node {
         start_node(&kubeconfig, &args.data_dir.join("node"), args.kubelet_port);
     }
@@ -276,7 +276,7 @@ async fn bootstrap_objects(node: StoreNode, advertise: IpAddr, api_port: u16) {
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
-    crate::kubernetes_endpoints::run(node, advertise, api_port, true).await
+    crate::kubernetes_endpoints::run(node, advertise, api_port).await
 }
 
 /// kube-apiserver's default advertise address: the bound address when it is a specific
