@@ -43,15 +43,21 @@ pub fn open(dir: &Path) -> Result<Arc<DB>> {
 }
 
 /// Memtable size of the column families written at random keys on every put.
-const RANDOM_WRITE_MEMTABLE_BYTES: usize = 16 << 20;
+const RANDOM_WRITE_MEMTABLE_BYTES: usize = 8 << 20;
+/// Their L0 files before a compaction into L1: twice RocksDB's 4, so that as many bytes
+/// gather in L0 per compaction as with 16 MiB memtables (each L0 -> L1 compaction of
+/// random keys rewrites most of L1).
+const RANDOM_WRITE_L0_FILES: i32 = 8;
 
 fn cf_options(name: &str) -> Options {
     let mut opts = Options::default();
     if name == CF_KV || name == CF_HIST {
         // Smaller than RocksDB's 64 MiB: each put inserts into these memtables at a random
-        // place, and a skiplist a quarter the size takes ~20% less apply CPU per put
-        // (`tests/apply_cost.rs`); flushes are more frequent but no more bytes in all.
+        // place, and a smaller skiplist takes less apply CPU per put (`tests/apply_cost.rs`:
+        // 16 MiB ~20% less than 64, 8 MiB another ~8%); flushes are more frequent but no
+        // more bytes in all.
         opts.set_write_buffer_size(RANDOM_WRITE_MEMTABLE_BYTES);
+        opts.set_level_zero_file_num_compaction_trigger(RANDOM_WRITE_L0_FILES);
     }
     opts
 }
