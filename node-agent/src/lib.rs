@@ -3,7 +3,8 @@
 //! Kubernetes API client: it depends on no control-plane crate.
 //!
 //! Start at [`agent::run`]: one process runs one real node or N hollow (simulated) ones.
-//! - [`client`]: the API client over several endpoints, failing over between them.
+//! - [`client`]: the API client over several endpoints, failing over between them;
+//!   [`list_watch`]: list+watch of one kind over it (pods, Services, EndpointSlices).
 //! - [`node`] (what a node reports) and [`heartbeat`] (registration, Lease, status loops).
 //! - [`pods`] (the shared pod watch; hollow pods' decisions), [`pod_status`] (their
 //!   Running status); [`cri_pods`]: a real node's pods as containers through CRI.
@@ -22,6 +23,7 @@ pub mod cri_pods;
 pub mod heartbeat;
 pub mod host;
 pub mod kubelet_api;
+pub mod list_watch;
 pub mod metrics;
 pub mod node;
 pub mod pod_status;

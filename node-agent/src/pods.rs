@@ -12,14 +12,14 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions, WatchEvent, WatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::Value;
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::client::{retryable, ApiClient};
+use crate::client::ApiClient;
+use crate::list_watch;
 use crate::pod_status::{running_patch, shows_running};
 use crate::runtime::hollow::HollowRuntime;
 
@@ -27,8 +27,6 @@ use crate::runtime::hollow::HollowRuntime;
 const MAX_WRITES: usize = 64;
 /// A failed write is decided anew after this long.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
-/// How long one watch request lasts before it is renewed from the last revision.
-const WATCH_TIMEOUT_SECS: u32 = 120;
 
 /// A write the agent owes a pod.
 #[derive(Debug, Clone, PartialEq)]
@@ -241,92 +239,17 @@ async fn write(api: &ApiClient, action: &Action) -> bool {
     }
 }
 
-/// Lists, then watches from the list's revision, for ever: a watch that ends is renewed
-/// from the last revision seen; one that fails moves to the next endpoint; 410 Gone lists
-/// again.
+/// Lists, then watches the pods that `selector` (a field selector) picks, for ever (see
+/// [`crate::list_watch`]), sending them as [`Message`]s.
 pub(crate) async fn watch(api: Arc<ApiClient>, selector: String, tx: mpsc::UnboundedSender<Message>) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let listed = api
-            .call("list pods", |c| {
-                let params = ListParams::default().fields(&selector);
-                async move { Api::<Pod>::all(c).list(&params).await }
-            })
-            .await;
-        let list = match listed {
-            Ok(list) => list,
-            Err(error) => {
-                tracing::warn!(%error, "listing pods failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
-        let mut revision = list.metadata.resource_version.clone().unwrap_or_default();
-        if tx.send(Message::Listed(list.items)).is_err() {
-            return;
-        }
-        loop {
-            let (endpoint, url, client) = api.current();
-            let params = WatchParams::default().fields(&selector).timeout(WATCH_TIMEOUT_SECS);
-            let stream = match Api::<Pod>::all(client).watch(&params, &revision).await {
-                Ok(stream) => stream,
-                Err(error) => {
-                    let error = crate::client::Error::from(error);
-                    tracing::warn!(%url, %error, "pod watch failed to start");
-                    if error.code() == Some(410) {
-                        break;
-                    }
-                    if retryable(&error) {
-                        api.fail_over(endpoint);
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    continue;
-                }
-            };
-            let mut stream = stream.boxed();
-            let mut relist = false;
-            loop {
-                match stream.try_next().await {
-                    Ok(Some(event)) => {
-                        backoff = Duration::from_millis(100);
-                        let message = match event {
-                            WatchEvent::Added(pod) | WatchEvent::Modified(pod) => {
-                                revision = pod.metadata.resource_version.clone().unwrap_or(revision);
-                                Message::Changed(Box::new(pod))
-                            }
-                            WatchEvent::Deleted(pod) => {
-                                revision = pod.metadata.resource_version.clone().unwrap_or(revision);
-                                Message::Deleted(uid(&pod).to_string())
-                            }
-                            WatchEvent::Bookmark(bookmark) => {
-                                revision = bookmark.metadata.resource_version;
-                                continue;
-                            }
-                            WatchEvent::Error(status) => {
-                                tracing::info!(code = status.code, message = %status.message, "pod watch ended");
-                                relist = status.code == 410;
-                                break;
-                            }
-                        };
-                        if tx.send(message).is_err() {
-                            return;
-                        }
-                    }
-                    // The server ended the watch (its timeout): renew it.
-                    Ok(None) => break,
-                    Err(error) => {
-                        tracing::warn!(%url, %error, "pod watch broke; trying the next endpoint");
-                        api.fail_over(endpoint);
-                        break;
-                    }
-                }
-            }
-            if relist {
-                break;
-            }
-        }
+    list_watch::watch(api, "pods", Some(selector), tx, message).await
+}
+
+fn message(event: list_watch::Event<Pod>) -> Message {
+    match event {
+        list_watch::Event::Listed(pods) => Message::Listed(pods),
+        list_watch::Event::Applied(pod) => Message::Changed(Box::new(pod)),
+        list_watch::Event::Deleted(pod) => Message::Deleted(uid(&pod).to_string()),
     }
 }
 

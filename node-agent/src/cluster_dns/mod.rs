@@ -34,7 +34,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 
 use crate::client::ApiClient;
-use crate::service_proxy::watch::{self as list_watch, Event};
+use crate::list_watch::{self, Event};
 pub use records::Zone;
 
 /// The cluster domain kubelet and CoreDNS default to.
@@ -432,8 +432,8 @@ pub fn listen(addr: SocketAddr, dns: Arc<Dns>) -> std::io::Result<Vec<tokio::tas
 /// changes; nothing while it is `None`).
 pub async fn run(api: Arc<ApiClient>, domain: String, mut address: watch::Receiver<Option<IpAddr>>) {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    tokio::spawn(list_watch::watch(api.clone(), "services", tx.clone(), |e| Change::Services(Box::new(e))));
-    tokio::spawn(list_watch::watch(api, "endpointslices", tx, |e| Change::Slices(Box::new(e))));
+    tokio::spawn(list_watch::watch(api.clone(), "services", None, tx.clone(), |e| Change::Services(Box::new(e))));
+    tokio::spawn(list_watch::watch(api, "endpointslices", None, tx, |e| Change::Slices(Box::new(e))));
     let dns = Arc::new(Dns::new(&domain, Vec::new()));
     let mut serving: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let mut bound: Option<IpAddr> = None;

@@ -29,7 +29,6 @@
 
 pub mod iptables;
 pub mod rules;
-pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -42,8 +41,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::client::ApiClient;
+use crate::list_watch::{self, Event};
 pub use rules::LocalTraffic;
-use watch::Event;
 
 /// Syncs after changes are at least this far apart (kube-proxy's `--iptables-min-sync-period`).
 pub const MIN_SYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -147,8 +146,8 @@ pub fn local_traffic(bridge: &str) -> LocalTraffic {
 /// (or at once, with an error logged, where iptables is not installed).
 pub async fn run(api: Arc<ApiClient>, bridge: String) {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    tokio::spawn(watch::watch(api.clone(), "services", tx.clone(), |e| Change::Services(Box::new(e))));
-    tokio::spawn(watch::watch(api, "endpointslices", tx, |e| Change::Slices(Box::new(e))));
+    tokio::spawn(list_watch::watch(api.clone(), "services", None, tx.clone(), |e| Change::Services(Box::new(e))));
+    tokio::spawn(list_watch::watch(api, "endpointslices", None, tx, |e| Change::Slices(Box::new(e))));
     let mut proxy = Proxy::default();
     let far = || Instant::now() + Duration::from_secs(86_400);
     let mut due = far();

@@ -1,5 +1,5 @@
-//! A list+watch of every object of one kind, in all namespaces (Services, EndpointSlices):
-//! the agent's pod watch ([`crate::pods`]) for any kind. It lists, then watches from the
+//! A list+watch of the objects of one kind in all namespaces (the node's pods, Services,
+//! EndpointSlices), optionally narrowed by a field selector. It lists, then watches from the
 //! list's revision for ever: a watch that ends is renewed from the last revision seen, one
 //! that fails moves to the next API endpoint, 410 Gone lists again.
 
@@ -29,16 +29,26 @@ pub enum Event<K> {
     Deleted(K),
 }
 
-/// Lists and watches `K` in all namespaces, sending each event wrapped by `wrap`, until
-/// the receiver is gone.
-pub async fn watch<K, M>(api: Arc<ApiClient>, what: &'static str, tx: mpsc::UnboundedSender<M>, wrap: fn(Event<K>) -> M)
-where
+/// Lists and watches `K` in all namespaces (those matching `fields`, a field selector, when
+/// given), sending each event wrapped by `wrap`, until the receiver is gone.
+pub async fn watch<K, M>(
+    api: Arc<ApiClient>,
+    what: &'static str,
+    fields: Option<String>,
+    tx: mpsc::UnboundedSender<M>,
+    wrap: fn(Event<K>) -> M,
+) where
     K: kube::Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     K::DynamicType: Default,
 {
     let mut backoff = FIRST_BACKOFF;
     loop {
-        let listed = api.call(what, |c| async move { Api::<K>::all(c).list(&ListParams::default()).await }).await;
+        let listed = api
+            .call(what, |c| {
+                let params = with_fields(ListParams::default(), fields.as_deref());
+                async move { Api::<K>::all(c).list(&params).await }
+            })
+            .await;
         let list = match listed {
             Ok(list) => list,
             Err(error) => {
@@ -54,7 +64,10 @@ where
         }
         loop {
             let (endpoint, url, client) = api.current();
-            let params = WatchParams::default().timeout(WATCH_TIMEOUT_SECS);
+            let mut params = WatchParams::default().timeout(WATCH_TIMEOUT_SECS);
+            if let Some(fields) = &fields {
+                params = params.fields(fields);
+            }
             let stream = match Api::<K>::all(client).watch(&params, &revision).await {
                 Ok(stream) => stream,
                 Err(error) => {
@@ -113,5 +126,12 @@ where
                 break;
             }
         }
+    }
+}
+
+fn with_fields(params: ListParams, fields: Option<&str>) -> ListParams {
+    match fields {
+        Some(fields) => params.fields(fields),
+        None => params,
     }
 }
