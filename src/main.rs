@@ -52,6 +52,12 @@ enum Command {
     Images(agent::ImagesArgs),
 }
 
+/// mimalloc instead of glibc's malloc: a member allocates and frees per request and per
+/// Raft message from several threads, and glibc's allocator took ~13% of the store
+/// benchmark's CPU (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     logging::init(cli.log_format);

@@ -228,6 +228,11 @@ impl FlotillaCluster {
         self.members.keys().copied().collect()
     }
 
+    /// Process ids of the running members.
+    pub fn pids(&self) -> Vec<u32> {
+        self.members.values().filter_map(|m| m.child.as_ref().map(Child::id)).collect()
+    }
+
     pub fn running(&self) -> Vec<NodeId> {
         self.members.iter().filter(|(_, m)| m.child.is_some()).map(|(id, _)| *id).collect()
     }

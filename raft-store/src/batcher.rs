@@ -68,7 +68,7 @@ pub async fn run(node: StoreNode, mut rx: mpsc::Receiver<Pending>) {
 fn txn_bytes(txn: &Txn) -> usize {
     use crate::types::Op;
     let op_bytes = |op: &Op| match op {
-        Op::Put { key, value } => key.len() + value.len(),
+        Op::Put { key, value, .. } => key.len() + value.len(),
         _ => 64,
     };
     txn.success.iter().chain(&txn.failure).map(op_bytes).sum::<usize>() + 16

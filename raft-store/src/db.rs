@@ -1,6 +1,10 @@
 //! Opens the member's RocksDB: one database holds the Raft log and the state machine, in
-//! column families, so a synced log append also makes earlier state-machine writes durable
-//! (they share one write-ahead log).
+//! column families. Only the log's writes (and Raft's metadata) go through RocksDB's
+//! write-ahead log: the Raft log is the state machine's WAL. State-machine writes reach the
+//! disk when memtables are flushed, every column family at once (atomic flush), so after a
+//! crash the stored state machine is a consistent earlier state and openraft applies the
+//! entries after it again; [`persist_state_machine`] makes it durable before the log behind
+//! it is purged.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,7 +29,7 @@ pub const ALL_CFS: [&str; 5] = [CF_META, CF_LOG, CF_KV, CF_HIST, CF_EVENTS];
 pub const SM_CFS: [&str; 3] = [CF_KV, CF_HIST, CF_EVENTS];
 
 /// On-disk format this build reads and writes. Bump on any incompatible layout change.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const FORMAT_FILE: &str = "FLOTILLA_FORMAT";
 
 /// Opens (or creates) the database under `dir`, refusing a directory written by another
@@ -37,6 +41,9 @@ pub fn open(dir: &Path) -> Result<Arc<DB>> {
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     opts.set_max_background_jobs(2);
+    // State-machine writes skip the WAL: every flush must then cover all column families,
+    // or a crash could leave the applied index of one flush beside the data of another.
+    opts.set_atomic_flush(true);
     let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name)));
     let db = DB::open_cf_descriptors(&opts, dir.join("db"), cfs)?;
     Ok(Arc::new(db))
@@ -94,6 +101,23 @@ fn check_format(dir: &Path) -> Result<()> {
         }
         Err(e) => Err(StoreError::Storage(format!("read {}: {e}", path.display()))),
     }
+}
+
+/// Flushes every column family's memtable to disk, atomically, so that the state machine as
+/// applied so far survives a crash (its writes skip the WAL). RocksDB 7.8's C API flushes
+/// several column families at once only when it makes a checkpoint, so this makes one (hard
+/// links, beside the database) and removes it.
+pub fn persist_state_machine(db: &DB) -> Result<()> {
+    let dir = db.path().with_extension("flushing");
+    let clear = || match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(StoreError::Storage(format!("remove {}: {e}", dir.display())))
+        }
+        _ => Ok(()),
+    };
+    clear()?;
+    rocksdb::checkpoint::Checkpoint::new(db)?.create_checkpoint(&dir)?;
+    clear()
 }
 
 /// Looks up a column family that [`open`] always creates.

@@ -2,7 +2,9 @@
 //!
 //! Correctness rules kept here: a vote is fsync'd before `save_vote` returns; appended
 //! entries are readable when `append` returns and fsync'd before openraft hears they are
-//! flushed; purging writes the purge point first, so a crash never leaves a gap.
+//! flushed; purging first flushes the state machine (whose writes skip the WAL, so these
+//! entries are its only durable record until then), then writes the purge point, so a
+//! crash never leaves a gap.
 //!
 //! Appends are written without waiting for the disk; a flusher thread then syncs the
 //! write-ahead log once for every append that queued up meanwhile (group commit), and
@@ -175,9 +177,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        // The state machine must not need these entries after a crash: its writes skip the
+        // WAL, so flush it first (openraft purges only entries it has applied).
+        let started = std::time::Instant::now();
+        crate::db::persist_state_machine(&self.db).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
+        metrics::histogram!("flotilla_store_purge_flush_seconds").record(started.elapsed().as_secs_f64());
+        tracing::debug!(upto = log_id.index, took = ?started.elapsed(), "state machine flushed before purging the log");
         // Record the purge point first: a crash in between leaves extra entries, never a gap.
-        // The sync also makes every earlier state-machine write durable (shared WAL), which
-        // purging relies on.
         self.put_meta_sync(META_PURGED, &Some(log_id)).map_err(StorageIOError::write_logs)?;
         let log = cf(&self.db, CF_LOG).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
         let mut batch = WriteBatch::default();
@@ -193,11 +199,14 @@ fn flush_loop(db: &Weak<DB>, rx: &std::sync::mpsc::Receiver<LogFlushed<TypeConfi
     while let Ok(first) = rx.recv() {
         let mut waiting = vec![first];
         waiting.extend(rx.try_iter());
+        let started = std::time::Instant::now();
         let result = match db.upgrade() {
             Some(db) => db.flush_wal(true).map_err(|e| e.to_string()),
             None => Err("the database is closed".to_string()),
         };
         metrics::counter!("flotilla_store_wal_syncs_total").increment(1);
+        // etcd's wal_fsync_duration_seconds: the disk's share of every write's latency.
+        metrics::histogram!("flotilla_store_wal_sync_seconds").record(started.elapsed().as_secs_f64());
         for callback in waiting {
             callback.log_io_completed(result.clone().map_err(std::io::Error::other));
         }

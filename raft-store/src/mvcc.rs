@@ -438,7 +438,7 @@ impl Mvcc {
         let mut writes: Vec<(Vec<u8>, Option<KeyValue>)> = Vec::new();
         for op in ops {
             match op {
-                Op::Put { key, value } => {
+                Op::Put { key, value, prev_kv } => {
                     // The previous version: a cached one is moved out, not copied (the key's
                     // new version replaces it once the entry is written; until then a read
                     // of the key finds the same version in `snap`).
@@ -459,8 +459,9 @@ impl Mvcc {
                     out.put_kv(&kv)?;
                     out.put_hist(&kv.key, rev, Some(&kv))?;
                     writes.push((kv.key.clone(), Some(kv.clone())));
-                    events.push(Event { kind: EventKind::Put, kv, prev_kv: prev.clone() });
-                    responses.push(OpResponse::Put { prev });
+                    let answer = if prev_kv { prev.clone() } else { None };
+                    events.push(Event { kind: EventKind::Put, kv, prev_kv: prev });
+                    responses.push(OpResponse::Put { prev: answer });
                 }
                 Op::Delete { keys: set } => {
                     let mut deleted = Vec::new();

@@ -2,8 +2,10 @@
 //! through [`Mvcc`], publishes each revision to watchers, builds and installs snapshots.
 //!
 //! Each entry is applied in one RocksDB write batch together with the applied log id, so
-//! the stored state always matches the stored `last_applied`. These writes are not fsync'd:
-//! after a crash, openraft re-applies committed entries from the (fsync'd) log.
+//! the stored state always matches the stored `last_applied`. These writes skip RocksDB's
+//! WAL (see [`crate::db`]): after a crash, the state machine is what the last (atomic)
+//! memtable flush stored, and openraft applies the committed entries after it again from
+//! the fsync'd log.
 //!
 //! A snapshot is a consistent RocksDB snapshot of the state-machine column families,
 //! serialized and kept in `snapshot.bin` in the data dir; openraft sends it in chunks to
@@ -148,7 +150,9 @@ impl StateMachine {
             }
         };
         batch.put_cf(meta, META_APPLIED, encode(&Some(log_id))?);
-        self.db.write(batch)?;
+        let mut no_wal = WriteOptions::default();
+        no_wal.disable_wal(true);
+        self.db.write_opt(batch, &no_wal)?;
         if let Some(overlay) = written {
             self.cache = overlay.into_cache();
         }
@@ -285,6 +289,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let started = std::time::Instant::now();
         let mut out = Vec::new();
         for entry in entries {
             let log_id = entry.log_id;
@@ -294,6 +299,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             out.push(result);
         }
         metrics::counter!("flotilla_store_applied_entries_total").increment(out.len() as u64);
+        metrics::histogram!("flotilla_store_apply_seconds").record(started.elapsed().as_secs_f64());
         Ok(out)
     }
 
@@ -412,6 +418,10 @@ mod tests {
         assert_eq!(sm.mvcc().range(&RangeRequest::prefix("")).unwrap().count, 0);
     }
 
+    fn put_prev(key: &str, value: &str) -> Txn {
+        Txn { success: vec![Op::put_returning_prev(key, value)], ..Default::default() }
+    }
+
     fn put_response(results: &[CommandResult]) -> (Option<crate::types::KeyValue>, crate::types::Revision) {
         let CommandResult::Txns(results) = &results[0] else { panic!("{results:?}") };
         let resp = results[0].as_ref().unwrap();
@@ -426,9 +436,9 @@ mod tests {
         sm.apply([entry(1, vec![Txn::put("k", "1")])]).await.unwrap();
         let delete = Txn { success: vec![Op::delete("k")], ..Default::default() };
         sm.apply([entry(2, vec![Txn::put("k", "2"), delete])]).await.unwrap();
-        let (prev, rev) = put_response(&sm.apply([entry(3, vec![Txn::put("k", "3")])]).await.unwrap());
+        let (prev, rev) = put_response(&sm.apply([entry(3, vec![put_prev("k", "3")])]).await.unwrap());
         assert_eq!((prev, rev), (None, 4), "deleted in the entry before: a new key");
-        let (prev, _) = put_response(&sm.apply([entry(4, vec![Txn::put("k", "4")])]).await.unwrap());
+        let (prev, _) = put_response(&sm.apply([entry(4, vec![put_prev("k", "4")])]).await.unwrap());
         let prev = prev.unwrap();
         assert_eq!((prev.value.as_slice(), prev.create_revision, prev.version), (&b"3"[..], 4, 1));
 
@@ -439,7 +449,7 @@ mod tests {
         other.apply([entry(1, vec![Txn::put("x", "1"), Txn::put("k", "other")])]).await.unwrap();
         let snapshot = other.get_snapshot_builder().await.build_snapshot().await.unwrap();
         sm.install_snapshot(&snapshot.meta, snapshot.snapshot).await.unwrap();
-        let (prev, rev) = put_response(&sm.apply([entry(2, vec![Txn::put("k", "5")])]).await.unwrap());
+        let (prev, rev) = put_response(&sm.apply([entry(2, vec![put_prev("k", "5")])]).await.unwrap());
         let prev = prev.unwrap();
         assert_eq!((prev.value.as_slice(), prev.create_revision, prev.version), (&b"other"[..], 2, 1));
         assert_eq!(rev, 3);
@@ -453,10 +463,10 @@ mod tests {
         let mut sm = StateMachine::open(crate::db::open(dir.path()).unwrap(), dir.path().into()).unwrap();
         sm.apply([entry(1, vec![Txn::put("k", "1")])]).await.unwrap();
         // "k" is in the cache now; the put moves its version out of it.
-        let put_and_read = Txn { success: vec![Op::put("k", "2"), Op::get("k")], ..Default::default() };
+        let put_and_read = Txn { success: vec![Op::put_returning_prev("k", "2"), Op::get("k")], ..Default::default() };
         let compare = Txn {
             compare: vec![crate::types::Compare::mod_revision_is("k", 2)],
-            success: vec![Op::put("k", "3")],
+            success: vec![Op::put_returning_prev("k", "3")],
             ..Default::default()
         };
         let results = sm.apply([entry(2, vec![put_and_read, compare])]).await.unwrap();
@@ -469,7 +479,7 @@ mod tests {
         assert!(second.succeeded, "the next transaction sees the put: {second:?}");
         let OpResponse::Put { prev: Some(prev) } = &second.responses[0] else { panic!("{second:?}") };
         assert_eq!((prev.value.as_slice(), prev.version, prev.create_revision), (&b"2"[..], 2, 1));
-        let (prev, rev) = put_response(&sm.apply([entry(3, vec![Txn::put("k", "4")])]).await.unwrap());
+        let (prev, rev) = put_response(&sm.apply([entry(3, vec![put_prev("k", "4")])]).await.unwrap());
         let prev = prev.unwrap();
         assert_eq!((prev.value.as_slice(), prev.version, prev.mod_revision, rev), (&b"3"[..], 3, 3, 4));
     }

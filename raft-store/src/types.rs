@@ -131,6 +131,9 @@ pub enum Op {
         key: Vec<u8>,
         #[serde(with = "byte_string")]
         value: Vec<u8>,
+        /// Answer with the key's previous version (etcd's `prev_kv`); off, the answer carries
+        /// none, which spares every put a copy of the old value on its way back.
+        prev_kv: bool,
     },
     Delete {
         keys: KeySet,
@@ -140,7 +143,11 @@ pub enum Op {
 
 impl Op {
     pub fn put(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
-        Op::Put { key: key.into(), value: value.into() }
+        Op::Put { key: key.into(), value: value.into(), prev_kv: false }
+    }
+    /// A put answered with the key's previous version.
+    pub fn put_returning_prev(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
+        Op::Put { key: key.into(), value: value.into(), prev_kv: true }
     }
     pub fn delete(key: impl Into<Vec<u8>>) -> Self {
         Op::Delete { keys: KeySet::Key(key.into()) }
@@ -178,7 +185,7 @@ impl Txn {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OpResponse {
-    /// The key's previous value, if it existed.
+    /// The key's previous value, if it existed and the put asked for it.
     Put {
         prev: Option<KeyValue>,
     },

@@ -63,6 +63,11 @@ impl EtcdCluster {
         Ok(cluster)
     }
 
+    /// Process ids of the running members.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().flatten().map(Child::id).collect()
+    }
+
     fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
         let (args, log) = &self.specs[i];
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;

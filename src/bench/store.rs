@@ -34,12 +34,19 @@ pub struct StoreBenchArgs {
     keys: usize,
     #[arg(long, default_value = "/usr/bin/etcd")]
     etcd_bin: PathBuf,
+    /// Operations to measure, in this order: put, get (linearizable).
+    #[arg(long, value_delimiter = ',', default_value = "put,get")]
+    ops: Vec<Op>,
     /// Send every request to the leader instead of spreading clients over all members.
     #[arg(long)]
     leader_only: bool,
     /// Where data dirs and member logs go (a temporary dir by default).
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Drive a running Flotilla cluster at these member addresses (`host:port`) instead of
+    /// starting one (`--members` and `--targets` are then ignored; no CPU figures).
+    #[arg(long, value_delimiter = ',')]
+    endpoints: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -73,7 +80,7 @@ impl Client {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Op {
     Put,
     Get,
@@ -84,6 +91,33 @@ struct Outcome {
     errors: u64,
     elapsed: Duration,
     latency_us: Histogram<u64>,
+    /// CPU time the members (all together) and this process (the clients) used while measured.
+    server_cpu: Duration,
+    client_cpu: Duration,
+}
+
+/// User plus system CPU time of process `pid` so far (`None` once it is gone).
+fn process_cpu(pid: &str, ticks_per_second: u64) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_micros(ticks * 1_000_000 / ticks_per_second.max(1)))
+}
+
+fn ticks_per_second() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
+        .unwrap_or(100)
+}
+
+/// CPU time of the servers `pids` (summed) and of this process.
+fn cpu_now(pids: &[u32], ticks: u64) -> (Duration, Duration) {
+    let servers = pids.iter().filter_map(|pid| process_cpu(&pid.to_string(), ticks)).sum();
+    (servers, process_cpu("self", ticks).unwrap_or_default())
 }
 
 pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
@@ -99,12 +133,29 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
         args.seconds,
         work.display()
     );
-    for &members in &args.members {
+    if !args.endpoints.is_empty() {
+        let clients = args
+            .endpoints
+            .iter()
+            .map(|addr| Ok(Client::Flotilla(StoreClient::new(addr)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for &n in &args.clients {
+            for &op in &args.ops {
+                let name = if op == Op::Put { "put" } else { "get (linearizable)" };
+                eprint!("Flotilla at {} clients={n} {name} ... ", args.endpoints.join(","));
+                let out = measure(&clients, &[], n, op, &args).await;
+                let row = Row { target: Target::Flotilla, members: clients.len(), clients: n, op: name, out };
+                eprintln!("{}", row.summary());
+                rows.push(row);
+            }
+        }
+    }
+    for &members in args.members.iter().filter(|_| args.endpoints.is_empty()) {
         for &target in &args.targets {
             let base = work.join(format!("{target:?}-{members}").to_lowercase());
             std::fs::create_dir_all(&base)?;
             // Keep the cluster alive while its clients run.
-            let (_flotilla, _etcd, clients) = match target {
+            let (_flotilla, _etcd, clients, pids) = match target {
                 Target::Flotilla => {
                     let cluster = FlotillaCluster::start(&me, &base, members as u64, &[])?;
                     let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
@@ -113,7 +164,8 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
                         .into_iter()
                         .map(|id| Ok(Client::Flotilla(cluster.client(id)?)))
                         .collect::<anyhow::Result<Vec<_>>>()?;
-                    (Some(cluster), None, clients)
+                    let pids = cluster.pids();
+                    (Some(cluster), None, clients, pids)
                 }
                 Target::Etcd => {
                     let cluster = EtcdCluster::start(&args.etcd_bin, &base, members).await?;
@@ -129,14 +181,15 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
                         }
                         clients.push(Client::Etcd(Box::new(c.kv_client())));
                     }
-                    (None, Some(cluster), clients)
+                    let pids = cluster.pids();
+                    (None, Some(cluster), clients, pids)
                 }
             };
             for &n in &args.clients {
-                for op in [Op::Put, Op::Get] {
+                for &op in &args.ops {
                     let name = if op == Op::Put { "put" } else { "get (linearizable)" };
                     eprint!("{target:?} members={members} clients={n} {name} ... ");
-                    let out = measure(&clients, n, op, &args).await;
+                    let out = measure(&clients, &pids, n, op, &args).await;
                     let row = Row { target, members, clients: n, op: name, out };
                     eprintln!("{}", row.summary());
                     rows.push(row);
@@ -144,8 +197,10 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
             }
         }
     }
-    println!("| system | members | clients | op | ops/s | p50 ms | p99 ms | p99.9 ms | errors |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| system | members | clients | op | ops/s | p50 ms | p99 ms | p99.9 ms | errors | servers' CPU µs/op | clients' CPU µs/op |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for row in &rows {
         println!("{}", row.markdown());
     }
@@ -153,8 +208,9 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
 }
 
 /// Runs `n` clients (spread over the members' connections) for a warm-up second, then for
-/// `args.seconds`, and returns what the measured part did.
-async fn measure(clients: &[Client], n: usize, op: Op, args: &StoreBenchArgs) -> Outcome {
+/// `args.seconds`, and returns what the measured part did, with the CPU time used by the
+/// server processes `pids` and by this one meanwhile.
+async fn measure(clients: &[Client], pids: &[u32], n: usize, op: Op, args: &StoreBenchArgs) -> Outcome {
     let value = Arc::new(vec![b'x'; args.value_size]);
     let keys_each = (args.keys / n).max(1);
     let warm_until = Instant::now() + Duration::from_secs(1);
@@ -192,11 +248,19 @@ async fn measure(clients: &[Client], n: usize, op: Op, args: &StoreBenchArgs) ->
             })
         })
         .collect();
+    // A benchmark's clock, not a test's synchronisation: CPU is read when measuring starts and ends.
+    let ticks = ticks_per_second();
+    tokio::time::sleep_until(warm_until.into()).await;
+    let (server_start, client_start) = cpu_now(pids, ticks);
+    tokio::time::sleep_until(stop_at.into()).await;
+    let (server_end, client_end) = cpu_now(pids, ticks);
     let mut total = Outcome {
         ops: 0,
         errors: 0,
         elapsed: Duration::from_secs(args.seconds),
         latency_us: Histogram::new(3).expect("valid"),
+        server_cpu: server_end.saturating_sub(server_start),
+        client_cpu: client_end.saturating_sub(client_start),
     };
     for task in tasks {
         if let Ok((ops, errors, hist)) = task.await {
@@ -225,20 +289,27 @@ impl Row {
         self.out.latency_us.value_at_quantile(q) as f64 / 1000.0
     }
 
+    /// CPU microseconds per completed operation.
+    fn cpu_per_op(&self, cpu: Duration) -> f64 {
+        cpu.as_micros() as f64 / self.out.ops.max(1) as f64
+    }
+
     fn summary(&self) -> String {
         format!(
-            "{:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, {} errors",
+            "{:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, {} errors, CPU/op: servers {:.0} us, clients {:.0} us",
             self.rate(),
             self.ms(0.5),
             self.ms(0.99),
             self.ms(0.999),
-            self.out.errors
+            self.out.errors,
+            self.cpu_per_op(self.out.server_cpu),
+            self.cpu_per_op(self.out.client_cpu),
         )
     }
 
     fn markdown(&self) -> String {
         format!(
-            "| {:?} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
+            "| {:?} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.0} | {:.0} |",
             self.target,
             self.members,
             self.clients,
@@ -247,7 +318,9 @@ impl Row {
             self.ms(0.5),
             self.ms(0.99),
             self.ms(0.999),
-            self.out.errors
+            self.out.errors,
+            self.cpu_per_op(self.out.server_cpu),
+            self.cpu_per_op(self.out.client_cpu),
         )
     }
 }
