@@ -145,6 +145,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         cluster_domain: args.cluster_domain,
         cluster_dns: args.cluster_dns,
         dns_server: !args.no_cluster_dns,
+        prometheus: Some(crate::member::agent_metrics(&api_gateway::install_prometheus()?)),
     };
     node_agent::run(config).await?;
     Ok(())

@@ -20,7 +20,7 @@ where
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new().name("flotilla-http".into()).spawn(move || {
         let system = actix_rt::System::new();
-        system.block_on(async move {
+        let failed = system.block_on(async move {
             let health = HealthActor::start_supervised(node, Duration::from_millis(500));
             match serve(health, prometheus) {
                 Ok((server, addr)) => {
@@ -28,12 +28,19 @@ where
                     if let Err(e) = server.await {
                         tracing::error!(error = %e, "HTTP server stopped");
                     }
+                    false
                 }
                 Err(e) => {
                     let _ = tx.send(Err(e));
+                    true
                 }
             }
         });
+        if failed {
+            // The process exits with the error. Dropping the runtime here, under the actors
+            // already started, would panic in actix's timers (no reactor) while it does.
+            std::mem::forget(system);
+        }
     })?;
     Ok(rx.recv()??)
 }

@@ -143,6 +143,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let serving = pki.clone();
     let root_ca = pki.ca.cert_pem.clone();
     let store = node.clone();
+    let node_metrics = agent_metrics(&prometheus);
     let api = crate::gateway::start(node.clone(), prometheus, move |health, prometheus| {
         let kinds = start_control_plane(&store, root_ca);
         api_gateway::serve(bind, &serving, tokens, health, kinds, prometheus)
@@ -156,7 +157,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     create_kubernetes_service(&node, api.port()).await?;
     let endpoints = crate::kubernetes_endpoints::run(node.clone(), advertise, api.port());
     if !args.no_node {
-        start_node(&kubeconfig, &args.data_dir.join("node"), args.kubelet_port);
+        start_node(&kubeconfig, &args.data_dir.join("node"), args.kubelet_port, node_metrics);
     }
     eprintln!(
         "flotilla is up: API at https://{local} (advertised to pods as {advertise}), store at {}, data in {}\n  kubectl --kubeconfig {} get --raw /readyz",
@@ -167,9 +168,16 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     run_until_signal(node, endpoints).await
 }
 
+/// The process's metrics for the node agent's `/metrics` (the API server's `/metrics` shows
+/// the same: one recorder per process).
+pub fn agent_metrics(prometheus: &api_gateway::PrometheusHandle) -> node_agent::Prometheus {
+    let handle = prometheus.clone();
+    node_agent::Prometheus(std::sync::Arc::new(move || handle.render()))
+}
+
 /// This machine as the cluster's node: the node agent in this process (its containerd and
 /// the pods outlive it). Without containerd the control plane still serves, with a warning.
-fn start_node(kubeconfig: &Path, state_dir: &Path, kubelet_port: u16) {
+fn start_node(kubeconfig: &Path, state_dir: &Path, kubelet_port: u16, prometheus: node_agent::Prometheus) {
     let config = node_agent::Config {
         kubeconfig: kubeconfig.to_path_buf(),
         servers: Vec::new(),
@@ -184,6 +192,7 @@ fn start_node(kubeconfig: &Path, state_dir: &Path, kubelet_port: u16) {
         cluster_domain: node_agent::cluster_dns::DEFAULT_DOMAIN.into(),
         cluster_dns: None,
         dns_server: true,
+        prometheus: Some(prometheus),
     };
     tokio::spawn(async move {
         if let Err(error) = node_agent::run(config).await {

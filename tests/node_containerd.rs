@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use chaos::free_port;
 use common::kubelet::{items, json, until};
-use common::Up;
+use common::{eventually_within, Up};
 use serde_json::Value;
 
 const IMAGE: &str = "flotilla.local/busybox:latest";
@@ -61,6 +61,7 @@ impl Agent {
             .arg(self.dir.join("kubeconfig"))
             .arg("--state-dir")
             .arg(self.state_dir())
+            .env("RUST_LOG", "info,node_agent::cri_pods=debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -91,6 +92,27 @@ impl Agent {
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect()
+    }
+
+    /// What `ctr -n k8s.io ARGS` prints about this agent's containerd (for failure messages).
+    fn ctr(&self, args: &[&str]) -> String {
+        let socket = self.state_dir().join("containerd/containerd.sock");
+        let out = Command::new("ctr").arg("--address").arg(socket).args(["-n", "k8s.io"]).args(args).output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_else(|e| e.to_string())
+    }
+
+    /// Polls `GET path` on the kubelet endpoint until the body holds `needle`.
+    fn get_until(&self, path: &str, needle: &str) {
+        let url = format!("https://127.0.0.1:{}{path}", self.port);
+        eventually_within(DEADLINE, &format!("{needle} in {path}"), || {
+            let out = Command::new("curl").args(["-sk", &url]).output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if text.contains(needle) {
+                Ok(())
+            } else {
+                Err(text)
+            }
+        });
     }
 
     fn log(&self) -> String {
@@ -274,17 +296,9 @@ fn real_pods_run_log_exec_restart_probe_forward_and_survive_an_agent_restart() {
 
     // The kubelet endpoint reports the container's CPU and memory (for metrics-server).
     let series = "container_memory_working_set_bytes{container=\"hello\",namespace=\"default\",pod=\"hello\"}";
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let url = format!("https://127.0.0.1:{}/metrics/resource", agent.port);
-        let out = Command::new("curl").args(["-sk", &url]).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        if text.contains(series) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no {series} in:\n{text}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    agent.get_until("/metrics/resource", series);
+    // Its /metrics has the agent process's own metrics, as kubelet's has (the service proxy syncs at start).
+    agent.get_until("/metrics", "flotilla_service_proxy_syncs_total{result=\"ok\"}");
 
     // `kubectl logs -f` follows a container until it ends.
     up.kubectl(&[
@@ -494,7 +508,17 @@ fn real_pods_run_log_exec_restart_probe_forward_and_survive_an_agent_restart() {
     let hello = pod(&up, "hello");
     assert_eq!(status_of(&hello, "hello")["containerID"], hello_id.as_str(), "adopted, not restarted: {hello}");
     assert_eq!(status_of(&hello, "hello")["restartCount"], 0);
-    assert_eq!(agent.containers_of("hello").len(), 2, "the sandbox and one container, not two");
+    let containers = agent.containers_of("hello");
+    assert_eq!(
+        containers.len(),
+        2,
+        "the sandbox and one container, not {containers:?}:\n{}\nagent log:\n{}",
+        agent.ctr(&["containers", "ls"]),
+        agent.log()
+    );
+    // The agent waits for containerd's pod network before making sandboxes: none failed.
+    let events = up.kubectl(&["get", "events", "--field-selector", "involvedObject.name=hello", "-o", "json"]);
+    assert!(!events.contains("FailedCreatePodSandBox"), "{events}");
     assert_eq!(up.kubectl(&["exec", "hello", "--", "echo", "still here"]), "still here\n");
 
     // The restarted agent's proxy keeps the Service; without ready pods it refuses

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 
 use chaos::free_port;
-use common::Up;
+use common::{eventually, Up};
 use raft_store::client::StoreClient;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,6 +70,21 @@ async fn flotilla_up_serves_kubectl_over_https_and_keeps_data_and_certificates_a
     up.kubectl(&["get", "deployments", "-A"]);
     let metrics = up.kubectl(&["get", "--raw", "/metrics"]);
     assert!(metrics.contains("flotilla_store_applied_entries_total"), "{metrics}");
+    // The store's latencies get sub-millisecond buckets.
+    assert!(metrics.contains("flotilla_store_txn_seconds_bucket{le=\"0.0005\"}"), "{metrics}");
+    // The member's Raft state, sampled every second: it leads, and its revision is the last put's.
+    eventually("the store's state in the metrics", || {
+        let metrics = up.kubectl(&["get", "--raw", "/metrics"]);
+        let gauge = |name: &str| metrics.lines().find_map(|l| l.strip_prefix(&format!("{name} "))?.parse::<f64>().ok());
+        let revision = gauge("flotilla_store_revision");
+        if gauge("flotilla_store_is_leader") == Some(1.0) && revision.is_some_and(|r| r >= last as f64) {
+            assert_eq!(gauge("flotilla_store_has_leader"), Some(1.0), "{metrics}");
+            assert!(gauge("flotilla_store_term").is_some_and(|t| t >= 1.0), "{metrics}");
+            Ok(())
+        } else {
+            Err(metrics)
+        }
+    });
     // Requests are counted and timed by verb and resource, as kube-apiserver does.
     let counted = |verb: &str, resource: &str| {
         metrics.lines().any(|l| {
@@ -151,5 +166,6 @@ fn a_data_dir_written_in_another_format_is_refused_with_a_clear_message() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("store format 99") && stderr.contains("reads format 1"), "{stderr}");
+    let ours = format!("reads format {}", raft_store::db::FORMAT_VERSION);
+    assert!(stderr.contains("store format 99") && stderr.contains(&ours), "{stderr}");
 }

@@ -64,6 +64,19 @@ pub struct Config {
     /// Serve cluster DNS on this node, at `cluster_dns` or the bridge's gateway (a real node
     /// only; hollow nodes never do).
     pub dns_server: bool,
+    /// The process's own Prometheus metrics, served at the kubelet endpoint's `/metrics`
+    /// (kubelet's); none: that path is not found.
+    pub prometheus: Option<Prometheus>,
+}
+
+/// Renders the process's Prometheus metrics on each scrape (the binary installs the recorder).
+#[derive(Clone)]
+pub struct Prometheus(pub Source);
+
+impl std::fmt::Debug for Prometheus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Prometheus(..)")
+    }
 }
 
 /// The simulated nodes of `--hollow`.
@@ -179,7 +192,8 @@ pub async fn run(mut config: Config) -> Result<(), Error> {
         let pods = real
             .as_ref()
             .map(|(containerd, registry)| Pods { cri: containerd.cri.clone(), registry: registry.clone() });
-        tokio::spawn(kubelet_api::serve(listener, tls.clone(), Endpoint { metrics: source, pods }));
+        let prometheus = config.prometheus.as_ref().map(|p| p.0.clone());
+        tokio::spawn(kubelet_api::serve(listener, tls.clone(), Endpoint { metrics: source, prometheus, pods }));
     }
 
     // The cluster DNS address: fixed, or the bridge's gateway once the pod CIDR is known.
@@ -320,6 +334,7 @@ mod tests {
             cluster_domain: cluster_dns::DEFAULT_DOMAIN.into(),
             cluster_dns: None,
             dns_server: true,
+            prometheus: None,
         }
     }
 

@@ -32,4 +32,4 @@ pub mod quantity;
 pub mod runtime;
 pub mod service_proxy;
 
-pub use agent::{run, Config, Hollow};
+pub use agent::{run, Config, Hollow, Prometheus};

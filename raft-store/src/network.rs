@@ -122,6 +122,7 @@ impl Connection {
         };
         let data = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let request = tagged(Blob { data }, &self.cluster);
+        let started = std::time::Instant::now();
         let fut = async {
             match rpc {
                 RpcKind::Append => client.append_entries(request).await,
@@ -134,6 +135,9 @@ impl Connection {
             Ok(Err(status)) => return Err(RPCError::Unreachable(Unreachable::new(&status))),
             Ok(Ok(resp)) => resp.into_inner(),
         };
+        // etcd's peer_round_trip_time_seconds; an append's includes the peer's log fsync.
+        metrics::histogram!("flotilla_store_peer_rpc_seconds", "rpc" => rpc.name())
+            .record(started.elapsed().as_secs_f64());
         let result: Result<Resp, RaftError<NodeId, E>> =
             decode(&resp.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -145,6 +149,16 @@ enum RpcKind {
     Append,
     Vote,
     Snapshot,
+}
+
+impl RpcKind {
+    fn name(self) -> &'static str {
+        match self {
+            RpcKind::Append => "append_entries",
+            RpcKind::Vote => "vote",
+            RpcKind::Snapshot => "install_snapshot",
+        }
+    }
 }
 
 impl RaftNetwork<TypeConfig> for Connection {

@@ -223,6 +223,7 @@ impl StoreNode {
             server,
             tokio::spawn(batcher::run(node.clone(), batch_rx)),
             tokio::spawn(read_index::run(node.clone(), reads_rx)),
+            tokio::spawn(publish_status(node.clone())),
         ];
         if let Some(policy) = cfg.compaction {
             tasks.push(tokio::spawn(compaction_loop(node.clone(), policy)));
@@ -713,6 +714,34 @@ pub(crate) enum MembershipChange {
 }
 
 /// On the leader, periodically compacts history older than the newest `retain` revisions.
+/// How often [`publish_status`] samples the member's state.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+
+/// Publishes the member's Raft and MVCC state as gauges, sampled every [`STATUS_EVERY`]
+/// (etcd's server_has_leader, server_is_leader, leader_changes_seen_total and its current
+/// and compacted revisions). Sampled, not pushed: Raft's state changes with every entry.
+async fn publish_status(node: StoreNode) {
+    let mut tick = tokio::time::interval(STATUS_EVERY);
+    let mut leader = None;
+    loop {
+        tick.tick().await;
+        let Ok(status) = node.status() else { continue };
+        if status.leader.is_some() && status.leader != leader {
+            metrics::counter!("flotilla_store_leader_changes_seen_total").increment(1);
+            leader = status.leader;
+        }
+        let flag = |yes: bool| if yes { 1.0 } else { 0.0 };
+        metrics::gauge!("flotilla_store_has_leader").set(flag(status.leader.is_some()));
+        metrics::gauge!("flotilla_store_is_leader").set(flag(status.leader == Some(status.id)));
+        metrics::gauge!("flotilla_store_term").set(status.term as f64);
+        metrics::gauge!("flotilla_store_last_log_index").set(status.last_log_index.unwrap_or(0) as f64);
+        metrics::gauge!("flotilla_store_applied_index").set(status.applied_index.unwrap_or(0) as f64);
+        metrics::gauge!("flotilla_store_revision").set(status.revision as f64);
+        metrics::gauge!("flotilla_store_compact_revision").set(status.compact_revision as f64);
+        metrics::gauge!("flotilla_store_voters").set(status.voters.len() as f64);
+    }
+}
+
 async fn compaction_loop(node: StoreNode, policy: CompactionPolicy) {
     let mut tick = tokio::time::interval(policy.interval);
     tick.tick().await;

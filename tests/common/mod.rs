@@ -21,6 +21,24 @@ use rustls::pki_types::{CertificateDer, ServerName};
 
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
+/// Polls `probe` until it answers `Ok`, failing after [`DEADLINE`] with `what` and the last
+/// `Err` (what the probe saw).
+pub fn eventually<T>(what: &str, probe: impl FnMut() -> Result<T, String>) -> T {
+    eventually_within(DEADLINE, what, probe)
+}
+
+/// [`eventually`], failing after `limit`.
+pub fn eventually_within<T>(limit: Duration, what: &str, mut probe: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        match probe() {
+            Ok(value) => return value,
+            Err(seen) => assert!(Instant::now() < deadline, "{what}, never:\n{seen}"),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 pub struct Up {
     pub child: Child,
     pub dir: PathBuf,
@@ -29,10 +47,22 @@ pub struct Up {
 }
 
 impl Up {
+    /// Starts `flotilla up` on free ports and waits until it is ready. A port found free can
+    /// be taken by another process before flotilla binds it (tests run in parallel): when
+    /// flotilla exits because an address is in use, it starts again on other ports.
     pub fn start(dir: &Path) -> Up {
-        let https = free_port().unwrap();
-        let store = format!("127.0.0.1:{}", free_port().unwrap());
-        Up::start_at(dir, https, store)
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let https = free_port().unwrap();
+            let store = format!("127.0.0.1:{}", free_port().unwrap());
+            let mut up = Up::start_at(dir, https, store);
+            match up.ready_or_exit() {
+                Ok(()) => return up,
+                Err(log) if attempts < 3 && log.contains("in use") => continue,
+                Err(log) => panic!("flotilla up never became ready:\n{log}"),
+            }
+        }
     }
 
     /// Stops this member (SIGTERM, clean exit) and starts it again on the same data dir
@@ -40,42 +70,57 @@ impl Up {
     pub fn restart(self) -> Up {
         let (dir, https, store) = (self.dir.clone(), self.https, self.store.clone());
         self.stop();
-        let up = Up::start_at(&dir, https, store);
-        up.wait_ready();
+        let mut up = Up::start_at(&dir, https, store);
+        if let Err(log) = up.ready_or_exit() {
+            panic!("flotilla up never became ready after a restart:\n{log}");
+        }
         up
     }
 
+    /// `DIR/flotilla.log`: what `flotilla up` printed, appended across restarts.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("flotilla.log")
+    }
+
     fn start_at(dir: &Path, https: u16, store: String) -> Up {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("flotilla.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
             .args(["up", "--data-dir", &dir.display().to_string(), "--port", &https.to_string(), "--no-node"])
             .args(["--store-listen", &store])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .unwrap();
         Up { child, dir: dir.to_path_buf(), https, store }
     }
 
-    /// Waits for an anonymous HTTPS `/readyz` to answer 200, polling until the deadline.
+    /// Waits for readiness (see [`poll_ready`]), failing early when the process exits.
+    fn ready_or_exit(&mut self) -> Result<(), String> {
+        let (dir, https) = (self.dir.clone(), self.https);
+        let child = &mut self.child;
+        poll_ready(|| anonymous_get_at(&dir, https, "/readyz"), || child.try_wait().ok().flatten())
+            .map_err(|why| format!("{why}; its log:\n{}", self.log_tail()))
+    }
+
+    /// The last lines of [`Self::log_path`].
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Waits for an anonymous HTTPS `/readyz` to answer 200 ([`Self::start`] has waited
+    /// already; this checks it still is).
     pub fn wait_ready(&self) {
-        let deadline = Instant::now() + DEADLINE;
-        let mut last = String::new();
-        while Instant::now() < deadline {
-            match self.anonymous_get("/readyz") {
-                Ok((200, _)) => return,
-                Ok((code, body)) => last = format!("{code} {body}"),
-                Err(e) => last = e.to_string(),
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Err(why) = poll_ready(|| self.anonymous_get("/readyz"), || None) {
+            panic!("flotilla up never became ready: {why}; its log:\n{}", self.log_tail());
         }
-        panic!("flotilla up never became ready: {last}");
     }
 
     /// `GET path` over HTTPS with no client certificate, trusting only `DIR/pki/ca.crt`.
     pub fn anonymous_get(&self, path: &str) -> std::io::Result<(u16, String)> {
-        let ca = std::fs::read(self.dir.join("pki/ca.crt"))?;
-        https_get(&ca, self.https, path)
+        anonymous_get_at(&self.dir, self.https, path)
     }
 
     /// Runs kubectl with `DIR/kubeconfig` and its discovery cache in `DIR/kube-cache` (not
@@ -122,6 +167,34 @@ impl Up {
         let exit = self.child.wait().unwrap();
         assert!(exit.success(), "flotilla up exited with {exit}");
     }
+}
+
+/// `GET path` on `port` with no client certificate, trusting only `dir/pki/ca.crt`.
+fn anonymous_get_at(dir: &Path, port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let ca = std::fs::read(dir.join("pki/ca.crt"))?;
+    https_get(&ca, port, path)
+}
+
+/// Polls `readyz` until it answers 200, for at most [`DEADLINE`]; fails with the last answer,
+/// or at once when `exited` reports the process gone.
+fn poll_ready(
+    readyz: impl Fn() -> std::io::Result<(u16, String)>,
+    mut exited: impl FnMut() -> Option<std::process::ExitStatus>,
+) -> Result<(), String> {
+    let deadline = Instant::now() + DEADLINE;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match readyz() {
+            Ok((200, _)) => return Ok(()),
+            Ok((code, body)) => last = format!("{code} {body}"),
+            Err(e) => last = e.to_string(),
+        }
+        if let Some(status) = exited() {
+            return Err(format!("it exited with {status} (last answer: {last})"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(format!("last answer: {last}"))
 }
 
 impl Drop for Up {

@@ -214,12 +214,20 @@ impl Worker {
             }
         }
         let listed = self.sandboxes().await.map_err(|e| e.to_string())?;
-        let attempt = listed.len() as u32;
+        // A fresh attempt number: containerd keeps a sandbox's name reserved until it is removed.
+        let attempt = listed.iter().filter_map(|s| s.metadata.as_ref()).map(|m| m.attempt + 1).max().unwrap_or(0);
         let ready =
             listed.iter().filter(|s| s.state == cri::PodSandboxState::SandboxReady as i32).max_by_key(|s| s.created_at);
         let (id, attempt) = match ready {
             Some(existing) => (existing.id.clone(), existing.metadata.as_ref().map_or(0, |m| m.attempt)),
             None => {
+                if !config::host_network(&self.pod) {
+                    if let Some(why) = self.node.cri.network_not_ready().await.map_err(|e| e.to_string())? {
+                        let message = format!("network is not ready: container runtime network not ready: {why}");
+                        self.event(None, true, "NetworkNotReady", message.clone());
+                        return Err(message);
+                    }
+                }
                 let dns = self.node.pod_dns(&self.pod);
                 tracing::debug!(pod = config::name(&self.pod), resolv = %resolv::render(&dns), "sandbox DNS");
                 let config = config::sandbox(&self.pod, &self.node.logs_dir, attempt, dns);
@@ -233,12 +241,29 @@ impl Worker {
                 (id, attempt)
             }
         };
+        self.remove_dead_sandboxes(&listed, &id).await;
         let status = self.node.cri.pod_sandbox_status(&id).await.map_err(|e| e.to_string())?;
         let ip = status.and_then(|s| s.network).map(|n| n.ip).filter(|ip| !ip.is_empty());
         let config = config::sandbox(&self.pod, &self.node.logs_dir, attempt, self.node.pod_dns(&self.pod));
         self.sandbox = Some(Sandbox { id, config, ip });
         self.start_time.get_or_insert_with(Timestamp::now);
         Ok(())
+    }
+
+    /// Removes this pod's sandboxes, other than `current`, that are not ready and hold no
+    /// containers: those whose making failed part way (containerd keeps a sandbox whose
+    /// network setup failed). kubelet's sandbox garbage collection does the same.
+    async fn remove_dead_sandboxes(&self, listed: &[cri::PodSandbox], current: &str) {
+        let ready = cri::PodSandboxState::SandboxReady as i32;
+        for dead in listed.iter().filter(|s| s.id != current && s.state != ready) {
+            if !self.node.cri.list_containers(&dead.id).await.is_ok_and(|c| c.is_empty()) {
+                continue;
+            }
+            match self.node.cri.remove_pod_sandbox(&dead.id).await {
+                Ok(()) => tracing::debug!(pod = config::name(&self.pod), sandbox = %dead.id, "dead sandbox removed"),
+                Err(error) => tracing::warn!(pod = config::name(&self.pod), %error, "removing a dead sandbox failed"),
+            }
+        }
     }
 
     /// Each container name's runs in the sandbox, latest first.

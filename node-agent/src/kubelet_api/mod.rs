@@ -60,10 +60,22 @@ pub fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
     response
 }
 
+/// A 200 with metrics in Prometheus's text format.
+fn prometheus_text(body: String) -> Response<Body> {
+    let mut response = text(StatusCode::OK, body);
+    response
+        .headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"));
+    response
+}
+
 /// What the endpoint serves.
 #[derive(Clone)]
 pub struct Endpoint {
+    /// `/metrics/resource`: the pods' and containers' CPU and memory.
     pub metrics: Source,
+    /// `/metrics`: the agent process's own metrics, when it exports them.
+    pub prometheus: Option<Source>,
     /// The real node's pods (none for hollow nodes).
     pub pods: Option<Pods>,
 }
@@ -147,14 +159,11 @@ async fn answer(request: Request<Incoming>, endpoint: &Endpoint, authenticated: 
     let path = request.uri().path().to_string();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (request.method(), parts.as_slice()) {
-        (&Method::GET, ["metrics", "resource"]) => {
-            let mut response = text(StatusCode::OK, (endpoint.metrics)());
-            response.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
-            );
-            response
-        }
+        (&Method::GET, ["metrics", "resource"]) => prometheus_text((endpoint.metrics)()),
+        (&Method::GET, ["metrics"]) => match &endpoint.prometheus {
+            Some(render) => prometheus_text(render()),
+            None => text(StatusCode::NOT_FOUND, "404 page not found\n"),
+        },
         (&Method::GET, ["healthz"]) => text(StatusCode::OK, "ok"),
         (_, [kind @ ("containerLogs" | "exec" | "attach" | "portForward"), ..]) => {
             if !authenticated {
@@ -200,7 +209,11 @@ mod tests {
     use super::*;
 
     fn endpoint() -> Endpoint {
-        Endpoint { metrics: Arc::new(|| "node_memory_working_set_bytes 1 2\n".to_string()), pods: None }
+        Endpoint {
+            metrics: Arc::new(|| "node_memory_working_set_bytes 1 2\n".to_string()),
+            prometheus: Some(Arc::new(|| "flotilla_service_proxy_syncs_total 3\n".to_string())),
+            pods: None,
+        }
     }
 
     #[tokio::test]
@@ -216,6 +229,7 @@ mod tests {
         let (code, body) = get("/metrics/resource").await;
         assert_eq!(code, 200);
         assert_eq!(body, "node_memory_working_set_bytes 1 2\n");
+        assert_eq!(get("/metrics").await, (200, "flotilla_service_proxy_syncs_total 3\n".to_string()));
         assert_eq!(get("/healthz").await.0, 200);
         assert_eq!(get("/pods").await.0, 404);
         assert_eq!(get("/containerLogs/default/web/app").await.0, 401);

@@ -85,6 +85,24 @@ impl Cri {
         Ok(format!("{} {}", response.runtime_name, response.runtime_version))
     }
 
+    /// Why the runtime's pod network is not ready, or `None` when it is. containerd loads the
+    /// CNI config the agent writes a moment after it appears; a sandbox made before then fails
+    /// ("cni plugin not initialized"), so kubelet waits for this condition and so do we.
+    pub async fn network_not_ready(&self) -> Result<Option<String>> {
+        let response = self
+            .runtime
+            .clone()
+            .status(request(cri::StatusRequest { verbose: false }))
+            .await
+            .map_err(failed("Status"))?
+            .into_inner();
+        let conditions = response.status.map(|s| s.conditions).unwrap_or_default();
+        Ok(conditions
+            .into_iter()
+            .find(|c| c.r#type == "NetworkReady" && !c.status)
+            .map(|c| format!("NetworkReady=false reason:{} message:{}", c.reason, c.message)))
+    }
+
     /// Whether `image` is in the runtime's store; its id when it is.
     pub async fn image_id(&self, image: &str) -> Result<Option<String>> {
         let spec = cri::ImageSpec { image: image.into(), ..Default::default() };
