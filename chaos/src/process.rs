@@ -29,8 +29,21 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub const FAST_ELECTIONS: [&str; 6] =
     ["--heartbeat-ms", "50", "--election-timeout-min-ms", "300", "--election-timeout-max-ms", "600"];
 
-/// A free TCP port on 127.0.0.1 (free when asked; the OS may hand it out again later).
+/// A free TCP port on 127.0.0.1 (free when asked).
+///
+/// Taken from 10000-29999, below the kernel's ephemeral range (32768 and up by default) and
+/// the NodePort range: a process restarted on its port must find it unused, and a port from
+/// the ephemeral range may meanwhile have become some outgoing connection's local port (seen:
+/// a member restarted on such a port could not bind it for 20 s).
 pub fn free_port() -> Result<u16> {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    for _ in 0..1000 {
+        let port = rng.gen_range(10_000..30_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 

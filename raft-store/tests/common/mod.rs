@@ -41,7 +41,7 @@ impl TestCluster {
 
     /// Starts a new, uninitialized member (for membership changes).
     pub async fn launch(&mut self, id: NodeId, tune: &dyn Fn(&mut StoreConfig)) -> StoreNode {
-        let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let listen = SocketAddr::from(([127, 0, 0, 1], unused_port()));
         let mut cfg = StoreConfig::new(id, self.tmp.path().join(format!("member-{id}")), listen);
         cfg.heartbeat_ms = 50;
         cfg.election_timeout_min_ms = 300;
@@ -107,7 +107,16 @@ impl TestCluster {
                     tracing::debug!(error = %e, "restart not ready");
                     tokio::task::yield_now().await;
                 }
-                Err(e) => panic!("restart of member {id} failed: {e}"),
+                Err(e) => {
+                    let sockets = std::process::Command::new("ss").args(["-tanpe"]).output().unwrap();
+                    let port = cfg.listen.port().to_string();
+                    let held: Vec<_> = String::from_utf8_lossy(&sockets.stdout)
+                        .lines()
+                        .filter(|l| l.contains(&port))
+                        .map(String::from)
+                        .collect();
+                    panic!("restart of member {id} failed: {e}; sockets on its port: {held:#?}")
+                }
             }
         };
         self.nodes.insert(id, node.clone());
@@ -119,6 +128,18 @@ impl TestCluster {
             node.shutdown().await;
         }
     }
+}
+
+/// A port free now on 127.0.0.1, from 10000-29999: below the kernel's ephemeral range, so
+/// that no outgoing connection takes it as its local port while its member is stopped (a
+/// restart must bind it again; seen: one could not for 20 s).
+fn unused_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let random = || std::collections::hash_map::RandomState::new().build_hasher().finish();
+    (0..1000)
+        .map(|_| 10_000 + (random() % 20_000) as u16)
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .unwrap_or(0)
 }
 
 /// Collects a watch's events until it has seen `until` (inclusive), with a deadline.
