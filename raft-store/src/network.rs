@@ -1,5 +1,5 @@
 //! Raft traffic to other members over gRPC (openraft's `RaftNetwork`), one lazily connected
-//! channel per peer.
+//! channel per peer; appends go over a long-lived stream per replication session.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -14,7 +14,10 @@ use openraft::raft::{
 use openraft::{AnyError, BasicNode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
+use tonic::Streaming;
 
 use crate::mvcc::{decode, encode};
 use crate::proto::raft_client::RaftClient;
@@ -93,7 +96,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES)
         });
-        Connection { target, client, retry: self.retry, cluster: self.cluster.clone() }
+        Connection { target, client, retry: self.retry, cluster: self.cluster.clone(), appends: None }
     }
 }
 
@@ -102,9 +105,82 @@ pub struct Connection {
     client: Result<RaftClient<Channel>, String>,
     retry: std::time::Duration,
     cluster: ClusterId,
+    /// The open AppendStream call to the peer, between appends (opened by the first one,
+    /// dropped on any failure so that a late answer is never taken for a later request's).
+    appends: Option<AppendStream>,
+}
+
+/// One AppendStream call: requests go in through `requests`, answers come back in order.
+struct AppendStream {
+    requests: mpsc::Sender<Blob>,
+    answers: Streaming<Blob>,
+}
+
+/// Sends one append on `stream` (a new one if `None`) and waits for its answer; gives the
+/// stream back only with the answer. The caller's future may be dropped mid-way (a timeout
+/// in openraft): the stream goes with it, so a late answer is never read as the next one's.
+async fn exchange(
+    client: &mut RaftClient<Channel>,
+    stream: Option<AppendStream>,
+    cluster: &ClusterId,
+    request: Blob,
+) -> Result<(Blob, AppendStream), tonic::Status> {
+    let mut open = match stream {
+        Some(open) => {
+            open.requests.send(request).await.map_err(|_| tonic::Status::unavailable("append stream closed"))?;
+            open
+        }
+        None => {
+            // The first request is queued before the call starts, so it leaves with the
+            // call's headers instead of a round trip later.
+            let (requests, rx) = mpsc::channel(1);
+            requests.try_send(request).map_err(|_| tonic::Status::internal("append stream queue"))?;
+            let answers = client.append_stream(tagged(ReceiverStream::new(rx), cluster)).await?.into_inner();
+            AppendStream { requests, answers }
+        }
+    };
+    match open.answers.message().await? {
+        Some(answer) => Ok((answer, open)),
+        None => Err(tonic::Status::unavailable("the peer ended the append stream")),
+    }
 }
 
 impl Connection {
+    /// An AppendEntries round trip on the connection's stream.
+    async fn append(
+        &mut self,
+        rpc: &AppendEntriesRequest<TypeConfig>,
+        option: &RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        let client = match &mut self.client {
+            Ok(c) => c,
+            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&AnyError::error(e.clone())))),
+        };
+        let data = encode(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let started = std::time::Instant::now();
+        let stream = self.appends.take();
+        let answer =
+            tokio::time::timeout(option.hard_ttl(), exchange(client, stream, &self.cluster, Blob { data })).await;
+        let answer = match answer {
+            Ok(Ok((answer, stream))) => {
+                self.appends = Some(stream);
+                answer
+            }
+            failed => {
+                let error = match failed {
+                    Ok(Err(status)) => AnyError::new(&status),
+                    _ => AnyError::error("rpc timed out"),
+                };
+                return Err(RPCError::Unreachable(Unreachable::new(&error)));
+            }
+        };
+        metrics::histogram!("flotilla_store_peer_rpc_seconds", "rpc" => RpcKind::Append.name())
+            .record(started.elapsed().as_secs_f64());
+        let result: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
+            decode(&answer.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
     async fn call<Req, Resp, E>(
         &mut self,
         req: &Req,
@@ -175,7 +251,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(&rpc, &option, RpcKind::Append).await
+        self.append(&rpc, &option).await
     }
 
     async fn install_snapshot(

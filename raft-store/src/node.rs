@@ -98,7 +98,8 @@ struct Inner {
     db: Arc<rocksdb::DB>,
     batcher: mpsc::Sender<batcher::Pending>,
     reads: mpsc::Sender<read_index::Waiter>,
-    stop: Mutex<Option<oneshot::Sender<()>>>,
+    /// Turns true when the member stops: its server and its long-lived streams end.
+    stopping: tokio::sync::watch::Sender<bool>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -196,7 +197,6 @@ impl StoreNode {
             .map_err(|e| StoreError::Unavailable(format!("bind {}: {e}", cfg.listen)))?;
         let bound = listener.local_addr().map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let addr = cfg.advertise.clone().unwrap_or_else(|| bound.to_string());
-        let (stop_tx, stop_rx) = oneshot::channel();
         let (batch_tx, batch_rx) = mpsc::channel(batcher::QUEUE);
         let (reads_tx, reads_rx) = mpsc::channel(read_index::QUEUE);
         let node = StoreNode {
@@ -214,11 +214,11 @@ impl StoreNode {
                 db: db.clone(),
                 batcher: batch_tx,
                 reads: reads_tx,
-                stop: Mutex::new(Some(stop_tx)),
+                stopping: tokio::sync::watch::Sender::new(false),
                 tasks: Mutex::new(Vec::new()),
             }),
         };
-        let server = tokio::spawn(crate::server::serve(node.clone(), listener, stop_rx));
+        let server = tokio::spawn(crate::server::serve(node.clone(), listener));
         let mut tasks = vec![
             server,
             tokio::spawn(batcher::run(node.clone(), batch_rx)),
@@ -682,11 +682,18 @@ impl StoreNode {
         }
     }
 
+    /// Resolves once the member is stopping (at once if it is).
+    pub(crate) fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stopping = self.inner.stopping.subscribe();
+        async move {
+            // An error means the member is gone: stopped as well.
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+        }
+    }
+
     /// Stops Raft, the server and background tasks. The data dir can then be reopened.
     pub async fn shutdown(&self) {
-        if let Some(stop) = self.inner.stop.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = stop.send(());
-        }
+        self.inner.stopping.send_replace(true);
         let tasks: Vec<_> = std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for task in &tasks {
             task.abort();

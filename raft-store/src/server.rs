@@ -7,8 +7,7 @@ use std::pin::Pin;
 use futures::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::oneshot;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::Result;
 use crate::mvcc::{encode, validate_txn};
@@ -19,8 +18,9 @@ use crate::proto::raft_server::{Raft, RaftServer};
 use crate::proto::Blob;
 use crate::types::*;
 
-/// Serves until `stop` fires or the listener fails.
-pub async fn serve(node: StoreNode, listener: tokio::net::TcpListener, stop: oneshot::Receiver<()>) {
+/// Serves until the member stops or the listener fails.
+pub async fn serve(node: StoreNode, listener: tokio::net::TcpListener) {
+    let stopped = node.stopped();
     let svc = Service { node };
     // Our own incoming stream bypasses the builder's tcp_nodelay; without it, small Raft
     // messages wait for delayed ACKs (~40 ms stalls).
@@ -43,9 +43,7 @@ pub async fn serve(node: StoreNode, listener: tokio::net::TcpListener, stop: one
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(incoming, async {
-            let _ = stop.await;
-        })
+        .serve_with_incoming_shutdown(incoming, stopped)
         .await;
     if let Err(e) = result {
         tracing::error!(error = %e, "store gRPC server stopped");
@@ -60,7 +58,7 @@ struct Service {
 impl Service {
     /// Refuses a member's call from another cluster: one whose cluster-id header differs
     /// from this member's (calls without the header, from store clients, pass).
-    fn same_cluster(&self, req: &Request<Blob>) -> Result<(), Status> {
+    fn same_cluster<T>(&self, req: &Request<T>) -> Result<(), Status> {
         let theirs = req.metadata().get(crate::network::CLUSTER_HEADER).and_then(|v| v.to_str().ok());
         match (theirs, self.node.cluster_id()) {
             (Some(theirs), Some(ours)) if theirs != ours => Err(Status::failed_precondition(format!(
@@ -72,8 +70,24 @@ impl Service {
 }
 
 fn parse<T: DeserializeOwned>(req: Request<Blob>) -> Result<T, Status> {
-    bincode::deserialize(&req.into_inner().data)
-        .map_err(|e| Status::invalid_argument(format!("undecodable request payload: {e}")))
+    decode_payload(&req.into_inner().data)
+}
+
+fn decode_payload<T: DeserializeOwned>(data: &[u8]) -> Result<T, Status> {
+    bincode::deserialize(data).map_err(|e| Status::invalid_argument(format!("undecodable request payload: {e}")))
+}
+
+/// Takes one AppendEntries request in and answers it, timed.
+async fn serve_append(node: &StoreNode, data: &[u8]) -> Result<Blob, Status> {
+    let started = std::time::Instant::now();
+    let rpc: openraft::raft::AppendEntriesRequest<TypeConfig> = decode_payload(data)?;
+    let kind = if rpc.entries.is_empty() { "empty" } else { "entries" };
+    let result = node.raft().append_entries(rpc).await;
+    // How long this member took to take entries in (their fsync included), without the network.
+    metrics::histogram!("flotilla_store_append_served_seconds", "append" => kind)
+        .record(started.elapsed().as_secs_f64());
+    let data = encode(&result).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Blob { data })
 }
 
 fn reply<T: Serialize>(value: &T) -> Result<Response<Blob>, Status> {
@@ -81,20 +95,29 @@ fn reply<T: Serialize>(value: &T) -> Result<Response<Blob>, Status> {
     Ok(Response::new(Blob { data }))
 }
 
-type WatchStream = Pin<Box<dyn Stream<Item = Result<Blob, Status>> + Send>>;
+type AnswerStream = Pin<Box<dyn Stream<Item = Result<Blob, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Raft for Service {
     async fn append_entries(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
         self.same_cluster(&req)?;
-        let started = std::time::Instant::now();
-        let rpc: openraft::raft::AppendEntriesRequest<TypeConfig> = parse(req)?;
-        let kind = if rpc.entries.is_empty() { "empty" } else { "entries" };
-        let result = self.node.raft().append_entries(rpc).await;
-        // How long this member took to take entries in (their fsync included), without the network.
-        metrics::histogram!("flotilla_store_append_served_seconds", "append" => kind)
-            .record(started.elapsed().as_secs_f64());
-        reply(&result)
+        Ok(Response::new(serve_append(&self.node, &req.into_inner().data).await?))
+    }
+
+    type AppendStreamStream = AnswerStream;
+
+    /// Answers the requests in the order they come, one at a time; an undecodable one ends
+    /// the stream with INVALID_ARGUMENT (tonic ends an answer stream at its first error).
+    async fn append_stream(&self, req: Request<Streaming<Blob>>) -> Result<Response<AnswerStream>, Status> {
+        self.same_cluster(&req)?;
+        let node = self.node.clone();
+        let answers = req.into_inner().then(move |request| {
+            let node = node.clone();
+            async move { serve_append(&node, &request?.data).await }
+        });
+        // The stream ends when this member stops (a graceful shutdown waits for open streams).
+        let answers = answers.take_until(self.node.stopped());
+        Ok(Response::new(Box::pin(answers)))
     }
 
     async fn vote(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
@@ -122,9 +145,9 @@ impl Kv for Service {
         reply(&self.node.range(range, linearizable).await)
     }
 
-    type WatchStream = WatchStream;
+    type WatchStream = AnswerStream;
 
-    async fn watch(&self, req: Request<Blob>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(&self, req: Request<Blob>) -> Result<Response<AnswerStream>, Status> {
         let watch: WatchRequest = parse(req)?;
         let stream = self.node.watch(watch).map(|item: Result<RevisionEvents>| {
             encode(&item).map(|data| Blob { data }).map_err(|e| Status::internal(e.to_string()))

@@ -199,6 +199,11 @@ async fn garbage_on_the_member_transport_is_rejected_and_the_cluster_keeps_worki
     ] {
         assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     }
+    // On the append stream, garbage ends the stream with the same error.
+    let junk_blob = Blob { data: vec![0xde, 0xad, 0xbe, 0xef] };
+    let mut answers = raft.append_stream(tokio_stream::iter([junk_blob])).await.unwrap().into_inner();
+    let status = answers.message().await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     let mut kv = KvClient::connect(target).await.unwrap();
     assert_eq!(kv.txn(junk()).await.unwrap_err().code(), tonic::Code::InvalidArgument);
     assert_eq!(kv.range(junk()).await.unwrap_err().code(), tonic::Code::InvalidArgument);
@@ -401,7 +406,11 @@ async fn members_refuse_calls_from_another_cluster() {
         let cluster: raft_store::network::ClusterId = std::sync::Arc::new(std::sync::RwLock::new(cluster));
         raft_store::network::tagged(raft_store::proto::Blob { data: vec![1, 2, 3] }, &cluster)
     };
-    let foreign = client.vote(call(their_id)).await.unwrap_err();
+    let foreign = client.vote(call(their_id.clone())).await.unwrap_err();
+    assert_eq!(foreign.code(), tonic::Code::FailedPrecondition, "{foreign}");
+    let cluster: raft_store::network::ClusterId = std::sync::Arc::new(std::sync::RwLock::new(their_id));
+    let appends = tokio_stream::iter([raft_store::proto::Blob { data: vec![1, 2, 3] }]);
+    let foreign = client.append_stream(raft_store::network::tagged(appends, &cluster)).await.unwrap_err();
     assert_eq!(foreign.code(), tonic::Code::FailedPrecondition, "{foreign}");
     // The same call from its own cluster gets past the check (to the payload, garbage here).
     let own = client.append_entries(call(ids[0].clone())).await.unwrap_err();
