@@ -146,41 +146,6 @@ async fn exchange(
 }
 
 impl Connection {
-    /// An AppendEntries round trip on the connection's stream.
-    async fn append(
-        &mut self,
-        rpc: &AppendEntriesRequest<TypeConfig>,
-        option: &RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        let client = match &mut self.client {
-            Ok(c) => c,
-            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&AnyError::error(e.clone())))),
-        };
-        let data = encode(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let started = std::time::Instant::now();
-        let stream = self.appends.take();
-        let answer =
-            tokio::time::timeout(option.hard_ttl(), exchange(client, stream, &self.cluster, Blob { data })).await;
-        let answer = match answer {
-            Ok(Ok((answer, stream))) => {
-                self.appends = Some(stream);
-                answer
-            }
-            failed => {
-                let error = match failed {
-                    Ok(Err(status)) => AnyError::new(&status),
-                    _ => AnyError::error("rpc timed out"),
-                };
-                return Err(RPCError::Unreachable(Unreachable::new(&error)));
-            }
-        };
-        metrics::histogram!("flotilla_store_peer_rpc_seconds", "rpc" => RpcKind::Append.name())
-            .record(started.elapsed().as_secs_f64());
-        let result: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
-            decode(&answer.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-    }
-
     async fn call<Req, Resp, E>(
         &mut self,
         req: &Req,
@@ -196,20 +161,26 @@ impl Connection {
             Ok(c) => c,
             Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&AnyError::error(e.clone())))),
         };
-        let data = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let request = tagged(Blob { data }, &self.cluster);
+        let blob = Blob { data: encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))? };
+        let (appends, cluster) = (&mut self.appends, &self.cluster);
         let started = std::time::Instant::now();
         let fut = async {
             match rpc {
-                RpcKind::Append => client.append_entries(request).await,
-                RpcKind::Vote => client.vote(request).await,
-                RpcKind::Snapshot => client.install_snapshot(request).await,
+                RpcKind::Append => {
+                    let (answer, stream) = exchange(client, appends.take(), cluster, blob).await?;
+                    *appends = Some(stream);
+                    Ok(answer)
+                }
+                RpcKind::Vote => client.vote(tagged(blob, cluster)).await.map(tonic::Response::into_inner),
+                RpcKind::Snapshot => {
+                    client.install_snapshot(tagged(blob, cluster)).await.map(tonic::Response::into_inner)
+                }
             }
         };
         let resp = match tokio::time::timeout(option.hard_ttl(), fut).await {
             Err(_) => return Err(RPCError::Unreachable(Unreachable::new(&AnyError::error("rpc timed out")))),
             Ok(Err(status)) => return Err(RPCError::Unreachable(Unreachable::new(&status))),
-            Ok(Ok(resp)) => resp.into_inner(),
+            Ok(Ok(resp)) => resp,
         };
         // etcd's peer_round_trip_time_seconds; an append's includes the peer's log fsync.
         metrics::histogram!("flotilla_store_peer_rpc_seconds", "rpc" => rpc.name())
@@ -251,7 +222,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.append(&rpc, &option).await
+        self.call(&rpc, &option, RpcKind::Append).await
     }
 
     async fn install_snapshot(
