@@ -86,6 +86,16 @@ enum Op {
     Get,
 }
 
+impl Op {
+    /// The operation's name in the results.
+    fn label(self) -> &'static str {
+        match self {
+            Op::Put => "put",
+            Op::Get => "get (linearizable)",
+        }
+    }
+}
+
 struct Outcome {
     ops: u64,
     errors: u64,
@@ -139,16 +149,8 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
             .iter()
             .map(|addr| Ok(Client::Flotilla(StoreClient::new(addr)?)))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        for &n in &args.clients {
-            for &op in &args.ops {
-                let name = if op == Op::Put { "put" } else { "get (linearizable)" };
-                eprint!("Flotilla at {} clients={n} {name} ... ", args.endpoints.join(","));
-                let out = measure(&clients, &[], n, op, &args).await;
-                let row = Row { target: Target::Flotilla, members: clients.len(), clients: n, op: name, out };
-                eprintln!("{}", row.summary());
-                rows.push(row);
-            }
-        }
+        let what = format!("Flotilla at {}", args.endpoints.join(","));
+        rows.extend(measure_all(&clients, &[], Target::Flotilla, clients.len(), &what, &args).await);
     }
     for &members in args.members.iter().filter(|_| args.endpoints.is_empty()) {
         for &target in &args.targets {
@@ -185,16 +187,8 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
                     (None, Some(cluster), clients, pids)
                 }
             };
-            for &n in &args.clients {
-                for &op in &args.ops {
-                    let name = if op == Op::Put { "put" } else { "get (linearizable)" };
-                    eprint!("{target:?} members={members} clients={n} {name} ... ");
-                    let out = measure(&clients, &pids, n, op, &args).await;
-                    let row = Row { target, members, clients: n, op: name, out };
-                    eprintln!("{}", row.summary());
-                    rows.push(row);
-                }
-            }
+            let what = format!("{target:?} members={members}");
+            rows.extend(measure_all(&clients, &pids, target, members, &what, &args).await);
         }
     }
     println!(
@@ -205,6 +199,29 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
         println!("{}", row.markdown());
     }
     Ok(())
+}
+
+/// Measures every client count and operation of `args` against one cluster (`what` names
+/// it in the progress lines), a row each.
+async fn measure_all(
+    clients: &[Client],
+    pids: &[u32],
+    target: Target,
+    members: usize,
+    what: &str,
+    args: &StoreBenchArgs,
+) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for &n in &args.clients {
+        for &op in &args.ops {
+            eprint!("{what} clients={n} {} ... ", op.label());
+            let out = measure(clients, pids, n, op, args).await;
+            let row = Row { target, members, clients: n, op: op.label(), out };
+            eprintln!("{}", row.summary());
+            rows.push(row);
+        }
+    }
+    rows
 }
 
 /// Runs `n` clients (spread over the members' connections) for a warm-up second, then for
