@@ -123,10 +123,9 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// A member that restarts into a cluster of several voters stands for election only once it
 /// has heard from a leader or waited `hold`: without a leader's heartbeat yet, its election
 /// timer would otherwise fire first and its higher term depose the healthy leader (openraft
-/// 0.9 has no pre-vote).
-fn hold_elections_after_restart(raft: &Raft<TypeConfig>, hold: Duration) {
-    let metrics = raft.metrics();
-    let voters = metrics.borrow().membership_config.membership().voter_ids().count();
+/// 0.9 has no pre-vote). `voters` comes from the stored state: Raft's metrics may not have
+/// loaded it yet when this runs.
+fn hold_elections_after_restart(raft: &Raft<TypeConfig>, voters: usize, hold: Duration) {
     if voters < 2 {
         return;
     }
@@ -170,7 +169,7 @@ impl StoreNode {
         let db = crate::db::open(&cfg.data_dir)?;
         let log_store = LogStore::new(db.clone()).map_err(|e| StoreError::Storage(format!("log flusher: {e}")))?;
         let sm = StateMachine::open(db.clone(), cfg.data_dir.clone())?;
-        let (mvcc, hub) = (sm.mvcc(), sm.hub());
+        let (mvcc, hub, voters) = (sm.mvcc(), sm.hub(), sm.voters());
         let raft_config = openraft::Config {
             cluster_name: "flotilla".into(),
             heartbeat_interval: cfg.heartbeat_ms,
@@ -190,7 +189,7 @@ impl StoreNode {
         let retry = Duration::from_millis(cfg.heartbeat_ms.max(10));
         let network = Network::new(local_address(&cfg), retry, cluster.clone());
         let raft = Raft::new(cfg.id, Arc::new(raft_config), network, log_store, sm).await.map_err(fatal)?;
-        hold_elections_after_restart(&raft, Duration::from_millis(2 * cfg.election_timeout_max_ms));
+        hold_elections_after_restart(&raft, voters, Duration::from_millis(2 * cfg.election_timeout_max_ms));
 
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
@@ -379,15 +378,24 @@ impl StoreNode {
         let _ = tokio::time::timeout(cap, wait).await;
     }
 
-    /// Waits for `call` (a request to `leader`) until it answers; `None` if first `leader`
-    /// stops being the leader this member knows (a paused or partitioned leader may never
-    /// answer) or `deadline` passes.
+    /// Waits for `call` (a request to `leader`) until it answers; `None` if first this member
+    /// sees a later term led by another or by no one yet (a paused or partitioned leader may
+    /// never answer) or `deadline` passes.
+    ///
+    /// Only a later term counts: the metrics may lag behind the Raft core that named
+    /// `leader` (a restarted old leader reports its restored leadership of the old term for
+    /// a moment after the core has stepped down).
     async fn while_leading<T>(&self, leader: NodeId, deadline: Instant, call: impl Future<Output = T>) -> Option<T> {
         let mut metrics = self.inner.raft.metrics();
+        let term = metrics.borrow().current_term;
         let deposed = async {
             loop {
-                if metrics.borrow().current_leader != Some(leader) {
-                    return;
+                {
+                    let m = metrics.borrow_and_update();
+                    if m.current_term > term && m.current_leader != Some(leader) {
+                        tracing::debug!(leader, term = m.current_term, now = ?m.current_leader, "leader replaced while forwarding");
+                        return;
+                    }
                 }
                 if metrics.changed().await.is_err() {
                     std::future::pending::<()>().await;

@@ -100,6 +100,11 @@ impl StateMachine {
         self.hub.clone()
     }
 
+    /// How many voters the applied membership names (0 before the cluster is initialized).
+    pub fn voters(&self) -> usize {
+        self.membership.membership().voter_ids().count()
+    }
+
     /// Applies one entry in one write batch, together with the applied log id, so the stored
     /// state always matches the stored `last_applied`; watchers hear of it once it is written.
     fn apply_one(&mut self, entry: Entry<TypeConfig>) -> Result<CommandResult, StoreError> {

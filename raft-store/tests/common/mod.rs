@@ -25,6 +25,11 @@ impl TestCluster {
     }
 
     pub async fn start_with(n: u64, tune: impl Fn(&mut StoreConfig)) -> Self {
+        // Logs of a failing test, with RUST_LOG set (e.g. RUST_LOG=openraft=info).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let mut cluster =
             TestCluster { tmp: tempfile::tempdir().unwrap(), nodes: BTreeMap::new(), configs: BTreeMap::new() };
         for id in 1..=n {
@@ -119,6 +124,13 @@ impl TestCluster {
                 }
             }
         };
+        // Until Raft has loaded the stored membership, the member's status names no voters
+        // and `leader()` would leave it out of the agreement it waits for.
+        let mut metrics = node.raft().metrics();
+        while node.status().unwrap().voters.is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "member {id} did not load its membership");
+            let _ = tokio::time::timeout(Duration::from_millis(200), metrics.changed()).await;
+        }
         self.nodes.insert(id, node.clone());
         node
     }
