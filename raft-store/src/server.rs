@@ -152,7 +152,11 @@ impl Kv for Service {
         let stream = self.node.watch(watch).map(|item: Result<RevisionEvents>| {
             encode(&item).map(|data| Blob { data }).map_err(|e| Status::internal(e.to_string()))
         });
-        Ok(Response::new(Box::pin(stream)))
+        // A stopping member ends its watches with UNAVAILABLE (the client re-watches on
+        // another member): a graceful shutdown would otherwise wait on them for ever.
+        let stopping = futures::stream::once(self.node.stopped())
+            .map(|()| Err(Status::unavailable("the store member is stopping; watch another member")));
+        Ok(Response::new(Box::pin(futures::stream::select(stream, stopping))))
     }
 
     async fn compact(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {

@@ -297,6 +297,26 @@ async fn a_remote_client_watches_a_follower_over_grpc_and_hears_when_history_is_
     cluster.shutdown().await;
 }
 
+/// A stopping member ends its remote watches with UNAVAILABLE, so the watcher knows to go
+/// elsewhere and the member's shutdown does not wait on the open stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_member_ends_its_remote_watches() {
+    use futures::StreamExt;
+    let mut cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.followers(leader)[0];
+    let client = raft_store::client::StoreClient::new(cluster.node(follower).addr()).unwrap();
+    let first = client.put("/stop/a", "1").await.unwrap();
+    let mut stream = Box::pin(client.watch(&WatchRequest::prefix("/stop/", first)).await.unwrap());
+    assert_eq!(next_batch(&mut stream).await.revision, first);
+
+    tokio::time::timeout(DEADLINE, cluster.stop(follower)).await.expect("shutdown waited on the open watch");
+    let end =
+        tokio::time::timeout(DEADLINE, stream.next()).await.expect("watch went quiet").expect("watch ended silently");
+    assert!(matches!(end, Err(StoreError::Unavailable(_))), "{end:?}");
+    cluster.shutdown().await;
+}
+
 async fn next_batch(stream: &mut (impl futures::Stream<Item = Result<RevisionEvents>> + Unpin)) -> RevisionEvents {
     use futures::StreamExt;
     tokio::time::timeout(DEADLINE, stream.next()).await.expect("watch went quiet").expect("watch ended").unwrap()
