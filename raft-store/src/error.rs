@@ -67,4 +67,10 @@ impl From<rocksdb::Error> for StoreError {
     }
 }
 
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::Storage(format!("i/o: {e}"))
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -8,11 +8,13 @@
 //! the fsync'd log.
 //!
 //! A snapshot is a consistent RocksDB snapshot of the state-machine column families,
-//! serialized and kept in `snapshot.bin` in the data dir; openraft sends it in chunks to
-//! members that fell behind the purged log.
+//! serialized record by record into `snapshot.bin` in the data dir (never whole in memory:
+//! with its history a store's state runs to hundreds of megabytes); openraft sends it in
+//! chunks to members that fell behind the purged log.
 
-use std::io::Cursor;
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Cursor, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -49,7 +51,9 @@ struct SnapshotData {
     records: Vec<(String, Vec<u8>, Vec<u8>)>,
 }
 
-/// What `snapshot.bin` holds.
+/// What `snapshot.bin` holds, as bincode encodes it: the meta, then the data's length and
+/// bytes (a [`SnapshotData`]). Written and read in pieces, never as this struct.
+#[cfg(test)]
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta<NodeId, BasicNode>,
@@ -203,7 +207,7 @@ impl StateMachine {
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
         self.db.write_opt(batch, &sync)?;
-        save_snapshot_file(&self.snapshot_path(), meta, raw)?;
+        write_snapshot_file(&self.snapshot_path(), meta, |out| Ok(out.write_all(raw)?))?;
         self.revs = self.mvcc.revisions()?;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
@@ -212,21 +216,56 @@ impl StateMachine {
     }
 }
 
-fn save_snapshot_file(
-    path: &std::path::Path,
+/// Writes `snapshot.bin`: the meta, then the data's length and the data, which `write_data`
+/// streams in. Written to a temporary file, fsync'd, then renamed over the old one, so a
+/// crash leaves the previous snapshot whole. Returns the data's length.
+fn write_snapshot_file(
+    path: &Path,
     meta: &SnapshotMeta<NodeId, BasicNode>,
-    raw: &[u8],
-) -> Result<(), StoreError> {
-    let stored = StoredSnapshot { meta: meta.clone(), data: raw.to_vec() };
+    write_data: impl FnOnce(&mut BufWriter<File>) -> Result<(), StoreError>,
+) -> Result<u64, StoreError> {
     let tmp = path.with_extension("tmp");
-    let io = |e: std::io::Error| StoreError::Storage(format!("write {}: {e}", path.display()));
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&encode(&stored)?).map_err(io)?;
-        f.sync_all().map_err(io)?;
+    let io = |e: std::io::Error| StoreError::Storage(format!("write {}: {e}", tmp.display()));
+    let meta = encode(meta)?;
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(io)?);
+    out.write_all(&meta).map_err(io)?;
+    out.write_all(&0u64.to_le_bytes()).map_err(io)?; // the data's length, filled in below
+    write_data(&mut out)?;
+    let mut file = out.into_inner().map_err(|e| io(e.into_error()))?;
+    let data_at = meta.len() as u64 + 8;
+    let data_len = file.stream_position().map_err(io)? - data_at;
+    file.seek(SeekFrom::Start(meta.len() as u64)).map_err(io)?;
+    file.write_all(&data_len.to_le_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(io)?;
+    Ok(data_len)
+}
+
+/// Reads `snapshot.bin` (`None` if there is none yet).
+fn read_snapshot_file(path: &Path) -> Result<Option<Snapshot<TypeConfig>>, StoreError> {
+    let io = |e: std::io::Error| StoreError::Storage(format!("read {}: {e}", path.display()));
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    let size = file.metadata().map_err(io)?.len();
+    let mut reader = BufReader::new(file);
+    let meta: SnapshotMeta<NodeId, BasicNode> = bincode::deserialize_from(&mut reader)
+        .map_err(|e| StoreError::Storage(format!("corrupt snapshot meta: {e}")))?;
+    let mut len = [0u8; 8];
+    reader.read_exact(&mut len).map_err(io)?;
+    let len = u64::from_le_bytes(len);
+    if len > size {
+        return Err(StoreError::Storage(format!("corrupt snapshot: {len} bytes of data in a file of {size}")));
     }
-    std::fs::rename(&tmp, path).map_err(io)
+    let mut data = Vec::with_capacity(len as usize);
+    reader.take(len).read_to_end(&mut data).map_err(io)?;
+    if data.len() as u64 != len {
+        return Err(StoreError::Storage(format!("truncated snapshot: {} of {len} bytes of data", data.len())));
+    }
+    Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
 }
 
 /// Builds snapshots from a point-in-time view of the database, off the apply path.
@@ -236,49 +275,66 @@ pub struct SnapshotBuilder {
 }
 
 impl SnapshotBuilder {
-    fn build(&self) -> Result<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>), StoreError> {
+    /// Writes the snapshot file; returns its meta and the data's length.
+    fn build(&self) -> Result<(SnapshotMeta<NodeId, BasicNode>, u64), StoreError> {
         let snap = self.db.snapshot();
         let meta_cf = cf(&self.db, CF_META)?;
         let last_applied: Option<LogId<NodeId>> =
             snap.get_cf(meta_cf, META_APPLIED)?.map(|r| decode(&r)).transpose()?.flatten();
         let membership: Membership =
             snap.get_cf(meta_cf, META_MEMBERSHIP)?.map(|r| decode(&r)).transpose()?.unwrap_or_default();
-        let mut records = Vec::new();
-        for name in SM_CFS {
-            for item in snap.iterator_cf(cf(&self.db, name)?, IteratorMode::Start) {
-                let (k, v) = item?;
-                records.push((name.to_string(), k.to_vec(), v.to_vec()));
-            }
-        }
-        for item in snap.iterator_cf(meta_cf, IteratorMode::From(SM_META_PREFIX, rocksdb::Direction::Forward)) {
-            let (k, v) = item?;
-            if !k.starts_with(SM_META_PREFIX) {
-                break;
-            }
-            records.push((CF_META.to_string(), k.to_vec(), v.to_vec()));
-        }
-        let raw = encode(&SnapshotData { records })?;
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let snapshot_id = match last_applied {
             Some(id) => format!("{}-{}-{nanos}", id.leader_id, id.index),
             None => format!("empty-{nanos}"),
         };
         let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id };
-        save_snapshot_file(&self.path, &meta, &raw)?;
-        Ok((meta, raw))
+        // A `SnapshotData` as bincode encodes it: the number of records, then each record.
+        let records = |out: &mut BufWriter<File>| -> Result<(), StoreError> {
+            let count_at = out.stream_position()?;
+            out.write_all(&0u64.to_le_bytes())?; // the number of records, filled in below
+            let mut count = 0u64;
+            let mut record = |out: &mut BufWriter<File>, name: &str, k: &[u8], v: &[u8]| {
+                count += 1;
+                bincode::serialize_into(out, &(name, k, v)).map_err(|e| StoreError::Storage(format!("encode: {e}")))
+            };
+            for name in SM_CFS {
+                for item in snap.iterator_cf(cf(&self.db, name)?, IteratorMode::Start) {
+                    let (k, v) = item?;
+                    record(out, name, &k, &v)?;
+                }
+            }
+            for item in snap.iterator_cf(meta_cf, IteratorMode::From(SM_META_PREFIX, rocksdb::Direction::Forward)) {
+                let (k, v) = item?;
+                if !k.starts_with(SM_META_PREFIX) {
+                    break;
+                }
+                record(out, CF_META, &k, &v)?;
+            }
+            out.seek(SeekFrom::Start(count_at))?;
+            out.write_all(&count.to_le_bytes())?;
+            out.seek(SeekFrom::End(0))?;
+            Ok(())
+        };
+        let bytes = write_snapshot_file(&self.path, &meta, records)?;
+        Ok((meta, bytes))
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
         let builder = SnapshotBuilder { db: self.db.clone(), path: self.path.clone() };
-        let (meta, raw) = tokio::task::spawn_blocking(move || builder.build())
+        let started = std::time::Instant::now();
+        let (meta, bytes) = tokio::task::spawn_blocking(move || builder.build())
             .await
             .map_err(|e| StorageError::from(StorageIOError::write_snapshot(None, AnyError::new(&e))))?
             .map_err(|e| StorageError::from(StorageIOError::write_snapshot(None, AnyError::new(&e))))?;
         metrics::counter!("flotilla_store_snapshots_built_total").increment(1);
-        tracing::info!(last_log_id = ?meta.last_log_id, bytes = raw.len(), "built snapshot");
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(raw)) })
+        metrics::histogram!("flotilla_store_snapshot_build_seconds").record(started.elapsed().as_secs_f64());
+        tracing::info!(last_log_id = ?meta.last_log_id, bytes, took = ?started.elapsed(), "built snapshot");
+        // openraft keeps only the meta of a snapshot it had built; the data stays in the file
+        // until a member needs it (`get_current_snapshot`).
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(Vec::new())) })
     }
 }
 
@@ -329,15 +385,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
-        let path = self.snapshot_path();
-        let raw = match std::fs::read(&path) {
-            Ok(raw) => raw,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StorageIOError::read_snapshot(None, AnyError::new(&e)).into()),
-        };
-        let stored: StoredSnapshot =
-            decode(&raw).map_err(|e| StorageError::from(StorageIOError::read_snapshot(None, AnyError::new(&e))))?;
-        Ok(Some(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) }))
+        read_snapshot_file(&self.snapshot_path())
+            .map_err(|e| StorageIOError::read_snapshot(None, AnyError::new(&e)).into())
     }
 }
 
@@ -452,7 +501,9 @@ mod tests {
         let mut other =
             StateMachine::open(crate::db::open(other_dir.path()).unwrap(), other_dir.path().into()).unwrap();
         other.apply([entry(1, vec![Txn::put("x", "1"), Txn::put("k", "other")])]).await.unwrap();
-        let snapshot = other.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        let built = other.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        let snapshot = other.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(snapshot.meta, built.meta);
         sm.install_snapshot(&snapshot.meta, snapshot.snapshot).await.unwrap();
         let (prev, rev) = put_response(&sm.apply([entry(2, vec![put_prev("k", "5")])]).await.unwrap());
         let prev = prev.unwrap();
@@ -460,6 +511,29 @@ mod tests {
         assert_eq!(rev, 3);
         let k = sm.mvcc().range(&RangeRequest::key("k")).unwrap().kvs.remove(0);
         assert_eq!((k.create_revision, k.mod_revision, k.version), (2, 3, 2));
+    }
+
+    /// The file is written in pieces, but reads back as the one bincode value it stands for,
+    /// holding every state-machine record (so snapshots of earlier versions still install).
+    #[tokio::test]
+    async fn a_streamed_snapshot_file_is_one_stored_snapshot_of_every_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(crate::db::open(dir.path()).unwrap(), dir.path().into()).unwrap();
+        let value = "v".repeat(3000);
+        for i in 1..=50 {
+            sm.apply([entry(i, vec![Txn::put(format!("k{}", i % 7), value.clone())])]).await.unwrap();
+        }
+        let built = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        assert_eq!(built.meta.last_log_id.map(|l| l.index), Some(50));
+
+        let stored: StoredSnapshot = decode(&std::fs::read(sm.snapshot_path()).unwrap()).unwrap();
+        assert_eq!(stored.meta, built.meta);
+        let data: SnapshotData = decode(&stored.data).unwrap();
+        let kv = data.records.iter().filter(|(name, ..)| name == crate::db::CF_KV).count();
+        assert_eq!(kv, 7, "one current record per key");
+        assert!(data.records.iter().any(|(name, key, _)| name == CF_META && key == META_APPLIED));
+        let read = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!((read.meta, read.snapshot.into_inner()), (built.meta, stored.data));
     }
 
     #[tokio::test]
