@@ -55,6 +55,16 @@ pub fn hist_after_key(key: &[u8]) -> Vec<u8> {
 }
 
 /// Splits a history key into the user key and revision.
+/// Splits a [`hist_key`] into its key part, still encoded (equal for every version of one
+/// key, and only of that key), and its revision.
+pub fn split_hist_key(raw: &[u8]) -> Option<(&[u8], Revision)> {
+    if raw.len() < 10 {
+        return None;
+    }
+    let (body, rev) = raw.split_at(raw.len() - 8);
+    Some((body, decode_revision_key(rev)?))
+}
+
 pub fn decode_hist_key(raw: &[u8]) -> Option<(Vec<u8>, Revision)> {
     if raw.len() < 10 {
         return None;

@@ -522,36 +522,44 @@ impl Mvcc {
         let snap = self.db.snapshot();
         let hist = cf(&self.db, CF_HIST)?;
         let events_cf = cf(&self.db, CF_EVENTS)?;
-        // Versions of the current key at or before `rev`, oldest first.
-        let mut group: Vec<(Vec<u8>, bool)> = Vec::new();
-        let mut group_key: Option<Vec<u8>> = None;
-        let finish = |group: &mut Vec<(Vec<u8>, bool)>, batch: &mut WriteBatch| {
-            // Keep the newest version unless it is a tombstone; drop all older ones.
-            let keep_last = group.last().is_some_and(|(_, live)| *live);
-            let n = group.len() - usize::from(keep_last);
-            for (raw, _) in group.drain(..).take(n) {
-                batch.delete_cf(hist, raw);
+        // One pass over the history, oldest version of each key first, holding only the
+        // newest version at or before `rev` seen so far of the current key (its record and
+        // whether it is live): every older one goes, and it stays unless it is a tombstone.
+        // It runs in the apply path on every member, so it decodes no values.
+        let mut newest: Option<(Vec<u8>, bool)> = None;
+        let mut current: Vec<u8> = Vec::new();
+        let settle = |newest: &mut Option<(Vec<u8>, bool)>, batch: &mut WriteBatch| {
+            if let Some((raw_key, false)) = newest.take() {
+                batch.delete_cf(hist, raw_key);
             }
         };
         for item in snap.iterator_cf(hist, IteratorMode::Start) {
             let (raw_key, raw) = item?;
             let (key, krev) =
-                keys::decode_hist_key(&raw_key).ok_or_else(|| StoreError::Storage("corrupt history key".into()))?;
-            if group_key.as_ref() != Some(&key) {
-                finish(&mut group, batch);
-                group_key = Some(key);
+                keys::split_hist_key(&raw_key).ok_or_else(|| StoreError::Storage("corrupt history key".into()))?;
+            if key != current.as_slice() {
+                settle(&mut newest, batch);
+                current.clear();
+                current.extend_from_slice(key);
             }
             if krev <= rev {
-                let live = decode::<Option<KeyValue>>(&raw)?.is_some();
-                group.push((raw_key.to_vec(), live));
+                if let Some((older, _)) = newest.replace((raw_key.to_vec(), !is_tombstone(&raw))) {
+                    batch.delete_cf(hist, older);
+                }
             }
         }
-        finish(&mut group, batch);
+        settle(&mut newest, batch);
         batch.delete_range_cf(events_cf, keys::revision_key(0), keys::revision_key(rev));
         batch.put_cf(cf(&self.db, CF_META)?, META_COMPACTED, encode(&rev)?);
         revs.compacted = rev;
         Ok(Ok(rev))
     }
+}
+
+/// Whether a history record (an encoded `Option<KeyValue>`) is a deletion: bincode writes
+/// `None` as the single byte 0 and `Some` as 1 and the value.
+fn is_tombstone(raw: &[u8]) -> bool {
+    raw == [0]
 }
 
 /// The revision a range reads at, or why it cannot. `settled`: see [`Overlay`].

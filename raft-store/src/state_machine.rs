@@ -147,10 +147,16 @@ impl StateMachine {
                 written = Some(overlay);
                 CommandResult::Txns(results)
             }
-            EntryPayload::Normal(Command::Compact(rev)) => match self.mvcc.apply_compact(rev, &mut revs, &mut batch)? {
-                Ok(revision) => CommandResult::Compacted { revision },
-                Err(rejection) => CommandResult::Rejected(rejection),
-            },
+            EntryPayload::Normal(Command::Compact(rev)) => {
+                // A scan of all history, in the apply path: every write waits for it.
+                let started = std::time::Instant::now();
+                let result = match self.mvcc.apply_compact(rev, &mut revs, &mut batch)? {
+                    Ok(revision) => CommandResult::Compacted { revision },
+                    Err(rejection) => CommandResult::Rejected(rejection),
+                };
+                metrics::histogram!("flotilla_store_compact_seconds").record(started.elapsed().as_secs_f64());
+                result
+            }
             EntryPayload::Membership(m) => {
                 let membership = StoredMembership::new(Some(log_id), m);
                 batch.put_cf(meta, META_MEMBERSHIP, encode(&membership)?);

@@ -198,6 +198,35 @@ fn compaction_forgets_old_revisions_but_keeps_the_visible_state() {
     assert_eq!(left, vec![(b"a".to_vec(), 3), (b"c".to_vec(), 5)]);
 }
 
+/// Compaction tells keys apart by their encoded history keys: keys that extend one another,
+/// or hold zero bytes, keep their own newest version.
+#[test]
+fn compaction_keeps_the_newest_version_of_keys_that_prefix_one_another() {
+    let mut f = Fixture::new();
+    for round in 1..=3 {
+        for key in ["k", "k\0", "k\0x", "kx"] {
+            f.put(key, &format!("{key}-{round}"));
+        }
+    }
+    f.txn(Txn { success: vec![Op::delete("k\0")], ..Default::default() });
+    let current = f.revs.current;
+    assert_eq!(f.compact(current), Ok(current));
+    let hist = cf(&f.db, CF_HIST).unwrap();
+    let left: Vec<_> =
+        f.db.iterator_cf(hist, IteratorMode::Start)
+            .map(|item| keys::decode_hist_key(&item.unwrap().0).unwrap())
+            .collect();
+    assert_eq!(left, vec![(b"k".to_vec(), 9), (b"k\0x".to_vec(), 11), (b"kx".to_vec(), 12)]);
+    assert_eq!(f.values(all_at(current)), pairs(&[("k", "k-3"), ("k\0x", "k\0x-3"), ("kx", "kx-3")]));
+}
+
+#[test]
+fn a_tombstone_is_told_from_a_version_without_decoding_it() {
+    let kv = KeyValue { key: b"k".to_vec(), value: vec![], create_revision: 1, mod_revision: 1, version: 1 };
+    assert!(is_tombstone(&encode(&None::<&KeyValue>).unwrap()));
+    assert!(!is_tombstone(&encode(&Some(&kv)).unwrap()));
+}
+
 #[test]
 fn events_come_in_revision_order_with_previous_values() {
     let mut f = Fixture::new();
