@@ -1,7 +1,7 @@
 //! CPU cost of the write path on one member, without network or Raft: the log append and
 //! the state-machine apply of entries of puts, as `flotilla bench store` makes them (256-byte
-//! values over 10,000 keys, many transactions per entry). Run it in release and compare
-//! figures from the same machine and hour:
+//! values over 10,000 keys, many transactions per entry), and of one compaction of the
+//! history they leave. Run it in release and compare figures from the same machine and hour:
 //!
 //! ```sh
 //! cargo test --release -p raft-store --test apply_cost -- --ignored --nocapture
@@ -76,5 +76,40 @@ async fn cpu_per_put_on_one_member() {
         cpu / puts * 1e6,
         thread / puts * 1e6,
         wall0.elapsed().as_secs_f64() / puts * 1e6
+    );
+}
+
+/// One compaction (which runs in the apply path, so every write waits for it) of the history
+/// that 192,000 puts over 10,000 keys leave, keeping the newest 10,000 revisions, as
+/// `flotilla server`'s automatic compaction does.
+#[tokio::test]
+#[ignore = "a measurement, run by hand in release"]
+async fn cpu_of_one_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = raft_store::db::open(dir.path()).unwrap();
+    let mut sm = StateMachine::open(db.clone(), dir.path().into()).unwrap();
+    let value = vec![b'v'; 256];
+    let mut next_key = 0;
+    let mut index = 0;
+    let mut entry = |payload| {
+        index += 1;
+        Entry::<TypeConfig> { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload }
+    };
+    for _ in 0..ENTRIES {
+        let txns = (0..TXNS_PER_ENTRY)
+            .map(|_| {
+                next_key = (next_key + 7919) % KEYS;
+                Txn::put(format!("/registry/bench/key-{next_key:05}"), value.clone())
+            })
+            .collect();
+        sm.apply([entry(EntryPayload::Normal(Command::Txns(txns)))]).await.unwrap();
+    }
+    let current = (ENTRIES as usize * TXNS_PER_ENTRY) as i64;
+    let (thread0, wall0) = (thread_cpu_seconds(), std::time::Instant::now());
+    sm.apply([entry(EntryPayload::Normal(Command::Compact(current - 10_000)))]).await.unwrap();
+    println!(
+        "compaction of {current} revisions over {KEYS} keys to the newest 10,000: {:.0} ms CPU, {:.0} ms wall",
+        (thread_cpu_seconds() - thread0) * 1e3,
+        wall0.elapsed().as_secs_f64() * 1e3
     );
 }
