@@ -5,11 +5,13 @@
 //! the API the rest of Flotilla uses. The write path, in order:
 //! [`node`] -> [`batcher`] (group commit) -> propose, or forward to the leader -> [`network`] / [`server`] (gRPC between
 //! members) -> [`log_store`] (Raft log in RocksDB, fsync'd) -> [`state_machine`] (apply) ->
-//! [`mvcc`] (transactions, history, events) -> [`watch`] (fan-out to watchers).
+//! [`mvcc`] (transactions, history, events) -> [`watch`] (fan-out to watchers); [`compactor`]
+//! deletes compacted history in the background.
 //! [`client`] talks to any member over gRPC from another process.
 
 pub mod batcher;
 pub mod client;
+pub mod compactor;
 pub mod db;
 pub mod error;
 pub mod keys;

@@ -18,6 +18,8 @@ use crate::types::*;
 
 const META_REVISION: &[u8] = b"sm/revision";
 const META_COMPACTED: &[u8] = b"sm/compacted";
+/// How far [`compact_history`] got (it trails `META_COMPACTED`).
+const META_HISTORY_COMPACTED: &[u8] = b"sm/history_compacted";
 
 pub type Snapshot<'a> = SnapshotWithThreadMode<'a, DB>;
 
@@ -505,8 +507,8 @@ impl Mvcc {
         Ok(())
     }
 
-    /// Drops history before `rev`: events older than it, and every version of a key that a
-    /// newer version at or before `rev` hides (a key deleted at or before `rev` goes entirely).
+    /// Compacts at `rev`: reads and watches before it fail from now on, and events older
+    /// than it go. The history versions it makes unreachable are left to [`compact_history`].
     pub fn apply_compact(
         &self,
         rev: Revision,
@@ -519,26 +521,61 @@ impl Mvcc {
         if rev <= revs.compacted {
             return Ok(Err(Rejection::Compacted { requested: rev, compacted: revs.compacted }));
         }
-        let snap = self.db.snapshot();
-        let hist = cf(&self.db, CF_HIST)?;
+        // Reads and watches before `rev` fail from here on; the versions no read can reach
+        // any more are deleted later, off the apply path ([`compact_history`]).
         let events_cf = cf(&self.db, CF_EVENTS)?;
-        // One pass over the history, oldest version of each key first, holding only the
-        // newest version at or before `rev` seen so far of the current key (its record and
-        // whether it is live): every older one goes, and it stays unless it is a tombstone.
-        // It runs in the apply path on every member, so it decodes no values.
-        let mut newest: Option<(Vec<u8>, bool)> = None;
-        let mut current: Vec<u8> = Vec::new();
-        let settle = |newest: &mut Option<(Vec<u8>, bool)>, batch: &mut WriteBatch| {
-            if let Some((raw_key, false)) = newest.take() {
-                batch.delete_cf(hist, raw_key);
-            }
+        batch.delete_range_cf(events_cf, keys::revision_key(0), keys::revision_key(rev));
+        batch.put_cf(cf(&self.db, CF_META)?, META_COMPACTED, encode(&rev)?);
+        revs.compacted = rev;
+        Ok(Ok(rev))
+    }
+}
+
+/// History records read per chunk of [`compact_history`] (the database is held open only
+/// for one chunk at a time).
+const COMPACT_CHUNK: usize = 10_000;
+
+/// Deletes the history versions that a compaction at `rev` made unreachable: every version
+/// of a key that a newer version at or before `rev` hides, and a key's newest version at or
+/// before `rev` too when it is a tombstone. Then records `rev` as done (a restart after a
+/// crash does it again). One pass over the history, in chunks, decoding no values.
+///
+/// Safe beside concurrent applies: they only add versions after the current revision, and
+/// whatever is unreachable at `rev` stays so in every later state (an installed snapshot
+/// included: it is the same history). Returns the versions deleted, or `None` if the
+/// database closed meanwhile.
+pub fn compact_history(db: &std::sync::Weak<DB>, rev: Revision) -> Result<Option<u64>> {
+    let mut no_wal = rocksdb::WriteOptions::default();
+    no_wal.disable_wal(true); // as every state-machine write: see crate::db
+                              // The newest version at or before `rev` seen so far of the key being scanned (its
+                              // record and whether it is live), and that key's encoded form.
+    let mut newest: Option<(Vec<u8>, bool)> = None;
+    let mut current: Vec<u8> = Vec::new();
+    let mut resume: Option<Vec<u8>> = None;
+    let mut deleted = 0u64;
+    loop {
+        let Some(db) = db.upgrade() else { return Ok(None) };
+        let hist = cf(&db, CF_HIST)?;
+        let mut batch = WriteBatch::default();
+        let from = resume.take();
+        let mode = match &from {
+            Some(key) => IteratorMode::From(key, Direction::Forward),
+            None => IteratorMode::Start,
         };
-        for item in snap.iterator_cf(hist, IteratorMode::Start) {
+        let mut read = 0;
+        for item in db.iterator_cf(hist, mode) {
             let (raw_key, raw) = item?;
+            if read == COMPACT_CHUNK {
+                resume = Some(raw_key.to_vec());
+                break;
+            }
+            read += 1;
             let (key, krev) =
                 keys::split_hist_key(&raw_key).ok_or_else(|| StoreError::Storage("corrupt history key".into()))?;
             if key != current.as_slice() {
-                settle(&mut newest, batch);
+                if let Some((raw_key, false)) = newest.take() {
+                    batch.delete_cf(hist, raw_key);
+                }
                 current.clear();
                 current.extend_from_slice(key);
             }
@@ -548,12 +585,25 @@ impl Mvcc {
                 }
             }
         }
-        settle(&mut newest, batch);
-        batch.delete_range_cf(events_cf, keys::revision_key(0), keys::revision_key(rev));
-        batch.put_cf(cf(&self.db, CF_META)?, META_COMPACTED, encode(&rev)?);
-        revs.compacted = rev;
-        Ok(Ok(rev))
+        if resume.is_none() {
+            if let Some((raw_key, false)) = newest.take() {
+                batch.delete_cf(hist, raw_key);
+            }
+        }
+        deleted += batch.len() as u64;
+        if resume.is_none() {
+            batch.put_cf(cf(&db, CF_META)?, META_HISTORY_COMPACTED, encode(&rev)?);
+        }
+        db.write_opt(batch, &no_wal)?;
+        if resume.is_none() {
+            return Ok(Some(deleted));
+        }
     }
+}
+
+/// The revision up to which [`compact_history`] last finished (0 if never).
+pub fn history_compacted(db: &DB) -> Result<Revision> {
+    Ok(db.get_cf(cf(db, CF_META)?, META_HISTORY_COMPACTED)?.map(|raw| decode(&raw)).transpose()?.unwrap_or(0))
 }
 
 /// Whether a history record (an encoded `Option<KeyValue>`) is a deletion: bincode writes

@@ -25,6 +25,7 @@ use openraft::{
 use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 
+use crate::compactor::Compactor;
 use crate::db::{cf, CF_META, SM_CFS};
 use crate::error::{Rejection, StoreError};
 use crate::mvcc::{decode, encode, CurrentCache, EntryWrites, Mvcc, Overlay, Revisions};
@@ -72,6 +73,7 @@ pub struct StateMachine {
     cache: CurrentCache,
     /// The records of the entry being applied (kept for its buffers).
     writes: EntryWrites,
+    compactor: Compactor,
 }
 
 impl StateMachine {
@@ -83,7 +85,10 @@ impl StateMachine {
         let last_applied = db.get_cf(meta, META_APPLIED)?.map(|r| decode(&r)).transpose()?.flatten();
         let membership = db.get_cf(meta, META_MEMBERSHIP)?.map(|r| decode(&r)).transpose()?.unwrap_or_default();
         let hub = WatchHub::new(revs.current);
+        let compactor = Compactor::start(&db, revs.compacted)
+            .map_err(|e| StoreError::Storage(format!("start the history compactor: {e}")))?;
         Ok(StateMachine {
+            compactor,
             db,
             mvcc,
             revs,
@@ -147,16 +152,10 @@ impl StateMachine {
                 written = Some(overlay);
                 CommandResult::Txns(results)
             }
-            EntryPayload::Normal(Command::Compact(rev)) => {
-                // A scan of all history, in the apply path: every write waits for it.
-                let started = std::time::Instant::now();
-                let result = match self.mvcc.apply_compact(rev, &mut revs, &mut batch)? {
-                    Ok(revision) => CommandResult::Compacted { revision },
-                    Err(rejection) => CommandResult::Rejected(rejection),
-                };
-                metrics::histogram!("flotilla_store_compact_seconds").record(started.elapsed().as_secs_f64());
-                result
-            }
+            EntryPayload::Normal(Command::Compact(rev)) => match self.mvcc.apply_compact(rev, &mut revs, &mut batch)? {
+                Ok(revision) => CommandResult::Compacted { revision },
+                Err(rejection) => CommandResult::Rejected(rejection),
+            },
             EntryPayload::Membership(m) => {
                 let membership = StoredMembership::new(Some(log_id), m);
                 batch.put_cf(meta, META_MEMBERSHIP, encode(&membership)?);
@@ -168,6 +167,9 @@ impl StateMachine {
         let mut no_wal = WriteOptions::default();
         no_wal.disable_wal(true);
         self.db.write_opt(batch, &no_wal)?;
+        if let CommandResult::Compacted { revision } = &result {
+            self.compactor.request(*revision);
+        }
         if let Some(overlay) = written {
             self.cache = overlay.into_cache();
         }
@@ -218,7 +220,14 @@ impl StateMachine {
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.hub.reset(self.revs.current);
+        // The snapshot's history may not have been compacted as far as its revision says.
+        self.compactor.request(self.revs.compacted);
         Ok(())
+    }
+
+    /// The revision up to which history has been compacted on disk, as it moves.
+    pub fn history_compacted(&self) -> tokio::sync::watch::Receiver<crate::types::Revision> {
+        self.compactor.done()
     }
 }
 
@@ -517,6 +526,51 @@ mod tests {
         assert_eq!(rev, 3);
         let k = sm.mvcc().range(&RangeRequest::key("k")).unwrap().kvs.remove(0);
         assert_eq!((k.create_revision, k.mod_revision, k.version), (2, 3, 2));
+    }
+
+    fn history_len(db: &DB) -> usize {
+        db.iterator_cf(cf(db, crate::db::CF_HIST).unwrap(), IteratorMode::Start).count()
+    }
+
+    async fn history_compacted_to(sm: &StateMachine, rev: crate::types::Revision) {
+        let mut done = sm.history_compacted();
+        tokio::time::timeout(std::time::Duration::from_secs(20), done.wait_for(|r| *r >= rev))
+            .await
+            .expect("history not compacted in time")
+            .unwrap();
+    }
+
+    /// Applying a compaction leaves the history to the compactor thread, which deletes it
+    /// soon after, and also after a restart that came between the two.
+    #[tokio::test]
+    async fn compacted_history_goes_in_the_background_and_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::open(dir.path()).unwrap();
+        let mut sm = StateMachine::open(db.clone(), dir.path().into()).unwrap();
+        for i in 1..=5 {
+            sm.apply([entry(i, vec![Txn::put("k", format!("{i}"))])]).await.unwrap();
+        }
+        let compact = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), 6),
+            payload: EntryPayload::Normal(Command::Compact(5)),
+        };
+        assert!(matches!(sm.apply([compact]).await.unwrap()[..], [CommandResult::Compacted { revision: 5 }]));
+        history_compacted_to(&sm, 5).await;
+        assert_eq!(history_len(&db), 1);
+
+        for i in 7..=9 {
+            sm.apply([entry(i, vec![Txn::put("k", format!("{i}"))])]).await.unwrap();
+        }
+        // A compaction applied just before a crash: its history deletion never ran.
+        let mut revs = sm.mvcc().revisions().unwrap();
+        let mut batch = WriteBatch::default();
+        sm.mvcc().apply_compact(revs.current, &mut revs, &mut batch).unwrap().unwrap();
+        db.write(batch).unwrap();
+        drop(sm);
+        assert_eq!(history_len(&db), 4);
+        let sm = StateMachine::open(db.clone(), dir.path().into()).unwrap();
+        history_compacted_to(&sm, revs.current).await;
+        assert_eq!(history_len(&db), 1);
     }
 
     /// The file is written in pieces, but reads back as the one bincode value it stands for,

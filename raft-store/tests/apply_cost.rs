@@ -79,9 +79,9 @@ async fn cpu_per_put_on_one_member() {
     );
 }
 
-/// One compaction (which runs in the apply path, so every write waits for it) of the history
-/// that 192,000 puts over 10,000 keys leave, keeping the newest 10,000 revisions, as
-/// `flotilla server`'s automatic compaction does.
+/// One compaction of the history that 192,000 puts over 10,000 keys leave, keeping the
+/// newest 10,000 revisions, as `flotilla server`'s automatic compaction does: how long its
+/// apply holds up writes, and what the background deletion of the history then costs.
 #[tokio::test]
 #[ignore = "a measurement, run by hand in release"]
 async fn cpu_of_one_compaction() {
@@ -105,11 +105,15 @@ async fn cpu_of_one_compaction() {
         sm.apply([entry(EntryPayload::Normal(Command::Txns(txns)))]).await.unwrap();
     }
     let current = (ENTRIES as usize * TXNS_PER_ENTRY) as i64;
-    let (thread0, wall0) = (thread_cpu_seconds(), std::time::Instant::now());
+    let (cpu0, wall0) = (process_cpu_seconds(), std::time::Instant::now());
     sm.apply([entry(EntryPayload::Normal(Command::Compact(current - 10_000)))]).await.unwrap();
+    let applied = wall0.elapsed();
+    sm.history_compacted().wait_for(|r| *r >= current - 10_000).await.unwrap();
     println!(
-        "compaction of {current} revisions over {KEYS} keys to the newest 10,000: {:.0} ms CPU, {:.0} ms wall",
-        (thread_cpu_seconds() - thread0) * 1e3,
-        wall0.elapsed().as_secs_f64() * 1e3
+        "compaction of {current} revisions over {KEYS} keys to the newest 10,000: apply {:.1} ms; \
+         history deleted in the background after {:.0} ms, {:.0} ms CPU in all",
+        applied.as_secs_f64() * 1e3,
+        wall0.elapsed().as_secs_f64() * 1e3,
+        (process_cpu_seconds() - cpu0) * 1e3
     );
 }

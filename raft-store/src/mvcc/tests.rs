@@ -52,11 +52,31 @@ impl Fixture {
         self.txn(Txn { success: vec![Op::delete(key)], ..Default::default() })
     }
 
+    /// Applies a compaction, then deletes the history it made unreachable (which a member
+    /// does in the background).
     fn compact(&mut self, rev: Revision) -> Result<Revision, Rejection> {
+        let out = self.compact_logically(rev);
+        if out.is_ok() {
+            assert!(compact_history(&Arc::downgrade(&self.db), rev).unwrap().is_some());
+            assert_eq!(history_compacted(&self.db).unwrap(), rev);
+        }
+        out
+    }
+
+    /// Applies a compaction only: the history stays until [`compact_history`] runs.
+    fn compact_logically(&mut self, rev: Revision) -> Result<Revision, Rejection> {
         let mut batch = WriteBatch::default();
         let out = self.mvcc.apply_compact(rev, &mut self.revs, &mut batch).unwrap();
         self.db.write(batch).unwrap();
         out
+    }
+
+    fn history(&self) -> Vec<(Vec<u8>, Revision)> {
+        let hist = cf(&self.db, CF_HIST).unwrap();
+        self.db
+            .iterator_cf(hist, IteratorMode::Start)
+            .map(|item| keys::decode_hist_key(&item.unwrap().0).unwrap())
+            .collect()
     }
 
     fn values(&self, req: RangeRequest) -> Vec<(String, String)> {
@@ -218,6 +238,41 @@ fn compaction_keeps_the_newest_version_of_keys_that_prefix_one_another() {
             .collect();
     assert_eq!(left, vec![(b"k".to_vec(), 9), (b"k\0x".to_vec(), 11), (b"kx".to_vec(), 12)]);
     assert_eq!(f.values(all_at(current)), pairs(&[("k", "k-3"), ("k\0x", "k\0x-3"), ("kx", "kx-3")]));
+}
+
+/// Between a compaction's apply and the background deletion of the history it made
+/// unreachable, every read answers as after the deletion: the old versions are only bytes.
+#[test]
+fn reads_are_the_same_before_and_after_the_history_is_deleted() {
+    let mut f = Fixture::with_five_revisions();
+    let before = f.history();
+    assert_eq!(f.compact_logically(4), Ok(4));
+    assert_eq!(f.history(), before, "apply leaves the history in place");
+    assert!(matches!(f.mvcc.range(&all_at(3)), Err(StoreError::Compacted { requested: 3, compacted: 4 })));
+    let reads = |f: &Fixture| (f.values(all_at(4)), f.values(all_at(5)), f.values(RangeRequest::key("a")));
+    let logical = reads(&f);
+    assert_eq!(logical.0, pairs(&[("a", "2")]));
+    assert!(compact_history(&Arc::downgrade(&f.db), 4).unwrap().is_some());
+    assert!(f.history().len() < before.len());
+    assert_eq!(reads(&f), logical);
+}
+
+/// History is deleted chunk by chunk; keys whose versions span chunks keep their newest.
+#[test]
+fn history_compaction_works_across_chunks() {
+    let mut f = Fixture::new();
+    let keys = 7;
+    for round in 0..(COMPACT_CHUNK / keys + 3) {
+        for k in 0..keys {
+            f.put(&format!("k{k}"), &format!("{round}"));
+        }
+    }
+    let current = f.revs.current;
+    assert_eq!(f.compact(current), Ok(current));
+    assert_eq!(f.history().len(), keys);
+    let last = format!("{}", COMPACT_CHUNK / keys + 2);
+    let expected: Vec<(String, String)> = (0..keys).map(|k| (format!("k{k}"), last.clone())).collect();
+    assert_eq!(f.values(all_at(current)), expected);
 }
 
 #[test]
