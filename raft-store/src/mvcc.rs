@@ -562,14 +562,12 @@ pub fn compact_history(db: &std::sync::Weak<DB>, rev: Revision) -> Result<Option
             Some(key) => IteratorMode::From(key, Direction::Forward),
             None => IteratorMode::Start,
         };
-        let mut read = 0;
-        for item in db.iterator_cf(hist, mode) {
+        for (read, item) in db.iterator_cf(hist, mode).enumerate() {
             let (raw_key, raw) = item?;
             if read == COMPACT_CHUNK {
                 resume = Some(raw_key.to_vec());
                 break;
             }
-            read += 1;
             let (key, krev) =
                 keys::split_hist_key(&raw_key).ok_or_else(|| StoreError::Storage("corrupt history key".into()))?;
             if key != current.as_slice() {
