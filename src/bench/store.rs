@@ -99,6 +99,8 @@ impl Op {
 struct Outcome {
     ops: u64,
     errors: u64,
+    /// The first error a client saw, so that a run with errors says what they were.
+    first_error: Option<String>,
     elapsed: Duration,
     latency_us: Histogram<u64>,
     /// CPU time the members (all together) and this process (the clients) used while measured.
@@ -239,6 +241,7 @@ async fn measure(clients: &[Client], pids: &[u32], n: usize, op: Op, args: &Stor
             tokio::spawn(async move {
                 let mut hist = Histogram::<u64>::new(3).expect("3 significant figures is valid");
                 let (mut ops, mut errors, mut i) = (0u64, 0u64, 0usize);
+                let mut first_error = None;
                 loop {
                     let key = format!("/bench/{t}/{}", i % keys_each).into_bytes();
                     i += 1;
@@ -258,10 +261,13 @@ async fn measure(clients: &[Client], pids: &[u32], n: usize, op: Op, args: &Stor
                             ops += 1;
                             let _ = hist.record(started.elapsed().as_micros() as u64);
                         }
-                        Err(_) => errors += 1,
+                        Err(e) => {
+                            errors += 1;
+                            first_error.get_or_insert_with(|| format!("{e:#}"));
+                        }
                     }
                 }
-                (ops, errors, hist)
+                (ops, errors, first_error, hist)
             })
         })
         .collect();
@@ -274,15 +280,17 @@ async fn measure(clients: &[Client], pids: &[u32], n: usize, op: Op, args: &Stor
     let mut total = Outcome {
         ops: 0,
         errors: 0,
+        first_error: None,
         elapsed: Duration::from_secs(args.seconds),
         latency_us: Histogram::new(3).expect("valid"),
         server_cpu: server_end.saturating_sub(server_start),
         client_cpu: client_end.saturating_sub(client_start),
     };
     for task in tasks {
-        if let Ok((ops, errors, hist)) = task.await {
+        if let Ok((ops, errors, first_error, hist)) = task.await {
             total.ops += ops;
             total.errors += errors;
+            total.first_error = total.first_error.or(first_error);
             let _ = total.latency_us.add(hist);
         }
     }
@@ -312,8 +320,9 @@ impl Row {
     }
 
     fn summary(&self) -> String {
+        let first = self.out.first_error.as_ref().map(|e| format!(" (first: {e})")).unwrap_or_default();
         format!(
-            "{:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, {} errors, CPU/op: servers {:.0} us, clients {:.0} us",
+            "{:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, {} errors{first}, CPU/op: servers {:.0} us, clients {:.0} us",
             self.rate(),
             self.ms(0.5),
             self.ms(0.99),
