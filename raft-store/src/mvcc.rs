@@ -547,8 +547,8 @@ const COMPACT_CHUNK: usize = 10_000;
 pub fn compact_history(db: &std::sync::Weak<DB>, rev: Revision) -> Result<Option<u64>> {
     let mut no_wal = rocksdb::WriteOptions::default();
     no_wal.disable_wal(true); // as every state-machine write: see crate::db
-                              // The newest version at or before `rev` seen so far of the key being scanned (its
-                              // record and whether it is live), and that key's encoded form.
+                              // The newest version at or before `rev` seen so far of the key being scanned (its record
+                              // and whether it is live), and that key's encoded form.
     let mut newest: Option<(Vec<u8>, bool)> = None;
     let mut current: Vec<u8> = Vec::new();
     let mut resume: Option<Vec<u8>> = None;
@@ -571,9 +571,7 @@ pub fn compact_history(db: &std::sync::Weak<DB>, rev: Revision) -> Result<Option
             let (key, krev) =
                 keys::split_hist_key(&raw_key).ok_or_else(|| StoreError::Storage("corrupt history key".into()))?;
             if key != current.as_slice() {
-                if let Some((raw_key, false)) = newest.take() {
-                    batch.delete_cf(hist, raw_key);
-                }
+                drop_if_tombstone(&mut newest, &mut batch, hist);
                 current.clear();
                 current.extend_from_slice(key);
             }
@@ -583,19 +581,26 @@ pub fn compact_history(db: &std::sync::Weak<DB>, rev: Revision) -> Result<Option
                 }
             }
         }
-        if resume.is_none() {
-            if let Some((raw_key, false)) = newest.take() {
-                batch.delete_cf(hist, raw_key);
-            }
+        let finished = resume.is_none();
+        if finished {
+            drop_if_tombstone(&mut newest, &mut batch, hist);
         }
         deleted += batch.len() as u64;
-        if resume.is_none() {
+        if finished {
             batch.put_cf(cf(&db, CF_META)?, META_HISTORY_COMPACTED, encode(&rev)?);
         }
         db.write_opt(batch, &no_wal)?;
-        if resume.is_none() {
+        if finished {
             return Ok(Some(deleted));
         }
+    }
+}
+
+/// The end of a key's versions in [`compact_history`]: its newest version at or before the
+/// compacted revision stays unless it is a tombstone.
+fn drop_if_tombstone(newest: &mut Option<(Vec<u8>, bool)>, batch: &mut WriteBatch, hist: &rocksdb::ColumnFamily) {
+    if let Some((raw_key, false)) = newest.take() {
+        batch.delete_cf(hist, raw_key);
     }
 }
 

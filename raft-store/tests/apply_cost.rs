@@ -38,6 +38,16 @@ fn cpu_seconds(path: &str) -> f64 {
     ticks as f64 / 100.0
 }
 
+/// One entry's puts: 256-byte values at keys spread over [`KEYS`], continuing from `next_key`.
+fn puts(next_key: &mut usize, value: &[u8]) -> Vec<Txn> {
+    (0..TXNS_PER_ENTRY)
+        .map(|_| {
+            *next_key = (*next_key + 7919) % KEYS;
+            Txn::put(format!("/registry/bench/key-{next_key:05}"), value.to_vec())
+        })
+        .collect()
+}
+
 #[tokio::test]
 #[ignore = "a measurement, run by hand in release"]
 async fn cpu_per_put_on_one_member() {
@@ -52,12 +62,7 @@ async fn cpu_per_put_on_one_member() {
         if index == WARM_UP_ENTRIES + 1 {
             start = Some((process_cpu_seconds(), thread_cpu_seconds(), std::time::Instant::now()));
         }
-        let txns = (0..TXNS_PER_ENTRY)
-            .map(|_| {
-                next_key = (next_key + 7919) % KEYS;
-                Txn::put(format!("/registry/bench/key-{next_key:05}"), value.clone())
-            })
-            .collect();
+        let txns = puts(&mut next_key, &value);
         let entry: Entry<TypeConfig> = Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
             payload: EntryPayload::Normal(Command::Txns(txns)),
@@ -96,12 +101,7 @@ async fn cpu_of_one_compaction() {
         Entry::<TypeConfig> { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload }
     };
     for _ in 0..ENTRIES {
-        let txns = (0..TXNS_PER_ENTRY)
-            .map(|_| {
-                next_key = (next_key + 7919) % KEYS;
-                Txn::put(format!("/registry/bench/key-{next_key:05}"), value.clone())
-            })
-            .collect();
+        let txns = puts(&mut next_key, &value);
         sm.apply([entry(EntryPayload::Normal(Command::Txns(txns)))]).await.unwrap();
     }
     let current = (ENTRIES as usize * TXNS_PER_ENTRY) as i64;
