@@ -8,7 +8,7 @@
 //! One batch in flight per member: openraft keeps one append in flight per follower, so
 //! more batches only split what one round trip carries into more, smaller entries, each
 //! with its own log write, apply and (from a follower) forward. Measured at 256 clients,
-//! 3 members: 1 in flight gave ~11% more puts/s than 4 (BENCHMARKS.md, 2026-12-02 midday).
+//! 3 members: 1 in flight gave ~12% more puts/s than 4 (BENCHMARKS.md, 2026-12-02 midday).
 
 use std::sync::Arc;
 
