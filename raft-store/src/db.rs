@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rocksdb::{ColumnFamilyDescriptor, DBCompressionType, Options, DB};
+use rocksdb::{ColumnFamilyDescriptor, DBCompressionType, Options, WriteBatch, WriteOptions, DB};
 
 use crate::error::{Result, StoreError};
 
@@ -120,6 +120,14 @@ fn check_format(dir: &Path) -> Result<()> {
         }
         Err(e) => Err(StoreError::Storage(format!("read {}: {e}", path.display()))),
     }
+}
+
+/// Writes a batch of state-machine records, without the WAL: the Raft log is their
+/// write-ahead log (see the module's doc).
+pub fn write_state_machine(db: &DB, batch: WriteBatch) -> Result<()> {
+    let mut no_wal = WriteOptions::default();
+    no_wal.disable_wal(true);
+    Ok(db.write_opt(batch, &no_wal)?)
 }
 
 /// Flushes every column family's memtable to disk, atomically, so that the state machine as

@@ -545,10 +545,8 @@ const COMPACT_CHUNK: usize = 10_000;
 /// included: it is the same history). Returns the versions deleted, or `None` if the
 /// database closed meanwhile.
 pub fn compact_history(db: &std::sync::Weak<DB>, rev: Revision) -> Result<Option<u64>> {
-    let mut no_wal = rocksdb::WriteOptions::default();
-    no_wal.disable_wal(true); // as every state-machine write: see crate::db
-                              // The newest version at or before `rev` seen so far of the key being scanned (its record
-                              // and whether it is live), and that key's encoded form.
+    // The newest version at or before `rev` seen so far of the key being scanned (its record
+    // and whether it is live), and that key's encoded form.
     let mut newest: Option<(Vec<u8>, bool)> = None;
     let mut current: Vec<u8> = Vec::new();
     let mut resume: Option<Vec<u8>> = None;
@@ -589,7 +587,7 @@ pub fn compact_history(db: &std::sync::Weak<DB>, rev: Revision) -> Result<Option
         if finished {
             batch.put_cf(cf(&db, CF_META)?, META_HISTORY_COMPACTED, encode(&rev)?);
         }
-        db.write_opt(batch, &no_wal)?;
+        crate::db::write_state_machine(&db, batch)?;
         if finished {
             return Ok(Some(deleted));
         }

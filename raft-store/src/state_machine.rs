@@ -164,9 +164,7 @@ impl StateMachine {
             }
         };
         batch.put_cf(meta, META_APPLIED, encode(&Some(log_id))?);
-        let mut no_wal = WriteOptions::default();
-        no_wal.disable_wal(true);
-        self.db.write_opt(batch, &no_wal)?;
+        crate::db::write_state_machine(&self.db, batch)?;
         if let CommandResult::Compacted { revision } = &result {
             self.compactor.request(*revision);
         }
