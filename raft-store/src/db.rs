@@ -1,6 +1,6 @@
-//! Opens the member's RocksDB: one database holds the Raft log and the state machine, in
-//! column families. Only the log's writes (and Raft's metadata) go through RocksDB's
-//! write-ahead log: the Raft log is the state machine's WAL. State-machine writes reach the
+//! Opens the member's RocksDB: the state machine and Raft's metadata, in column families
+//! (the Raft log's entries are in their own files, [`crate::wal`]). Only Raft's metadata goes
+//! through RocksDB's write-ahead log: the Raft log is the state machine's WAL. State-machine writes reach the
 //! disk when memtables are flushed, every column family at once (atomic flush), so after a
 //! crash the stored state machine is a consistent earlier state and openraft applies the
 //! entries after it again; [`persist_state_machine`] makes it durable before the log behind
@@ -15,8 +15,6 @@ use crate::error::{Result, StoreError};
 
 /// Raft metadata (vote, committed, purged) and state-machine metadata.
 pub const CF_META: &str = "meta";
-/// Raft log entries by index.
-pub const CF_LOG: &str = "log";
 /// Current value of every live key.
 pub const CF_KV: &str = "kv";
 /// Every version of every key still inside the MVCC history.
@@ -24,12 +22,13 @@ pub const CF_HIST: &str = "hist";
 /// Events of each revision, for watches.
 pub const CF_EVENTS: &str = "events";
 
-pub const ALL_CFS: [&str; 5] = [CF_META, CF_LOG, CF_KV, CF_HIST, CF_EVENTS];
+pub const ALL_CFS: [&str; 4] = [CF_META, CF_KV, CF_HIST, CF_EVENTS];
 /// Column families that make up the state machine (copied into snapshots).
 pub const SM_CFS: [&str; 3] = [CF_KV, CF_HIST, CF_EVENTS];
 
 /// On-disk format this build reads and writes. Bump on any incompatible layout change.
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: the Raft log moved from a column family into segment files.
+pub const FORMAT_VERSION: u32 = 3;
 const FORMAT_FILE: &str = "FLOTILLA_FORMAT";
 
 /// Opens (or creates) the database under `dir`, refusing a directory written by another
@@ -71,12 +70,7 @@ const COMPRESSION_PER_LEVEL: [DBCompressionType; 7] = [
 
 fn cf_options(name: &str) -> Options {
     let mut opts = Options::default();
-    if name == CF_LOG {
-        // Raft log entries live until the next snapshot purges them: never worth compressing.
-        opts.set_compression_type(DBCompressionType::None);
-    } else {
-        opts.set_compression_per_level(&COMPRESSION_PER_LEVEL);
-    }
+    opts.set_compression_per_level(&COMPRESSION_PER_LEVEL);
     if name == CF_KV || name == CF_HIST {
         // Smaller than RocksDB's 64 MiB: each put inserts into these memtables at a random
         // place, and a smaller skiplist takes less apply CPU per put (`tests/apply_cost.rs`:

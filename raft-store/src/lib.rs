@@ -4,7 +4,7 @@
 //! Start at [`node::StoreNode`]: it assembles a member (storage, Raft, gRPC transport) and is
 //! the API the rest of Flotilla uses. The write path, in order:
 //! [`node`] -> [`batcher`] (group commit) -> propose, or forward to the leader -> [`network`] / [`server`] (gRPC between
-//! members) -> [`log_store`] (Raft log in RocksDB, fsync'd) -> [`state_machine`] (apply) ->
+//! members) -> [`log_store`] (Raft log in [`wal`] segment files, fsync'd) -> [`state_machine`] (apply) ->
 //! [`mvcc`] (transactions, history, events) -> [`watch`] (fan-out to watchers); [`compactor`]
 //! deletes compacted history in the background.
 //! [`client`] talks to any member over gRPC from another process.
@@ -23,6 +23,7 @@ pub mod read_index;
 pub mod server;
 pub mod state_machine;
 pub mod types;
+pub mod wal;
 pub mod watch;
 
 /// Generated gRPC code for `proto/store.proto`.

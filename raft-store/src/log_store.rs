@@ -1,39 +1,46 @@
-//! The Raft log and vote in RocksDB (openraft's `RaftLogStorage`).
+//! openraft's `RaftLogStorage`: entries in the log's own segment files ([`crate::wal`]), the
+//! vote and the purge point in RocksDB's meta column family.
 //!
 //! Correctness rules kept here: a vote is fsync'd before `save_vote` returns; appended
 //! entries are readable when `append` returns and fsync'd before openraft hears they are
-//! flushed; purging first flushes the state machine (whose writes skip the WAL, so these
-//! entries are its only durable record until then), then writes the purge point, so a
+//! flushed; purging first flushes the state machine (whose writes skip RocksDB's WAL, so
+//! these entries are its only durable record until then), then writes the purge point, so a
 //! crash never leaves a gap.
 //!
-//! Appends are written without waiting for the disk; a flusher thread then syncs the
-//! write-ahead log once for every append that queued up meanwhile (group commit), and
-//! reports each one flushed, in order. The Raft core never waits on an fsync, so the leader
-//! replicates to followers while its own disk write is in progress.
+//! Appends are written without waiting for the disk; a flusher thread then syncs the log's
+//! files once for every append that queued up meanwhile (group commit), and reports each one
+//! flushed, in order. The Raft core never waits on an fsync, so the leader replicates to
+//! followers while its own disk write is in progress.
 
 use std::fmt::Debug;
+use std::fs::File;
 use std::ops::{Bound, RangeBounds};
-use std::sync::{Arc, Weak};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
-use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
+use rocksdb::{WriteOptions, DB};
 
-use crate::db::{cf, CF_LOG, CF_META};
+use crate::db::{cf, CF_META};
 use crate::mvcc::{decode, encode};
 use crate::types::{NodeId, TypeConfig};
+use crate::wal::{self, Wal};
 
 const META_VOTE: &[u8] = b"raft/vote";
 const META_COMMITTED: &[u8] = b"raft/committed";
+/// Where the purge point is kept (written before the log's files are removed).
 const META_PURGED: &[u8] = b"raft/last_purged";
 
 type StorageResult<T> = Result<T, StorageError<NodeId>>;
 
-/// Raft log storage over the member's database. Cheap to clone (the reader is a clone).
+/// Raft log storage over the member's log files and database. Cheap to clone (the reader is
+/// a clone).
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
-    flusher: std::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
+    wal: Arc<Mutex<Wal>>,
+    flusher: std::sync::mpsc::Sender<(wal::Written, LogFlushed<TypeConfig>)>,
 }
 
 fn io_err(e: impl std::error::Error + 'static) -> AnyError {
@@ -46,32 +53,36 @@ fn sync_opts() -> WriteOptions {
     opts
 }
 
-fn index_key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
+fn locked(wal: &Mutex<Wal>) -> Result<std::sync::MutexGuard<'_, Wal>, AnyError> {
+    wal.lock().map_err(|_| AnyError::error("the Raft log's lock was poisoned"))
 }
 
 impl LogStore {
-    pub fn new(db: Arc<DB>) -> Result<Self, std::io::Error> {
+    /// Opens the log in `dir` (segments of `segment_bytes`) beside the member's database.
+    pub fn new(db: Arc<DB>, dir: &Path, segment_bytes: u64) -> Result<Self, std::io::Error> {
+        let purged: Option<Option<LogId<NodeId>>> = read_meta(&db, META_PURGED).map_err(std::io::Error::other)?;
+        let wal = Wal::open(dir, segment_bytes, purged.flatten().map(|p| p.index))?;
         let (tx, rx) = std::sync::mpsc::channel();
-        // A weak reference: the database is closed by whoever owns it last (the node, in its
-        // own thread), never by this thread as the process exits (RocksDB crashes then).
-        let flush_db = Arc::downgrade(&db);
-        std::thread::Builder::new().name("raft-log-flush".into()).spawn(move || flush_loop(&flush_db, &rx))?;
-        Ok(LogStore { db, flusher: tx })
+        std::thread::Builder::new().name("raft-log-flush".into()).spawn(move || flush_loop(&rx))?;
+        Ok(LogStore { db, wal: Arc::new(Mutex::new(wal)), flusher: tx })
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, AnyError> {
-        let meta = cf(&self.db, CF_META).map_err(io_err)?;
-        match self.db.get_cf(meta, key).map_err(io_err)? {
-            Some(raw) => Ok(Some(decode(&raw).map_err(io_err)?)),
-            None => Ok(None),
-        }
+        read_meta(&self.db, key)
     }
 
     fn put_meta_sync<T: serde::Serialize>(&self, key: &[u8], value: &T) -> Result<(), AnyError> {
         let meta = cf(&self.db, CF_META).map_err(io_err)?;
         let raw = encode(value).map_err(io_err)?;
         self.db.put_cf_opt(meta, key, raw, &sync_opts()).map_err(io_err)
+    }
+}
+
+fn read_meta<T: serde::de::DeserializeOwned>(db: &DB, key: &[u8]) -> Result<Option<T>, AnyError> {
+    let meta = cf(db, CF_META).map_err(io_err)?;
+    match db.get_cf(meta, key).map_err(io_err)? {
+        Some(raw) => Ok(Some(decode(&raw).map_err(io_err)?)),
+        None => Ok(None),
     }
 }
 
@@ -85,16 +96,16 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => *i + 1,
             Bound::Unbounded => 0,
         };
-        let log = cf(&self.db, CF_LOG).map_err(|e| StorageIOError::read_logs(io_err(e)))?;
-        let mut out = Vec::new();
-        for item in self.db.iterator_cf(log, IteratorMode::From(&index_key(start), Direction::Forward)) {
-            let (key, raw) = item.map_err(|e| StorageIOError::read_logs(io_err(e)))?;
-            let index = u64::from_be_bytes(
-                key.as_ref().try_into().map_err(|_| StorageIOError::read_logs(AnyError::error("corrupt log key")))?,
-            );
-            if !range.contains(&index) {
-                break;
-            }
+        let end = match range.end_bound() {
+            Bound::Included(i) => i.saturating_add(1),
+            Bound::Excluded(i) => *i,
+            Bound::Unbounded => u64::MAX,
+        };
+        let read_err = |e: std::io::Error| StorageIOError::read_logs(io_err(e));
+        let places = locked(&self.wal).map_err(StorageIOError::read_logs)?.locate(start, end).map_err(read_err)?;
+        let mut out = Vec::with_capacity(places.len());
+        for (file, offset, len) in places {
+            let raw = wal::read(&file, offset, len).map_err(read_err)?;
             out.push(decode(&raw).map_err(|e| StorageIOError::read_logs(io_err(e)))?);
         }
         Ok(out)
@@ -105,15 +116,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
-        let log = cf(&self.db, CF_LOG).map_err(|e| StorageIOError::read_logs(io_err(e)))?;
-        let last = match self.db.iterator_cf(log, IteratorMode::End).next() {
-            Some(item) => {
-                let (_, raw) = item.map_err(|e| StorageIOError::read_logs(io_err(e)))?;
-                let entry: Entry<TypeConfig> = decode(&raw).map_err(|e| StorageIOError::read_logs(io_err(e)))?;
-                Some(entry.log_id)
-            }
-            None => None,
-        };
+        let last = locked(&self.wal).map_err(StorageIOError::read_logs)?.last_log_id();
         // Stored as `Option<LogId>` (what `purge` writes): decoding it as a bare `LogId`
         // shifts every field by the option's tag byte and yields a nonsense purge point.
         let last_purged: Option<LogId<NodeId>> =
@@ -152,27 +155,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let log = cf(&self.db, CF_LOG).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
-        let mut batch = WriteBatch::default();
-        let mut n = 0u64;
+        let write_err = |e: std::io::Error| StorageIOError::write_logs(io_err(e));
+        let mut encoded = Vec::new();
         for entry in entries {
             let raw = encode(&entry).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
-            batch.put_cf(log, index_key(entry.log_id.index), raw);
-            n += 1;
+            encoded.push((entry.log_id, raw));
         }
-        // Written (readable) now; durable once the flusher has synced the WAL.
-        self.db.write(batch).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
+        // Written (readable) now; durable once the flusher has synced the files.
+        let written = locked(&self.wal).map_err(StorageIOError::write_logs)?.append(&encoded).map_err(write_err)?;
         metrics::counter!("flotilla_store_log_appends_total").increment(1);
-        metrics::counter!("flotilla_store_log_entries_total").increment(n);
-        self.flusher.send(callback).map_err(|_| StorageIOError::write_logs(AnyError::error("log flusher stopped")))?;
+        metrics::counter!("flotilla_store_log_entries_total").increment(encoded.len() as u64);
+        self.flusher
+            .send((written, callback))
+            .map_err(|_| StorageIOError::write_logs(AnyError::error("log flusher stopped")))?;
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
-        let log = cf(&self.db, CF_LOG).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
-        let mut batch = WriteBatch::default();
-        batch.delete_range_cf(log, index_key(log_id.index), index_key(u64::MAX));
-        self.db.write_opt(batch, &sync_opts()).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
+        let mut wal = locked(&self.wal).map_err(StorageIOError::write_logs)?;
+        wal.truncate(log_id.index).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
         Ok(())
     }
 
@@ -185,29 +186,30 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         tracing::debug!(upto = log_id.index, took = ?started.elapsed(), "state machine flushed before purging the log");
         // Record the purge point first: a crash in between leaves extra entries, never a gap.
         self.put_meta_sync(META_PURGED, &Some(log_id)).map_err(StorageIOError::write_logs)?;
-        let log = cf(&self.db, CF_LOG).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
-        let mut batch = WriteBatch::default();
-        batch.delete_range_cf(log, index_key(0), index_key(log_id.index + 1));
-        self.db.write_opt(batch, &sync_opts()).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
+        let mut wal = locked(&self.wal).map_err(StorageIOError::write_logs)?;
+        wal.purge(log_id.index).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
         Ok(())
     }
 }
 
-/// Syncs the write-ahead log for every append queued since the last sync, then reports them
+/// Syncs the log's files for every append queued since the last sync, then reports them
 /// flushed in order. Ends when the log store is dropped.
-fn flush_loop(db: &Weak<DB>, rx: &std::sync::mpsc::Receiver<LogFlushed<TypeConfig>>) {
+fn flush_loop(rx: &std::sync::mpsc::Receiver<(wal::Written, LogFlushed<TypeConfig>)>) {
     while let Ok(first) = rx.recv() {
         let mut waiting = vec![first];
         waiting.extend(rx.try_iter());
         let started = std::time::Instant::now();
-        let result = match db.upgrade() {
-            Some(db) => db.flush_wal(true).map_err(|e| e.to_string()),
-            None => Err("the database is closed".to_string()),
-        };
+        let mut files: Vec<&Arc<File>> = Vec::new();
+        for file in waiting.iter().flat_map(|(written, _)| written) {
+            if !files.iter().any(|f| Arc::ptr_eq(f, file)) {
+                files.push(file);
+            }
+        }
+        let result = files.iter().try_for_each(|f| f.sync_data()).map_err(|e| e.to_string());
         metrics::counter!("flotilla_store_wal_syncs_total").increment(1);
         // etcd's wal_fsync_duration_seconds: the disk's share of every write's latency.
         metrics::histogram!("flotilla_store_wal_sync_seconds").record(started.elapsed().as_secs_f64());
-        for callback in waiting {
+        for (_, callback) in waiting {
             callback.log_io_completed(result.clone().map_err(std::io::Error::other));
         }
     }
@@ -225,7 +227,8 @@ mod tests {
     async fn the_purge_point_reads_back_as_written() {
         let dir = tempfile::tempdir().unwrap();
         let purged = LogId::new(CommittedLeaderId::new(213, 36), 14_999);
-        let mut store = LogStore::new(crate::db::open(dir.path()).unwrap()).unwrap();
+        let db = crate::db::open(dir.path()).unwrap();
+        let mut store = LogStore::new(db, &dir.path().join("raft-log"), 1 << 20).unwrap();
         store.purge(purged).await.unwrap();
         // What openraft reads at start-up (from the meta record, not from memory).
         let state = store.get_log_state().await.unwrap();

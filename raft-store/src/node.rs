@@ -167,7 +167,9 @@ impl StoreNode {
     /// cluster once [`StoreNode::initialize`] runs somewhere or a leader adds it.
     pub async fn start(cfg: StoreConfig) -> Result<Self> {
         let db = crate::db::open(&cfg.data_dir)?;
-        let log_store = LogStore::new(db.clone()).map_err(|e| StoreError::Storage(format!("log flusher: {e}")))?;
+        let log_dir = cfg.data_dir.join("raft-log");
+        let log_store = LogStore::new(db.clone(), &log_dir, crate::wal::SEGMENT_BYTES)
+            .map_err(|e| StoreError::Storage(format!("open the Raft log in {}: {e}", log_dir.display())))?;
         let sm = StateMachine::open(db.clone(), cfg.data_dir.clone())?;
         let (mvcc, hub, voters) = (sm.mvcc(), sm.hub(), sm.voters());
         let raft_config = openraft::Config {

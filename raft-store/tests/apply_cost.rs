@@ -53,7 +53,8 @@ fn puts(next_key: &mut usize, value: &[u8]) -> Vec<Txn> {
 async fn cpu_per_put_on_one_member() {
     let dir = tempfile::tempdir().unwrap();
     let db = raft_store::db::open(dir.path()).unwrap();
-    let log = raft_store::db::cf(&db, raft_store::db::CF_LOG).unwrap();
+    let mut log =
+        raft_store::wal::Wal::open(&dir.path().join("raft-log"), raft_store::wal::SEGMENT_BYTES, None).unwrap();
     let mut sm = StateMachine::open(db.clone(), dir.path().into()).unwrap();
     let value = vec![b'v'; 256];
     let mut next_key = 0;
@@ -68,7 +69,7 @@ async fn cpu_per_put_on_one_member() {
             payload: EntryPayload::Normal(Command::Txns(txns)),
         };
         // What the log store writes for the entry (not synced, as the flusher syncs apart).
-        db.put_cf(log, index.to_be_bytes(), bincode::serialize(&entry).unwrap()).unwrap();
+        log.append(&[(entry.log_id, bincode::serialize(&entry).unwrap())]).unwrap();
         sm.apply([entry]).await.unwrap();
     }
     let (cpu0, thread0, wall0) = start.unwrap();
