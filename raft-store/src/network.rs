@@ -107,41 +107,53 @@ pub struct Connection {
     cluster: ClusterId,
     /// The open AppendStream call to the peer, between appends (opened by the first one,
     /// dropped on any failure so that a late answer is never taken for a later request's).
-    appends: Option<AppendStream>,
+    appends: Option<Exchange>,
 }
 
-/// One AppendStream call: requests go in through `requests`, answers come back in order.
-struct AppendStream {
+/// One bidirectional call (AppendStream, ProposeStream): requests go in through `requests`,
+/// answers come back in order.
+pub(crate) struct Exchange {
     requests: mpsc::Sender<Blob>,
     answers: Streaming<Blob>,
 }
 
-/// Sends one append on `stream` (a new one if `None`) and waits for its answer; gives the
-/// stream back only with the answer. The caller's future may be dropped mid-way (a timeout
-/// in openraft): the stream goes with it, so a late answer is never read as the next one's.
-async fn exchange(
-    client: &mut RaftClient<Channel>,
-    stream: Option<AppendStream>,
-    cluster: &ClusterId,
+impl Exchange {
+    /// Whether the call is still open (its request stream not yet dropped by tonic).
+    pub(crate) fn is_open(&self) -> bool {
+        !self.requests.is_closed()
+    }
+}
+
+/// Sends one request on `stream` (a call opened with `open` if `None`) and waits for its
+/// answer; gives the stream back only with the answer. The caller's future may be dropped
+/// mid-way (a timeout): the stream goes with it, so a late answer is never read as the next
+/// request's.
+pub(crate) async fn exchange<F, Fut>(
+    stream: Option<Exchange>,
     request: Blob,
-) -> Result<(Blob, AppendStream), tonic::Status> {
+    open: F,
+) -> Result<(Blob, Exchange), tonic::Status>
+where
+    F: FnOnce(ReceiverStream<Blob>) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<Streaming<Blob>>, tonic::Status>>,
+{
     let mut open = match stream {
         Some(open) => {
-            open.requests.send(request).await.map_err(|_| tonic::Status::unavailable("append stream closed"))?;
+            open.requests.send(request).await.map_err(|_| tonic::Status::unavailable("stream closed"))?;
             open
         }
         None => {
             // The first request is queued before the call starts, so it leaves with the
             // call's headers instead of a round trip later.
             let (requests, rx) = mpsc::channel(1);
-            requests.try_send(request).map_err(|_| tonic::Status::internal("append stream queue"))?;
-            let answers = client.append_stream(tagged(ReceiverStream::new(rx), cluster)).await?.into_inner();
-            AppendStream { requests, answers }
+            requests.try_send(request).map_err(|_| tonic::Status::internal("stream queue"))?;
+            let answers = open(ReceiverStream::new(rx)).await?.into_inner();
+            Exchange { requests, answers }
         }
     };
     match open.answers.message().await? {
         Some(answer) => Ok((answer, open)),
-        None => Err(tonic::Status::unavailable("the peer ended the append stream")),
+        None => Err(tonic::Status::unavailable("the peer ended the stream")),
     }
 }
 
@@ -167,7 +179,8 @@ impl Connection {
         let fut = async {
             match rpc {
                 RpcKind::Append => {
-                    let (answer, stream) = exchange(client, appends.take(), cluster, blob).await?;
+                    let open = move |rx| async move { client.append_stream(tagged(rx, cluster)).await };
+                    let (answer, stream) = exchange(appends.take(), blob, open).await?;
                     *appends = Some(stream);
                     Ok(answer)
                 }

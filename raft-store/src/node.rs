@@ -91,6 +91,8 @@ struct Inner {
     /// Raft's heartbeat interval: the pause before a read-index round is asked again.
     heartbeat: Duration,
     peers: Mutex<HashMap<String, KvClient<Channel>>>,
+    /// Idle ProposeStream calls to leaders, by address (see [`StoreNode::forward`]).
+    forwards: Mutex<HashMap<String, Vec<network::Exchange>>>,
     /// Where connections to peers come from (see [`local_address`]).
     local: Option<std::net::IpAddr>,
     /// The cluster this member belongs to (see [`network::CLUSTER_HEADER`]), and its DB.
@@ -108,6 +110,9 @@ const QUORUM_RETRY: Duration = Duration::from_secs(1);
 
 /// Where a member keeps its cluster id (the meta column family).
 const CLUSTER_KEY: &[u8] = b"cluster/id";
+/// Idle forwarding streams kept per leader (a member's batcher keeps one batch in flight;
+/// compactions and reads add a few more at times).
+const MAX_IDLE_FORWARD_STREAMS: usize = 4;
 
 /// The cluster id kept in the data dir, if the member has one.
 fn read_cluster_id(db: &rocksdb::DB) -> Result<Option<String>> {
@@ -210,6 +215,7 @@ impl StoreNode {
                 request_timeout: cfg.request_timeout,
                 heartbeat: Duration::from_millis(cfg.heartbeat_ms.max(10)),
                 peers: Mutex::new(HashMap::new()),
+                forwards: Mutex::new(HashMap::new()),
                 local: local_address(&cfg),
                 cluster,
                 db: db.clone(),
@@ -427,18 +433,38 @@ impl StoreNode {
         }
     }
 
+    /// Sends `cmd` to the leader over a ProposeStream call kept open between forwards (no
+    /// new HTTP/2 stream, headers or server task per forward); one per forward in flight.
     async fn forward(&self, leader: NodeId, addr: &str, cmd: &Command) -> Result<CommandResult> {
         let mut client = self.peer(addr)?;
-        let sent = client.propose(self.to_peer(Blob { data: encode(cmd)? })).await;
+        let idle = self.idle_forward_stream(addr);
+        let open = move |rx| async move { client.propose_stream(self.to_peer(rx)).await };
+        let sent = network::exchange(idle, Blob { data: encode(cmd)? }, open).await;
         metrics::counter!("flotilla_store_forwarded_total").increment(1);
         match sent {
-            Ok(resp) => decode::<Result<CommandResult>>(&resp.into_inner().data)?,
+            Ok((answer, stream)) => {
+                let mut forwards = self.inner.forwards.lock().unwrap_or_else(|p| p.into_inner());
+                let idle = forwards.entry(addr.to_string()).or_default();
+                if idle.len() < MAX_IDLE_FORWARD_STREAMS {
+                    idle.push(stream);
+                }
+                drop(forwards);
+                decode::<Result<CommandResult>>(&answer.data)?
+            }
             // Connection refused: the request never left, so it is safe to retry elsewhere.
             Err(status) if status.code() == tonic::Code::Unavailable && is_connect_error(&status) => {
                 Err(StoreError::Unavailable(format!("leader {leader} unreachable: {}", status.message())))
             }
             Err(status) => Err(StoreError::Indeterminate(format!("forward to leader {leader}: {}", status.message()))),
         }
+    }
+
+    /// An idle forwarding stream to `addr` whose call is still open (one that ended, say as
+    /// the leader restarted, would fail a forward that never left).
+    fn idle_forward_stream(&self, addr: &str) -> Option<network::Exchange> {
+        let mut forwards = self.inner.forwards.lock().unwrap_or_else(|p| p.into_inner());
+        let idle = forwards.get_mut(addr)?;
+        std::iter::from_fn(|| idle.pop()).find(network::Exchange::is_open)
     }
 
     fn peer(&self, addr: &str) -> Result<KvClient<Channel>> {

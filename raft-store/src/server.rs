@@ -90,6 +90,20 @@ async fn serve_append(node: &StoreNode, data: &[u8]) -> Result<Blob, Status> {
     Ok(Blob { data })
 }
 
+/// Proposes one forwarded command here (this member leads, or the answer says it does not).
+async fn serve_proposal(node: &StoreNode, data: &[u8]) -> Result<Blob, Status> {
+    let cmd: Command = decode_payload(data)?;
+    let result = match &cmd {
+        Command::Txns(txns) => match txns.iter().try_for_each(validate_txn) {
+            Ok(()) => node.propose_here(cmd).await,
+            Err(e) => Err(e),
+        },
+        _ => node.propose_here(cmd).await,
+    };
+    let data = encode(&result).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Blob { data })
+}
+
 fn reply<T: Serialize>(value: &T) -> Result<Response<Blob>, Status> {
     let data = encode(value).map_err(|e| Status::internal(e.to_string()))?;
     Ok(Response::new(Blob { data }))
@@ -166,15 +180,21 @@ impl Kv for Service {
 
     async fn propose(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
         self.same_cluster(&req)?;
-        let cmd: Command = parse(req)?;
-        if let Command::Txns(txns) = &cmd {
-            for txn in txns {
-                if let Err(e) = validate_txn(txn) {
-                    return reply(&Err::<CommandResult, _>(e));
-                }
-            }
-        }
-        reply(&self.node.propose_here(cmd).await)
+        Ok(Response::new(serve_proposal(&self.node, &req.into_inner().data).await?))
+    }
+
+    type ProposeStreamStream = AnswerStream;
+
+    /// Answers forwarded proposals in the order they come, one at a time (a member keeps one
+    /// stream per proposal in flight); an undecodable one ends the stream with INVALID_ARGUMENT.
+    async fn propose_stream(&self, req: Request<Streaming<Blob>>) -> Result<Response<AnswerStream>, Status> {
+        self.same_cluster(&req)?;
+        let node = self.node.clone();
+        let answers = req.into_inner().then(move |request| {
+            let node = node.clone();
+            async move { serve_proposal(&node, &request?.data).await }
+        });
+        Ok(Response::new(Box::pin(answers.take_until(self.node.stopped()))))
     }
 
     async fn read_index(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {

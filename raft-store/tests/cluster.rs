@@ -205,6 +205,12 @@ async fn garbage_on_the_member_transport_is_rejected_and_the_cluster_keeps_worki
     let status = answers.message().await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     let mut kv = KvClient::connect(target).await.unwrap();
+    // So on the forwarding stream.
+    let junk_blob = Blob { data: vec![0xde, 0xad, 0xbe, 0xef] };
+    let mut answers = kv.propose_stream(tokio_stream::iter([junk_blob])).await.unwrap().into_inner();
+    let status = answers.message().await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert_eq!(kv.propose(junk()).await.unwrap_err().code(), tonic::Code::InvalidArgument);
     assert_eq!(kv.txn(junk()).await.unwrap_err().code(), tonic::Code::InvalidArgument);
     assert_eq!(kv.range(junk()).await.unwrap_err().code(), tonic::Code::InvalidArgument);
     assert_eq!(kv.add_learner(junk()).await.unwrap_err().code(), tonic::Code::InvalidArgument);
@@ -431,6 +437,10 @@ async fn members_refuse_calls_from_another_cluster() {
     let cluster: raft_store::network::ClusterId = std::sync::Arc::new(std::sync::RwLock::new(their_id));
     let appends = tokio_stream::iter([raft_store::proto::Blob { data: vec![1, 2, 3] }]);
     let foreign = client.append_stream(raft_store::network::tagged(appends, &cluster)).await.unwrap_err();
+    assert_eq!(foreign.code(), tonic::Code::FailedPrecondition, "{foreign}");
+    let mut kv = raft_store::proto::kv_client::KvClient::new(raft_store::network::channel(&target, None).unwrap());
+    let proposals = tokio_stream::iter([raft_store::proto::Blob { data: vec![1, 2, 3] }]);
+    let foreign = kv.propose_stream(raft_store::network::tagged(proposals, &cluster)).await.unwrap_err();
     assert_eq!(foreign.code(), tonic::Code::FailedPrecondition, "{foreign}");
     // The same call from its own cluster gets past the check (to the payload, garbage here).
     let own = client.append_entries(call(ids[0].clone())).await.unwrap_err();
