@@ -78,9 +78,9 @@ fn decode_payload<T: DeserializeOwned>(data: &[u8]) -> Result<T, Status> {
 }
 
 /// Takes one AppendEntries request in and answers it, timed.
-async fn serve_append(node: &StoreNode, data: &[u8]) -> Result<Blob, Status> {
+async fn serve_append(node: StoreNode, data: Vec<u8>) -> Result<Blob, Status> {
     let started = std::time::Instant::now();
-    let rpc: openraft::raft::AppendEntriesRequest<TypeConfig> = decode_payload(data)?;
+    let rpc: openraft::raft::AppendEntriesRequest<TypeConfig> = decode_payload(&data)?;
     let kind = if rpc.entries.is_empty() { "empty" } else { "entries" };
     let result = node.raft().append_entries(rpc).await;
     // How long this member took to take entries in (their fsync included), without the network.
@@ -91,8 +91,8 @@ async fn serve_append(node: &StoreNode, data: &[u8]) -> Result<Blob, Status> {
 }
 
 /// Proposes one forwarded command here (this member leads, or the answer says it does not).
-async fn serve_proposal(node: &StoreNode, data: &[u8]) -> Result<Blob, Status> {
-    let cmd: Command = decode_payload(data)?;
+async fn serve_proposal(node: StoreNode, data: Vec<u8>) -> Result<Blob, Status> {
+    let cmd: Command = decode_payload(&data)?;
     let result = match &cmd {
         Command::Txns(txns) => match txns.iter().try_for_each(validate_txn) {
             Ok(()) => node.propose_here(cmd).await,
@@ -111,11 +111,28 @@ fn reply<T: Serialize>(value: &T) -> Result<Response<Blob>, Status> {
 
 type AnswerStream = Pin<Box<dyn Stream<Item = Result<Blob, Status>> + Send>>;
 
+/// Answers a stream's requests with `serve`, in the order they come, one at a time. The
+/// stream ends when this member stops (a graceful shutdown waits for open streams).
+fn answer_in_order<F, Fut>(node: &StoreNode, requests: Streaming<Blob>, serve: F) -> AnswerStream
+where
+    F: Fn(StoreNode, Vec<u8>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Blob, Status>> + Send + 'static,
+{
+    let local = node.clone();
+    let answers = requests.then(move |request| {
+        let node = local.clone();
+        let data = request.map(|blob| blob.data);
+        let answer = data.map(|data| serve(node, data));
+        async move { answer?.await }
+    });
+    Box::pin(answers.take_until(node.stopped()))
+}
+
 #[tonic::async_trait]
 impl Raft for Service {
     async fn append_entries(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
         self.same_cluster(&req)?;
-        Ok(Response::new(serve_append(&self.node, &req.into_inner().data).await?))
+        Ok(Response::new(serve_append(self.node.clone(), req.into_inner().data).await?))
     }
 
     type AppendStreamStream = AnswerStream;
@@ -124,14 +141,7 @@ impl Raft for Service {
     /// the stream with INVALID_ARGUMENT (tonic ends an answer stream at its first error).
     async fn append_stream(&self, req: Request<Streaming<Blob>>) -> Result<Response<AnswerStream>, Status> {
         self.same_cluster(&req)?;
-        let node = self.node.clone();
-        let answers = req.into_inner().then(move |request| {
-            let node = node.clone();
-            async move { serve_append(&node, &request?.data).await }
-        });
-        // The stream ends when this member stops (a graceful shutdown waits for open streams).
-        let answers = answers.take_until(self.node.stopped());
-        Ok(Response::new(Box::pin(answers)))
+        Ok(Response::new(answer_in_order(&self.node, req.into_inner(), serve_append)))
     }
 
     async fn vote(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
@@ -180,7 +190,7 @@ impl Kv for Service {
 
     async fn propose(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
         self.same_cluster(&req)?;
-        Ok(Response::new(serve_proposal(&self.node, &req.into_inner().data).await?))
+        Ok(Response::new(serve_proposal(self.node.clone(), req.into_inner().data).await?))
     }
 
     type ProposeStreamStream = AnswerStream;
@@ -189,12 +199,7 @@ impl Kv for Service {
     /// stream per proposal in flight); an undecodable one ends the stream with INVALID_ARGUMENT.
     async fn propose_stream(&self, req: Request<Streaming<Blob>>) -> Result<Response<AnswerStream>, Status> {
         self.same_cluster(&req)?;
-        let node = self.node.clone();
-        let answers = req.into_inner().then(move |request| {
-            let node = node.clone();
-            async move { serve_proposal(&node, &request?.data).await }
-        });
-        Ok(Response::new(Box::pin(answers.take_until(self.node.stopped()))))
+        Ok(Response::new(answer_in_order(&self.node, req.into_inner(), serve_proposal)))
     }
 
     async fn read_index(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {

@@ -58,8 +58,8 @@ struct Spare {
     ready: Option<(u64, File)>,
 }
 
-/// An open log. Appends are written (readable) before `append` returns; [`Written::files`]
-/// tells what to sync for them to be durable.
+/// An open log. Appends are written (readable) before `append` returns; the [`Written`] it
+/// returns lists what to sync for them to be durable.
 pub struct Wal {
     dir: PathBuf,
     segment_bytes: u64,
@@ -77,11 +77,15 @@ fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:016x}.wal"))
 }
 
+fn temp_path(dir: &Path, seq: u64, tmp: &str) -> PathBuf {
+    dir.join(format!("{seq:016x}.{tmp}"))
+}
+
 fn corrupt(msg: String) -> Error {
     Error::new(ErrorKind::InvalidData, msg)
 }
 
-pub fn sync_dir(dir: &Path) -> Result<()> {
+fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)?.sync_all()
 }
 
@@ -101,13 +105,13 @@ fn zero(file: &File, from: u64, to: u64) -> Result<()> {
 /// thread and an append that could not wait for it.
 fn make_segment(dir: &Path, seq: u64, bytes: u64, tmp: &str) -> Result<File> {
     let file = make_zeroed(dir, seq, bytes, tmp)?;
-    std::fs::rename(dir.join(format!("{seq:016x}.{tmp}")), segment_path(dir, seq))?;
+    std::fs::rename(temp_path(dir, seq, tmp), segment_path(dir, seq))?;
     sync_dir(dir)?;
     Ok(file)
 }
 
 fn make_zeroed(dir: &Path, seq: u64, bytes: u64, tmp: &str) -> Result<File> {
-    let path = dir.join(format!("{seq:016x}.{tmp}"));
+    let path = temp_path(dir, seq, tmp);
     let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
     zero(&file, 0, bytes)?;
     file.sync_all()?;
@@ -121,7 +125,7 @@ fn prepare_loop(dir: PathBuf, bytes: u64, spare: Arc<Mutex<Spare>>, requests: mp
         seq = requests.try_iter().last().unwrap_or(seq);
         let made = make_zeroed(&dir, seq, bytes, PREPARED);
         let Ok(mut spare) = spare.lock() else { return };
-        let tmp = dir.join(format!("{seq:016x}.{PREPARED}"));
+        let tmp = temp_path(&dir, seq, PREPARED);
         let result = match made {
             // The log may have moved on (or made this one itself) meanwhile.
             Ok(_) if spare.wanted != seq || spare.ready.is_some() => std::fs::remove_file(&tmp),
