@@ -1,25 +1,21 @@
 //! Group commit: concurrent transactions on a member are gathered into one Raft entry, so
 //! they share one fsync'd log append and one replication round trip.
 //!
-//! A batch is cut as soon as a proposal slot is free; while `MAX_IN_FLIGHT` batches are
-//! being committed, new transactions queue up and form the next, larger batch. A lone
-//! transaction is proposed at once, so batching adds no latency at low load.
+//! A batch is cut as soon as the previous one is committed; while it is being committed,
+//! new transactions queue up and form the next, larger batch. A lone transaction is
+//! proposed at once, so batching adds no latency at low load.
 //!
 //! One batch in flight per member: openraft keeps one append in flight per follower, so
 //! more batches only split what one round trip carries into more, smaller entries, each
 //! with its own log write, apply and (from a follower) forward. Measured at 256 clients,
 //! 3 members: 1 in flight gave ~12% more puts/s than 4 (BENCHMARKS.md, 2026-12-02 midday).
 
-use std::sync::Arc;
-
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Result, StoreError};
 use crate::node::StoreNode;
 use crate::types::{Command, CommandResult, Txn, TxnResponse};
 
-/// Batches being proposed at once.
-const MAX_IN_FLIGHT: usize = 1;
 /// At most this many transactions per entry...
 const MAX_TXNS: usize = 1024;
 /// ...and roughly at most this many bytes of values.
@@ -34,9 +30,7 @@ pub struct Pending {
 
 /// Runs until every sender is gone.
 pub async fn run(node: StoreNode, mut rx: mpsc::Receiver<Pending>) {
-    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let Some(first) = rx.recv().await else { return };
         let mut bytes = txn_bytes(&first.txn);
         let mut batch = vec![first];
@@ -50,23 +44,20 @@ pub async fn run(node: StoreNode, mut rx: mpsc::Receiver<Pending>) {
             }
         }
         metrics::histogram!("flotilla_store_batch_txns").record(batch.len() as f64);
-        let node = node.clone();
-        tokio::spawn(async move {
-            let (txns, replies): (Vec<Txn>, Vec<_>) = batch.into_iter().map(|p| (p.txn, p.reply)).unzip();
-            match node.propose(Command::Txns(txns)).await {
-                Ok(CommandResult::Txns(results)) if results.len() == replies.len() => {
-                    for (reply, result) in replies.into_iter().zip(results) {
-                        let _ = reply.send(result.map_err(StoreError::from));
-                    }
+        // Proposed here, not in a task of its own: the next batch waits for this one anyway.
+        let (txns, replies): (Vec<Txn>, Vec<_>) = batch.into_iter().map(|p| (p.txn, p.reply)).unzip();
+        match node.propose(Command::Txns(txns)).await {
+            Ok(CommandResult::Txns(results)) if results.len() == replies.len() => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result.map_err(StoreError::from));
                 }
-                Ok(other) => {
-                    let e = StoreError::Storage(format!("unexpected result for a batch: {other:?}"));
-                    replies.into_iter().for_each(|r| drop(r.send(Err(e.clone()))));
-                }
-                Err(e) => replies.into_iter().for_each(|r| drop(r.send(Err(e.clone())))),
             }
-            drop(slot);
-        });
+            Ok(other) => {
+                let e = StoreError::Storage(format!("unexpected result for a batch: {other:?}"));
+                replies.into_iter().for_each(|r| drop(r.send(Err(e.clone()))));
+            }
+            Err(e) => replies.into_iter().for_each(|r| drop(r.send(Err(e.clone())))),
+        }
     }
 }
 
