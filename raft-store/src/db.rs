@@ -1,7 +1,7 @@
 //! Opens the member's RocksDB: the state machine and Raft's metadata, in column families
-//! (the Raft log's entries are in their own files, [`crate::wal`]). Only Raft's metadata goes
-//! through RocksDB's write-ahead log: the Raft log is the state machine's WAL. State-machine writes reach the
-//! disk when memtables are flushed, every column family at once (atomic flush), so after a
+//! (the Raft log's entries are in their own files, [`crate::wal`]). Only Raft's metadata
+//! goes through RocksDB's write-ahead log: the Raft log is the state machine's WAL.
+//! State-machine writes reach the disk when memtables are flushed, every column family at once (atomic flush), so after a
 //! crash the stored state machine is a consistent earlier state and openraft applies the
 //! entries after it again; [`persist_state_machine`] makes it durable before the log behind
 //! it is purged.

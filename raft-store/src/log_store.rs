@@ -67,10 +67,6 @@ impl LogStore {
         Ok(LogStore { db, wal: Arc::new(Mutex::new(wal)), flusher: tx })
     }
 
-    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, AnyError> {
-        read_meta(&self.db, key)
-    }
-
     fn put_meta_sync<T: serde::Serialize>(&self, key: &[u8], value: &T) -> Result<(), AnyError> {
         let meta = cf(&self.db, CF_META).map_err(io_err)?;
         let raw = encode(value).map_err(io_err)?;
@@ -120,7 +116,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Stored as `Option<LogId>` (what `purge` writes): decoding it as a bare `LogId`
         // shifts every field by the option's tag byte and yields a nonsense purge point.
         let last_purged: Option<LogId<NodeId>> =
-            self.get_meta::<Option<LogId<NodeId>>>(META_PURGED).map_err(StorageIOError::read_logs)?.flatten();
+            read_meta::<Option<LogId<NodeId>>>(&self.db, META_PURGED).map_err(StorageIOError::read_logs)?.flatten();
         Ok(LogState { last_purged_log_id: last_purged, last_log_id: last.or(last_purged) })
     }
 
@@ -134,7 +130,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> StorageResult<Option<Vote<NodeId>>> {
-        Ok(self.get_meta(META_VOTE).map_err(StorageIOError::read_vote)?)
+        Ok(read_meta(&self.db, META_VOTE).map_err(StorageIOError::read_vote)?)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
@@ -146,7 +142,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
-        let committed: Option<Option<LogId<NodeId>>> = self.get_meta(META_COMMITTED).map_err(StorageIOError::read)?;
+        let committed: Option<Option<LogId<NodeId>>> =
+            read_meta(&self.db, META_COMMITTED).map_err(StorageIOError::read)?;
         Ok(committed.flatten())
     }
 

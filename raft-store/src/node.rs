@@ -443,12 +443,7 @@ impl StoreNode {
         metrics::counter!("flotilla_store_forwarded_total").increment(1);
         match sent {
             Ok((answer, stream)) => {
-                let mut forwards = self.inner.forwards.lock().unwrap_or_else(|p| p.into_inner());
-                let idle = forwards.entry(addr.to_string()).or_default();
-                if idle.len() < MAX_IDLE_FORWARD_STREAMS {
-                    idle.push(stream);
-                }
-                drop(forwards);
+                self.keep_forward_stream(addr, stream);
                 decode::<Result<CommandResult>>(&answer.data)?
             }
             // Connection refused: the request never left, so it is safe to retry elsewhere.
@@ -465,6 +460,15 @@ impl StoreNode {
         let mut forwards = self.inner.forwards.lock().unwrap_or_else(|p| p.into_inner());
         let idle = forwards.get_mut(addr)?;
         std::iter::from_fn(|| idle.pop()).find(network::Exchange::is_open)
+    }
+
+    /// Keeps a forwarding stream that answered for the next forward to `addr`.
+    fn keep_forward_stream(&self, addr: &str, stream: network::Exchange) {
+        let mut forwards = self.inner.forwards.lock().unwrap_or_else(|p| p.into_inner());
+        let idle = forwards.entry(addr.to_string()).or_default();
+        if idle.len() < MAX_IDLE_FORWARD_STREAMS {
+            idle.push(stream);
+        }
     }
 
     fn peer(&self, addr: &str) -> Result<KvClient<Channel>> {

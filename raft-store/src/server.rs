@@ -93,12 +93,13 @@ async fn serve_append(node: StoreNode, data: Vec<u8>) -> Result<Blob, Status> {
 /// Proposes one forwarded command here (this member leads, or the answer says it does not).
 async fn serve_proposal(node: StoreNode, data: Vec<u8>) -> Result<Blob, Status> {
     let cmd: Command = decode_payload(&data)?;
-    let result = match &cmd {
-        Command::Txns(txns) => match txns.iter().try_for_each(validate_txn) {
-            Ok(()) => node.propose_here(cmd).await,
-            Err(e) => Err(e),
-        },
-        _ => node.propose_here(cmd).await,
+    let valid = match &cmd {
+        Command::Txns(txns) => txns.iter().try_for_each(validate_txn),
+        _ => Ok(()),
+    };
+    let result = match valid {
+        Ok(()) => node.propose_here(cmd).await,
+        Err(e) => Err(e),
     };
     let data = encode(&result).map_err(|e| Status::internal(e.to_string()))?;
     Ok(Blob { data })
