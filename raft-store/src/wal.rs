@@ -66,7 +66,20 @@ pub struct Wal {
     segments: Vec<Segment>,
     index: BTreeMap<u64, Loc>,
     spare: Arc<Mutex<Spare>>,
-    prepare: mpsc::Sender<u64>,
+    /// Requests to the preparer thread (`None` once dropped, to stop it).
+    prepare: Option<mpsc::Sender<u64>>,
+    preparer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Wal {
+    /// Waits for the preparer thread: left running, it could still rename a segment into a
+    /// directory that a new `Wal` (a member restarted in the same process) already uses.
+    fn drop(&mut self) {
+        self.prepare = None;
+        if let Some(thread) = self.preparer.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// The files an append wrote to: syncing them makes it durable (a new segment's name is
@@ -258,11 +271,27 @@ impl Wal {
         let spare = Arc::new(Mutex::new(Spare { wanted: next, ready: None }));
         let (prepare, requests) = mpsc::channel();
         let (pdir, pspare) = (dir.to_path_buf(), spare.clone());
-        std::thread::Builder::new()
+        let preparer = std::thread::Builder::new()
             .name("raft-log-prepare".into())
             .spawn(move || prepare_loop(pdir, segment_bytes, pspare, requests))?;
-        let _ = prepare.send(next);
-        Ok(Wal { dir: dir.to_path_buf(), segment_bytes, segments, index, spare, prepare })
+        let wal = Wal {
+            dir: dir.to_path_buf(),
+            segment_bytes,
+            segments,
+            index,
+            spare,
+            prepare: Some(prepare),
+            preparer: Some(preparer),
+        };
+        wal.want_spare(next);
+        Ok(wal)
+    }
+
+    /// Asks the preparer thread for segment `seq`.
+    fn want_spare(&self, seq: u64) {
+        if let Some(prepare) = &self.prepare {
+            let _ = prepare.send(seq);
+        }
     }
 
     pub fn first_index(&self) -> Option<u64> {
@@ -334,7 +363,7 @@ impl Wal {
                 make_segment(&self.dir, seq, size, INLINE)?
             }
         };
-        let _ = self.prepare.send(seq + 1);
+        self.want_spare(seq + 1);
         self.segments.push(Segment { seq, file: Arc::new(file), size, end: 0, last: None });
         Ok(())
     }
@@ -377,7 +406,7 @@ impl Wal {
             std::fs::remove_file(segment_path(&self.dir, seq))?;
         }
         drop(spare);
-        let _ = self.prepare.send(next);
+        self.want_spare(next);
         Ok(())
     }
 
