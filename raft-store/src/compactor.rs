@@ -4,7 +4,7 @@
 //! wait for a scan of all history. etcd compacts its backend the same way.
 
 use std::sync::mpsc;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use rocksdb::DB;
 use tokio::sync::watch;
@@ -20,13 +20,16 @@ pub struct Compactor {
 
 impl Compactor {
     /// Starts the thread, and has it finish a compaction that a restart interrupted.
-    pub fn start(db: &Arc<DB>, compacted: Revision) -> std::io::Result<Self> {
+    /// `writer`: the lock that orders writes of `kv` ([`crate::mvcc::Mvcc::writer`]).
+    pub fn start(db: &Arc<DB>, writer: Arc<Mutex<()>>, compacted: Revision) -> std::io::Result<Self> {
         let finished = history_compacted(db).unwrap_or(0);
         let (requests, rx) = mpsc::channel();
         let (tx_done, done) = watch::channel(finished);
         // A weak reference, as the log flusher's: the database closes with the member.
         let weak = Arc::downgrade(db);
-        std::thread::Builder::new().name("history-compactor".into()).spawn(move || run(&weak, &rx, &tx_done))?;
+        std::thread::Builder::new()
+            .name("history-compactor".into())
+            .spawn(move || run(&weak, &writer, &rx, &tx_done))?;
         let compactor = Compactor { requests, done };
         compactor.request(compacted);
         Ok(compactor)
@@ -43,21 +46,21 @@ impl Compactor {
     }
 }
 
-fn run(db: &Weak<DB>, requests: &mpsc::Receiver<Revision>, done: &watch::Sender<Revision>) {
+fn run(db: &Weak<DB>, writer: &Mutex<()>, requests: &mpsc::Receiver<Revision>, done: &watch::Sender<Revision>) {
     while let Ok(first) = requests.recv() {
         let rev = requests.try_iter().fold(first, Revision::max);
         if rev <= *done.borrow() {
             continue;
         }
         let started = std::time::Instant::now();
-        match compact_history(db, rev) {
+        match compact_history(db, writer, rev) {
             Ok(Some(deleted)) => {
                 metrics::histogram!("flotilla_store_compact_seconds").record(started.elapsed().as_secs_f64());
                 tracing::debug!(revision = rev, deleted, took = ?started.elapsed(), "history compacted");
                 done.send_replace(rev);
             }
             Ok(None) => return,
-            // Left for the next compaction, which scans all history again.
+            // Left for the next compaction, which starts again where the last finished one ended.
             Err(e) => tracing::warn!(revision = rev, error = %e, "history compaction failed"),
         }
     }

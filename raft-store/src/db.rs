@@ -15,20 +15,19 @@ use crate::error::{Result, StoreError};
 
 /// Raft metadata (vote, committed, purged) and state-machine metadata.
 pub const CF_META: &str = "meta";
-/// Current value of every live key.
+/// The newest version of every key (deletions until compaction passes them), by key.
 pub const CF_KV: &str = "kv";
-/// Every version of every key still inside the MVCC history.
+/// Every version still inside the MVCC history, by revision: what watches read.
 pub const CF_HIST: &str = "hist";
-/// Events of each revision, for watches.
-pub const CF_EVENTS: &str = "events";
 
-pub const ALL_CFS: [&str; 4] = [CF_META, CF_KV, CF_HIST, CF_EVENTS];
+pub const ALL_CFS: [&str; 3] = [CF_META, CF_KV, CF_HIST];
 /// Column families that make up the state machine (copied into snapshots).
-pub const SM_CFS: [&str; 3] = [CF_KV, CF_HIST, CF_EVENTS];
+pub const SM_CFS: [&str; 2] = [CF_KV, CF_HIST];
 
 /// On-disk format this build reads and writes. Bump on any incompatible layout change.
 /// 3: the Raft log moved from a column family into segment files.
-pub const FORMAT_VERSION: u32 = 3;
+/// 4: history keyed by revision, each version naming the one before; no events family.
+pub const FORMAT_VERSION: u32 = 4;
 const FORMAT_FILE: &str = "FLOTILLA_FORMAT";
 
 /// Opens (or creates) the database under `dir`, refusing a directory written by another
@@ -48,9 +47,9 @@ pub fn open(dir: &Path) -> Result<Arc<DB>> {
     Ok(Arc::new(db))
 }
 
-/// Memtable size of the column families written at random keys on every put.
+/// Memtable size of `kv`, written at random keys on every put (`hist` is appended to).
 const RANDOM_WRITE_MEMTABLE_BYTES: usize = 8 << 20;
-/// Their L0 files before a compaction into L1: twice RocksDB's 4, so that as many bytes
+/// Its L0 files before a compaction into L1: twice RocksDB's 4, so that as many bytes
 /// gather in L0 per compaction as with 16 MiB memtables (each L0 -> L1 compaction of
 /// random keys rewrites most of L1).
 const RANDOM_WRITE_L0_FILES: i32 = 8;
@@ -71,8 +70,8 @@ const COMPRESSION_PER_LEVEL: [DBCompressionType; 7] = [
 fn cf_options(name: &str) -> Options {
     let mut opts = Options::default();
     opts.set_compression_per_level(&COMPRESSION_PER_LEVEL);
-    if name == CF_KV || name == CF_HIST {
-        // Smaller than RocksDB's 64 MiB: each put inserts into these memtables at a random
+    if name == CF_KV {
+        // Smaller than RocksDB's 64 MiB: each put inserts into this memtable at a random
         // place, and a smaller skiplist takes less apply CPU per put (`tests/apply_cost.rs`:
         // 16 MiB ~20% less than 64, 8 MiB another ~8%); flushes are more frequent but no
         // more bytes in all.

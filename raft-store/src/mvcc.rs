@@ -1,17 +1,23 @@
 //! etcd's MVCC model on RocksDB column families: transactions, ranges at a revision, the
-//! per-revision event log that feeds watches, and compaction of history.
+//! history that feeds watches, and compaction of history.
 //!
-//! The state machine is the only writer. It applies a Raft entry's transactions into one
-//! `WriteBatch`, reading through an [`Overlay`] of the entry's earlier writes, so readers
-//! (which use RocksDB snapshots) always see the state after a whole number of entries.
+//! Every change writes one [`Version`] twice: under its key in `kv` (the newest version of
+//! each key, deletions included until compaction passes them) and under its [`Position`] in
+//! `hist`, appended in revision order. Each version points at the key's previous one, so a
+//! read at a past revision walks back from the newest, and a watch reads `hist` in order.
+//!
+//! The state machine is the only writer of new versions. It applies a Raft entry's
+//! transactions into one `WriteBatch`, reading through an [`Overlay`] of the entry's earlier
+//! writes, so readers (which use RocksDB snapshots) always see the state after a whole
+//! number of entries.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use rocksdb::{Direction, IteratorMode, SnapshotWithThreadMode, WriteBatch, DB};
+use rocksdb::{ColumnFamily, Direction, IteratorMode, SnapshotWithThreadMode, WriteBatch, DB};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::db::{cf, CF_EVENTS, CF_HIST, CF_KV, CF_META};
+use crate::db::{cf, CF_HIST, CF_KV, CF_META};
 use crate::error::{Rejection, Result, StoreError};
 use crate::keys;
 use crate::types::*;
@@ -23,14 +29,63 @@ const META_HISTORY_COMPACTED: &[u8] = b"sm/history_compacted";
 
 pub type Snapshot<'a> = SnapshotWithThreadMode<'a, DB>;
 
+/// Where a version sits in the history: the revision that made it and its place among that
+/// revision's changes (etcd's main and sub revision).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Position {
+    pub rev: Revision,
+    pub sub: u32,
+}
+
+impl Position {
+    /// "No version": a key's first version points at it.
+    pub const NONE: Position = Position { rev: 0, sub: 0 };
+}
+
+/// One version of a key, as stored in `kv` and `hist`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    pub at: Position,
+    /// The key's previous version ([`Position::NONE`] if it had none).
+    pub prev: Position,
+    /// A deletion: `kv` then holds only the key and the deleting revision (the event's
+    /// tombstone).
+    pub deleted: bool,
+    pub kv: KeyValue,
+}
+
+/// The leading fields of an encoded [`Version`] (bincode writes fields in order), decoded
+/// without the value.
+#[derive(Debug, Deserialize)]
+struct VersionHeader {
+    at: Position,
+    prev: Position,
+    deleted: bool,
+}
+
+impl Version {
+    fn live(&self) -> Option<&KeyValue> {
+        (!self.deleted).then_some(&self.kv)
+    }
+
+    fn into_live(self) -> Option<KeyValue> {
+        (!self.deleted).then_some(self.kv)
+    }
+}
+
+/// The live value of a key whose newest version is `v`.
+fn live(v: Option<&Version>) -> Option<&KeyValue> {
+    v.and_then(Version::live)
+}
+
 /// What the entry being applied has written so far, not yet in the database.
 #[derive(Debug, Default)]
 pub struct Overlay {
-    /// key -> current value (`None`: deleted).
-    writes: std::collections::HashMap<Vec<u8>, Option<KeyValue>>,
+    /// key -> its newest version (deletions included).
+    writes: std::collections::HashMap<Vec<u8>, Version>,
     /// The newest revision whose history is in the database (the revision before the entry).
     settled: Revision,
-    /// Current values as of `settled`, consulted before the database.
+    /// Newest versions as of `settled`, consulted before the database.
     cache: CurrentCache,
 }
 
@@ -48,8 +103,8 @@ impl Overlay {
     /// The cache with this entry's writes in it: call only once the entry's batch is written.
     pub fn into_cache(self) -> CurrentCache {
         let mut cache = self.cache;
-        for (key, value) in self.writes {
-            cache.insert(key, value);
+        for (key, version) in self.writes {
+            cache.insert(key, Some(version));
         }
         cache
     }
@@ -58,37 +113,38 @@ impl Overlay {
 /// Most bytes [`CurrentCache`] holds before it starts over.
 const CURRENT_CACHE_BYTES: usize = 64 << 20;
 
-/// The current value (or absence) of recently written keys, kept by the state machine so
+/// The newest version (or absence) of recently written keys, kept by the state machine so
 /// that a transaction reads a key's previous version from memory, not from RocksDB (a
 /// memtable lookup per put was ~12% of a member's CPU under load). It is a cache, not an
 /// index: a key it does not hold is read from the database, and when it outgrows its budget
-/// it is emptied. The state machine is the only writer, so it stays exact by taking each
-/// entry's writes after they are in the database, and by being emptied when a snapshot
-/// replaces the state.
+/// it is emptied. The state machine is the only writer of versions, so it stays exact by
+/// taking each entry's writes after they are in the database, and by being emptied when a
+/// snapshot replaces the state. (The compactor may drop a cached deletion from `kv`; the
+/// cached copy then only names a previous version that reads treat the same way.)
 #[derive(Debug, Default)]
 pub struct CurrentCache {
-    values: std::collections::HashMap<Vec<u8>, Option<KeyValue>>,
+    values: std::collections::HashMap<Vec<u8>, Option<Version>>,
     bytes: usize,
 }
 
 impl CurrentCache {
-    fn get(&self, key: &[u8]) -> Option<&Option<KeyValue>> {
+    fn get(&self, key: &[u8]) -> Option<&Option<Version>> {
         self.values.get(key)
     }
 
     /// Removes `key`'s entry and returns it.
-    fn take(&mut self, key: &[u8]) -> Option<Option<KeyValue>> {
+    fn take(&mut self, key: &[u8]) -> Option<Option<Version>> {
         let value = self.values.remove(key)?;
         self.bytes -= Self::size(key, &value);
         Some(value)
     }
 
     /// Rough footprint: the key twice (map and value), the value, and fixed overhead.
-    fn size(key: &[u8], value: &Option<KeyValue>) -> usize {
-        2 * key.len() + value.as_ref().map_or(0, |kv| kv.value.len()) + 96
+    fn size(key: &[u8], value: &Option<Version>) -> usize {
+        2 * key.len() + value.as_ref().map_or(0, |v| v.kv.value.len()) + 128
     }
 
-    fn insert(&mut self, key: Vec<u8>, value: Option<KeyValue>) {
+    fn insert(&mut self, key: Vec<u8>, value: Option<Version>) {
         let added = Self::size(&key, &value);
         if let Some(old) = self.values.get(&key) {
             self.bytes -= Self::size(&key, old);
@@ -103,83 +159,47 @@ impl CurrentCache {
 }
 
 /// The state-machine records of the entry being applied, gathered in one buffer so that
-/// each column family's records reach the `WriteBatch` in key order: RocksDB inserts a
-/// batch into a memtable skiplist one record at a time, starting each search from where
-/// the previous insert landed, so sorted inserts at random keys search less (the inserts
-/// were ~35% of `tests/apply_cost.rs`' CPU). The bytes written are the same.
+/// the `kv` records reach the `WriteBatch` in key order: RocksDB inserts a batch into a
+/// memtable skiplist one record at a time, starting each search from where the previous
+/// insert landed, so sorted inserts at random keys search less. (`hist` records are made in
+/// position order already.)
 #[derive(Debug, Default)]
 pub struct EntryWrites {
     buf: Vec<u8>,
-    /// kv key -> encoded value (`None`: delete), in the order written.
-    kv: Vec<(Span, Option<Span>)>,
-    hist: Vec<(Span, Span)>,
-    events: Vec<(Span, Span)>,
+    /// (key, encoded version) for `kv`, in the order written, and (position, encoded
+    /// version) for `hist`: the two share each version's bytes.
+    kv: Vec<(Span, Span)>,
+    hist: Vec<([u8; keys::POSITION_KEY_LEN], Span)>,
 }
 
 type Span = std::ops::Range<usize>;
 
 impl EntryWrites {
-    fn bytes(&mut self, bytes: &[u8]) -> Span {
+    fn put_version(&mut self, version: &Version) -> Result<()> {
         let start = self.buf.len();
-        self.buf.extend_from_slice(bytes);
-        start..self.buf.len()
-    }
-
-    fn encoded<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<Span> {
+        self.buf.extend_from_slice(&version.kv.key);
+        let key = start..self.buf.len();
         let start = self.buf.len();
-        bincode::serialize_into(&mut self.buf, v).map_err(|e| StoreError::Storage(format!("encode: {e}")))?;
-        Ok(start..self.buf.len())
-    }
-
-    fn put_kv(&mut self, kv: &KeyValue) -> Result<()> {
-        let key = self.bytes(&kv.key);
-        let value = self.encoded(kv)?;
-        self.kv.push((key, Some(value)));
+        bincode::serialize_into(&mut self.buf, version).map_err(|e| StoreError::Storage(format!("encode: {e}")))?;
+        let value = start..self.buf.len();
+        self.kv.push((key, value.clone()));
+        self.hist.push((keys::position_key(version.at), value));
         Ok(())
     }
 
-    fn delete_kv(&mut self, key: &[u8]) {
-        let key = self.bytes(key);
-        self.kv.push((key, None));
-    }
-
-    /// The version of `key` made at `rev` (`None`: deleted there).
-    fn put_hist(&mut self, key: &[u8], rev: Revision, version: Option<&KeyValue>) -> Result<()> {
-        let start = self.buf.len();
-        keys::push_hist_key(&mut self.buf, key, rev);
-        let hist_key = start..self.buf.len();
-        let value = self.encoded(&version)?;
-        self.hist.push((hist_key, value));
-        Ok(())
-    }
-
-    fn put_events(&mut self, events: &RevisionEvents) -> Result<()> {
-        let key = self.bytes(&keys::revision_key(events.revision));
-        let value = self.encoded(events)?;
-        self.events.push((key, value));
-        Ok(())
-    }
-
-    /// Moves the records into `batch`, each column family's in key order, and empties
-    /// itself (keeping its buffers). The sort is stable: a kv key written twice in the
-    /// entry keeps its writes in order, so the later one wins as before.
+    /// Moves the records into `batch`, `kv`'s in key order, and empties itself (keeping its
+    /// buffers). The sort is stable: a key written twice in the entry keeps its writes in
+    /// order, so the later one wins as before.
     pub fn write_into(&mut self, db: &DB, batch: &mut WriteBatch) -> Result<()> {
         let buf = &self.buf;
         self.kv.sort_by(|a, b| buf[a.0.clone()].cmp(&buf[b.0.clone()]));
-        self.hist.sort_by(|a, b| buf[a.0.clone()].cmp(&buf[b.0.clone()]));
-        self.events.sort_by(|a, b| buf[a.0.clone()].cmp(&buf[b.0.clone()]));
         let kv_cf = cf(db, CF_KV)?;
         for (key, value) in &self.kv {
-            match value {
-                Some(value) => batch.put_cf(kv_cf, &buf[key.clone()], &buf[value.clone()]),
-                None => batch.delete_cf(kv_cf, &buf[key.clone()]),
-            }
+            batch.put_cf(kv_cf, &buf[key.clone()], &buf[value.clone()]);
         }
-        for (name, records) in [(CF_HIST, &self.hist), (CF_EVENTS, &self.events)] {
-            let handle = cf(db, name)?;
-            for (key, value) in records {
-                batch.put_cf(handle, &buf[key.clone()], &buf[value.clone()]);
-            }
+        let hist_cf = cf(db, CF_HIST)?;
+        for (key, value) in &self.hist {
+            batch.put_cf(hist_cf, key, &buf[value.clone()]);
         }
         self.clear();
         Ok(())
@@ -190,7 +210,6 @@ impl EntryWrites {
         self.buf.clear();
         self.kv.clear();
         self.hist.clear();
-        self.events.clear();
     }
 }
 
@@ -213,11 +232,25 @@ pub struct Revisions {
 #[derive(Clone)]
 pub struct Mvcc {
     db: Arc<DB>,
+    /// Held while a batch that writes `kv` is written by anyone but the apply path's one
+    /// thread: the compactor checks that a deletion is still a key's newest version and
+    /// drops it under this lock, and applies take it to write.
+    writer: Arc<Mutex<()>>,
 }
 
 impl Mvcc {
     pub fn new(db: Arc<DB>) -> Self {
-        Mvcc { db }
+        Mvcc { db, writer: Arc::default() }
+    }
+
+    /// Takes the lock that orders writes of `kv` (see the field).
+    pub fn lock_writes(&self) -> MutexGuard<'_, ()> {
+        lock(&self.writer)
+    }
+
+    /// The lock itself, for the compactor.
+    pub fn writer(&self) -> Arc<Mutex<()>> {
+        self.writer.clone()
     }
 
     /// Revision counters as of a consistent snapshot.
@@ -260,52 +293,76 @@ impl Mvcc {
             resp.kvs.push(kv);
         };
         if at == revs.current {
-            self.scan_current(snap, overlay, req, &mut visit)?;
+            self.scan_current(snap, overlay, req, &mut |v| {
+                visit(v.kv);
+                Ok(())
+            })?;
         } else {
-            self.scan_history(snap, req, at, &mut visit)?;
+            let hist = cf(&self.db, CF_HIST)?;
+            self.scan_stored(snap, req, true, &mut |v| {
+                if let Some(kv) = version_at(snap, hist, v, at)? {
+                    visit(kv);
+                }
+                Ok(())
+            })?;
         }
         resp.more = req.limit > 0 && resp.count > req.limit;
         Ok(resp)
     }
 
-    /// Visits the current value of every key in range, in key order, overlay included.
+    /// Visits the newest version of every live key in range, in key order, overlay included.
     fn scan_current(
         &self,
         snap: &Snapshot<'_>,
         overlay: &Overlay,
         req: &RangeRequest,
-        visit: &mut dyn FnMut(KeyValue),
+        visit: &mut dyn FnMut(Version) -> Result<()>,
     ) -> Result<()> {
         let after = |key: &[u8]| req.start_after.as_ref().is_none_or(|a| key > a.as_slice());
-        let touched: Vec<(&Vec<u8>, &Option<KeyValue>)> =
+        let touched: Vec<(&Vec<u8>, &Version)> =
             overlay.writes.iter().filter(|(k, _)| req.keys.contains(k) && after(k)).collect();
         if !touched.is_empty() {
             // Rare (a range or delete over keys this entry already wrote): merge in memory.
             let mut merged = std::collections::BTreeMap::new();
-            self.scan_stored(snap, req, &mut |kv| {
-                merged.insert(kv.key.clone(), kv);
+            self.scan_stored(snap, req, false, &mut |v| {
+                merged.insert(v.kv.key.clone(), v);
+                Ok(())
             })?;
-            for (key, value) in touched {
-                match value {
-                    Some(kv) => merged.insert(key.clone(), kv.clone()),
-                    None => merged.remove(key),
+            for (key, version) in touched {
+                match version.deleted {
+                    false => merged.insert(key.clone(), version.clone()),
+                    true => merged.remove(key),
                 };
             }
-            merged.into_values().for_each(visit);
-            return Ok(());
+            return merged.into_values().try_for_each(visit);
         }
-        self.scan_stored(snap, req, visit)
+        self.scan_stored(snap, req, false, visit)
     }
 
-    fn scan_stored(&self, snap: &Snapshot<'_>, req: &RangeRequest, visit: &mut dyn FnMut(KeyValue)) -> Result<()> {
+    /// Visits the stored newest version of every key in range, in key order; deletions
+    /// only if `deleted` (a read at a past revision walks back from them).
+    fn scan_stored(
+        &self,
+        snap: &Snapshot<'_>,
+        req: &RangeRequest,
+        deleted: bool,
+        visit: &mut dyn FnMut(Version) -> Result<()>,
+    ) -> Result<()> {
         let kv_cf = cf(&self.db, CF_KV)?;
+        let mut visit_raw = |raw: &[u8]| -> Result<()> {
+            let version: Version = decode(raw)?;
+            if deleted || !version.deleted {
+                visit(version)?;
+            }
+            Ok(())
+        };
         match &req.keys {
             KeySet::Key(key) => {
                 if req.start_after.as_ref().is_some_and(|after| key <= after) {
                     return Ok(());
                 }
                 if let Some(raw) = snap.get_cf(kv_cf, key)? {
-                    visit(decode(&raw)?);
+                    visit_raw(&raw)?;
                 }
             }
             KeySet::Prefix(prefix) => {
@@ -318,59 +375,10 @@ impl Mvcc {
                     if !key.starts_with(prefix) {
                         break;
                     }
-                    visit(decode(&raw)?);
+                    visit_raw(&raw)?;
                 }
             }
         }
-        Ok(())
-    }
-
-    /// Visits, for every key in range, its newest version at or before `at` unless deleted.
-    fn scan_history(
-        &self,
-        snap: &Snapshot<'_>,
-        req: &RangeRequest,
-        at: Revision,
-        visit: &mut dyn FnMut(KeyValue),
-    ) -> Result<()> {
-        let hist = cf(&self.db, CF_HIST)?;
-        let (prefix, exact) = match &req.keys {
-            KeySet::Key(k) => (k.clone(), true),
-            KeySet::Prefix(p) => (p.clone(), false),
-        };
-        let enc_prefix = keys::escape(&prefix);
-        let start = match &req.start_after {
-            Some(after) if after.as_slice() >= prefix.as_slice() => keys::hist_after_key(after),
-            _ => enc_prefix.clone(),
-        };
-        let mut pending: Option<(Vec<u8>, Option<KeyValue>)> = None;
-        let mut flush = |pending: &mut Option<(Vec<u8>, Option<KeyValue>)>| {
-            if let Some((_, Some(kv))) = pending.take() {
-                visit(kv);
-            }
-        };
-        for item in snap.iterator_cf(hist, IteratorMode::From(&start, Direction::Forward)) {
-            let (raw_key, raw) = item?;
-            if !raw_key.starts_with(&enc_prefix) {
-                break;
-            }
-            let (key, rev) =
-                keys::decode_hist_key(&raw_key).ok_or_else(|| StoreError::Storage("corrupt history key".into()))?;
-            if exact && key != prefix {
-                break;
-            }
-            if pending.as_ref().is_some_and(|(k, _)| *k != key) {
-                flush(&mut pending);
-            }
-            if rev <= at {
-                let version: Option<KeyValue> = decode(&raw)?;
-                pending = Some((key, version));
-            } else if pending.is_none() {
-                // Only newer versions so far: remember the key with no visible version.
-                pending = Some((key, None));
-            }
-        }
-        flush(&mut pending);
         Ok(())
     }
 
@@ -382,15 +390,26 @@ impl Mvcc {
         if from < revs.compacted {
             return Err(StoreError::Compacted { requested: from, compacted: revs.compacted });
         }
-        let events_cf = cf(&self.db, CF_EVENTS)?;
-        let mut out = Vec::new();
-        let start = keys::revision_key(from.max(0));
-        for item in snap.iterator_cf(events_cf, IteratorMode::From(&start, Direction::Forward)) {
+        let hist = cf(&self.db, CF_HIST)?;
+        let mut out: Vec<RevisionEvents> = Vec::new();
+        let start = keys::position_key(Position { rev: from.max(0), sub: 0 });
+        for item in snap.iterator_cf(hist, IteratorMode::From(&start, Direction::Forward)) {
             let (_, raw) = item?;
-            let mut batch: RevisionEvents = decode(&raw)?;
-            batch.events.retain(|e| keys.contains(&e.kv.key));
-            if !batch.events.is_empty() {
-                out.push(batch);
+            let version: Version = decode(&raw)?;
+            if !keys.contains(&version.kv.key) {
+                continue;
+            }
+            // Versions at or after the compacted revision keep their previous one, unless
+            // that was a deletion (no previous value either way).
+            let prev_kv = match version.prev {
+                Position::NONE => None,
+                prev => read_version(&snap, hist, prev)?.and_then(Version::into_live),
+            };
+            let kind = if version.deleted { EventKind::Delete } else { EventKind::Put };
+            let event = Event { kind, kv: version.kv, prev_kv };
+            match out.last_mut() {
+                Some(batch) if batch.revision == version.at.rev => batch.events.push(event),
+                _ => out.push(RevisionEvents { revision: version.at.rev, events: vec![event] }),
             }
         }
         Ok((out, revs.current))
@@ -411,13 +430,16 @@ impl Mvcc {
     ) -> Result<Result<(TxnResponse, Option<RevisionEvents>), Rejection>> {
         let kv_cf = cf(&self.db, CF_KV)?;
         let stored =
-            |key: &[u8]| -> Result<Option<KeyValue>> { snap.get_cf(kv_cf, key)?.map(|r| decode(&r)).transpose() };
+            |key: &[u8]| -> Result<Option<Version>> { snap.get_cf(kv_cf, key)?.map(|r| decode(&r)).transpose() };
 
         let mut succeeded = true;
         for c in &txn.compare {
-            let holds = match overlay.writes.get(&c.key).or_else(|| overlay.cache.get(&c.key)) {
-                Some(value) => compare_holds(c, value.as_ref()),
-                None => compare_holds(c, stored(&c.key)?.as_ref()),
+            let holds = match overlay.writes.get(&c.key) {
+                Some(version) => compare_holds(c, version.live()),
+                None => match overlay.cache.get(&c.key) {
+                    Some(cached) => compare_holds(c, live(cached.as_ref())),
+                    None => compare_holds(c, live(stored(&c.key)?.as_ref())),
+                },
             };
             if !holds {
                 succeeded = false;
@@ -434,10 +456,15 @@ impl Mvcc {
             }
         }
         let rev = revs.current + 1;
+        let mut sub = 0;
+        let mut next_position = || {
+            sub += 1;
+            Position { rev, sub: sub - 1 }
+        };
         let mut events = Vec::new();
         let mut responses = Vec::with_capacity(ops.len());
         // Reads within the transaction see the state before it (etcd: no key is written twice).
-        let mut writes: Vec<(Vec<u8>, Option<KeyValue>)> = Vec::new();
+        let mut writes: Vec<(Vec<u8>, Version)> = Vec::new();
         for op in ops {
             match op {
                 Op::Put { key, value, prev_kv } => {
@@ -445,12 +472,14 @@ impl Mvcc {
                     // new version replaces it once the entry is written; until then a read
                     // of the key finds the same version in `snap`).
                     let prev = match overlay.writes.get(&key) {
-                        Some(value) => value.clone(),
+                        Some(version) => Some(version.clone()),
                         None => match overlay.cache.take(&key) {
-                            Some(value) => value,
+                            Some(cached) => cached,
                             None => stored(&key)?,
                         },
                     };
+                    let prev_at = prev.as_ref().map_or(Position::NONE, |v| v.at);
+                    let prev = prev.and_then(Version::into_live);
                     let kv = KeyValue {
                         create_revision: prev.as_ref().map_or(rev, |p| p.create_revision),
                         mod_revision: rev,
@@ -458,29 +487,38 @@ impl Mvcc {
                         key,
                         value,
                     };
-                    out.put_kv(&kv)?;
-                    out.put_hist(&kv.key, rev, Some(&kv))?;
-                    writes.push((kv.key.clone(), Some(kv.clone())));
+                    let version = Version { at: next_position(), prev: prev_at, deleted: false, kv };
+                    out.put_version(&version)?;
                     let answer = if prev_kv { prev.clone() } else { None };
-                    events.push(Event { kind: EventKind::Put, kv, prev_kv: prev });
+                    events.push(Event { kind: EventKind::Put, kv: version.kv.clone(), prev_kv: prev });
+                    writes.push((version.kv.key.clone(), version));
                     responses.push(OpResponse::Put { prev: answer });
                 }
                 Op::Delete { keys: set } => {
-                    let mut deleted = Vec::new();
+                    let mut found = Vec::new();
                     let req = RangeRequest { keys: set, ..RangeRequest::prefix(Vec::new()) };
-                    self.scan_current(snap, overlay, &req, &mut |kv| deleted.push(kv))?;
-                    for prev in &deleted {
-                        out.delete_kv(&prev.key);
-                        out.put_hist(&prev.key, rev, None)?;
-                        writes.push((prev.key.clone(), None));
+                    self.scan_current(snap, overlay, &req, &mut |v| {
+                        found.push(v);
+                        Ok(())
+                    })?;
+                    let mut deleted = Vec::with_capacity(found.len());
+                    for prev in found {
                         let tomb = KeyValue {
-                            key: prev.key.clone(),
+                            key: prev.kv.key.clone(),
                             value: Vec::new(),
                             create_revision: 0,
                             mod_revision: rev,
                             version: 0,
                         };
-                        events.push(Event { kind: EventKind::Delete, kv: tomb, prev_kv: Some(prev.clone()) });
+                        let version = Version { at: next_position(), prev: prev.at, deleted: true, kv: tomb };
+                        out.put_version(&version)?;
+                        events.push(Event {
+                            kind: EventKind::Delete,
+                            kv: version.kv.clone(),
+                            prev_kv: Some(prev.kv.clone()),
+                        });
+                        writes.push((version.kv.key.clone(), version));
+                        deleted.push(prev.kv);
                     }
                     responses.push(OpResponse::Delete { deleted });
                 }
@@ -495,10 +533,8 @@ impl Mvcc {
             return Ok(Ok((TxnResponse { succeeded, revision: revs.current, responses }, None)));
         }
         overlay.writes.extend(writes);
-        let rev_events = RevisionEvents { revision: rev, events };
-        out.put_events(&rev_events)?;
         revs.current = rev;
-        Ok(Ok((TxnResponse { succeeded, revision: rev, responses }, Some(rev_events))))
+        Ok(Ok((TxnResponse { succeeded, revision: rev, responses }, Some(RevisionEvents { revision: rev, events }))))
     }
 
     /// Records the revision counter in `batch` (once per entry).
@@ -507,8 +543,8 @@ impl Mvcc {
         Ok(())
     }
 
-    /// Compacts at `rev`: reads and watches before it fail from now on, and events older
-    /// than it go. The history versions it makes unreachable are left to [`compact_history`].
+    /// Compacts at `rev`: reads and watches before it fail from now on. The history it
+    /// makes unreachable is left to [`compact_history`], off the apply path.
     pub fn apply_compact(
         &self,
         rev: Revision,
@@ -521,13 +557,37 @@ impl Mvcc {
         if rev <= revs.compacted {
             return Ok(Err(Rejection::Compacted { requested: rev, compacted: revs.compacted }));
         }
-        // Reads and watches before `rev` fail from here on; the versions no read can reach
-        // any more are deleted later, off the apply path ([`compact_history`]).
-        let events_cf = cf(&self.db, CF_EVENTS)?;
-        batch.delete_range_cf(events_cf, keys::revision_key(0), keys::revision_key(rev));
         batch.put_cf(cf(&self.db, CF_META)?, META_COMPACTED, encode(&rev)?);
         revs.compacted = rev;
         Ok(Ok(rev))
+    }
+}
+
+fn lock(writer: &Mutex<()>) -> MutexGuard<'_, ()> {
+    // The lock guards no data, only an order: a panic while holding it leaves nothing torn.
+    writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn read_version(snap: &Snapshot<'_>, hist: &ColumnFamily, at: Position) -> Result<Option<Version>> {
+    snap.get_cf(hist, keys::position_key(at))?.map(|raw| decode(&raw)).transpose()
+}
+
+/// The key's value at revision `at`, walking back from `newest`, its newest version.
+fn version_at(snap: &Snapshot<'_>, hist: &ColumnFamily, newest: Version, at: Revision) -> Result<Option<KeyValue>> {
+    let mut version = newest;
+    loop {
+        if version.at.rev <= at {
+            return Ok(version.into_live());
+        }
+        if version.prev == Position::NONE {
+            return Ok(None);
+        }
+        match read_version(snap, hist, version.prev)? {
+            Some(prev) => version = prev,
+            // Gone with a compaction: reads at or after the compacted revision reach a removed
+            // version only if it was a deletion (see [`compact_history`]).
+            None => return Ok(None),
+        }
     }
 }
 
@@ -535,53 +595,59 @@ impl Mvcc {
 /// for one chunk at a time).
 const COMPACT_CHUNK: usize = 10_000;
 
-/// Deletes the history versions that a compaction at `rev` made unreachable: every version
-/// of a key that a newer version at or before `rev` hides, and a key's newest version at or
-/// before `rev` too when it is a tombstone. Then records `rev` as done (a restart after a
-/// crash does it again). One pass over the history, in chunks, decoding no values.
+/// Deletes the history that a compaction at `rev` made unreachable: every version that a
+/// newer version of its key made before `rev` replaced, and every deletion before `rev`
+/// (from `hist`, and from `kv` while it is still its key's newest version). Then records
+/// `rev` as done. One pass, in revision order, over the versions made since the last
+/// compaction finished (each names the version it replaced), reading only their headers.
+///
+/// Reads at or after `rev` never need what goes: a walk back from a key's newest version
+/// stops at the first version at or before the read's revision, before any replaced
+/// version; and past a deletion a key is absent, whether or not the deletion is still
+/// there. Watches from `rev` on read versions at or after `rev` and the versions they
+/// replaced, which are kept unless they were deletions.
 ///
 /// Safe beside concurrent applies: they only add versions after the current revision, and
-/// whatever is unreachable at `rev` stays so in every later state (an installed snapshot
-/// included: it is the same history). Returns the versions deleted, or `None` if the
-/// database closed meanwhile.
-pub fn compact_history(db: &std::sync::Weak<DB>, rev: Revision) -> Result<Option<u64>> {
-    // The newest version at or before `rev` seen so far of the key being scanned (its record
-    // and whether it is live), and that key's encoded form.
-    let mut newest: Option<(Vec<u8>, bool)> = None;
-    let mut current: Vec<u8> = Vec::new();
-    let mut resume: Option<Vec<u8>> = None;
+/// a deletion leaves `kv` only under `writer` after a check that it is still the key's
+/// newest version. Returns the records deleted, or `None` if the database closed meanwhile.
+pub fn compact_history(db: &std::sync::Weak<DB>, writer: &Mutex<()>, rev: Revision) -> Result<Option<u64>> {
+    let Some(from) = db.upgrade().map(|db| history_compacted(&db)).transpose()? else { return Ok(None) };
+    let mut resume = keys::position_key(Position { rev: from, sub: 0 }).to_vec();
     let mut deleted = 0u64;
     loop {
         let Some(db) = db.upgrade() else { return Ok(None) };
         let hist = cf(&db, CF_HIST)?;
+        let kv = cf(&db, CF_KV)?;
         let mut batch = WriteBatch::default();
-        let from = resume.take();
-        let mode = match &from {
-            Some(key) => IteratorMode::From(key, Direction::Forward),
-            None => IteratorMode::Start,
-        };
-        for (read, item) in db.iterator_cf(hist, mode).enumerate() {
+        // Deletions found in this chunk: (key, the deletion's position).
+        let mut tombstones: Vec<(Vec<u8>, Position)> = Vec::new();
+        let mut finished = true;
+        for (read, item) in db.iterator_cf(hist, IteratorMode::From(&resume, Direction::Forward)).enumerate() {
             let (raw_key, raw) = item?;
             if read == COMPACT_CHUNK {
-                resume = Some(raw_key.to_vec());
+                resume = raw_key.to_vec();
+                finished = false;
                 break;
             }
-            let (key, krev) =
-                keys::split_hist_key(&raw_key).ok_or_else(|| StoreError::Storage("corrupt history key".into()))?;
-            if key != current.as_slice() {
-                drop_if_tombstone(&mut newest, &mut batch, hist);
-                current.clear();
-                current.extend_from_slice(key);
+            let header: VersionHeader = decode(&raw)?;
+            if header.at.rev >= rev {
+                break;
             }
-            if krev <= rev {
-                if let Some((older, _)) = newest.replace((raw_key.to_vec(), !is_tombstone(&raw))) {
-                    batch.delete_cf(hist, older);
-                }
+            if header.prev != Position::NONE {
+                batch.delete_cf(hist, keys::position_key(header.prev));
+            }
+            if header.deleted {
+                batch.delete_cf(hist, &raw_key);
+                let version: Version = decode(&raw)?;
+                tombstones.push((version.kv.key, header.at));
             }
         }
-        let finished = resume.is_none();
-        if finished {
-            drop_if_tombstone(&mut newest, &mut batch, hist);
+        let _writing = lock(writer);
+        for (key, at) in tombstones {
+            let newest = db.get_cf(kv, &key)?.map(|raw| decode::<VersionHeader>(&raw)).transpose()?;
+            if newest.is_some_and(|v| v.deleted && v.at == at) {
+                batch.delete_cf(kv, key);
+            }
         }
         deleted += batch.len() as u64;
         if finished {
@@ -594,23 +660,9 @@ pub fn compact_history(db: &std::sync::Weak<DB>, rev: Revision) -> Result<Option
     }
 }
 
-/// The end of a key's versions in [`compact_history`]: its newest version at or before the
-/// compacted revision stays unless it is a tombstone.
-fn drop_if_tombstone(newest: &mut Option<(Vec<u8>, bool)>, batch: &mut WriteBatch, hist: &rocksdb::ColumnFamily) {
-    if let Some((raw_key, false)) = newest.take() {
-        batch.delete_cf(hist, raw_key);
-    }
-}
-
 /// The revision up to which [`compact_history`] last finished (0 if never).
 pub fn history_compacted(db: &DB) -> Result<Revision> {
     Ok(db.get_cf(cf(db, CF_META)?, META_HISTORY_COMPACTED)?.map(|raw| decode(&raw)).transpose()?.unwrap_or(0))
-}
-
-/// Whether a history record (an encoded `Option<KeyValue>`) is a deletion: bincode writes
-/// `None` as the single byte 0 and `Some` as 1 and the value.
-fn is_tombstone(raw: &[u8]) -> bool {
-    raw == [0]
 }
 
 /// The revision a range reads at, or why it cannot. `settled`: see [`Overlay`].

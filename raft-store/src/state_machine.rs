@@ -85,7 +85,7 @@ impl StateMachine {
         let last_applied = db.get_cf(meta, META_APPLIED)?.map(|r| decode(&r)).transpose()?.flatten();
         let membership = db.get_cf(meta, META_MEMBERSHIP)?.map(|r| decode(&r)).transpose()?.unwrap_or_default();
         let hub = WatchHub::new(revs.current);
-        let compactor = Compactor::start(&db, revs.compacted)
+        let compactor = Compactor::start(&db, mvcc.writer(), revs.compacted)
             .map_err(|e| StoreError::Storage(format!("start the history compactor: {e}")))?;
         Ok(StateMachine {
             compactor,
@@ -164,7 +164,10 @@ impl StateMachine {
             }
         };
         batch.put_cf(meta, META_APPLIED, encode(&Some(log_id))?);
-        crate::db::write_state_machine(&self.db, batch)?;
+        {
+            let _writing = self.mvcc.lock_writes();
+            crate::db::write_state_machine(&self.db, batch)?;
+        }
         if let CommandResult::Compacted { revision } = &result {
             self.compactor.request(*revision);
         }
@@ -212,7 +215,10 @@ impl StateMachine {
         batch.put_cf(meta_cf, META_MEMBERSHIP, encode(&meta.last_membership)?);
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
-        self.db.write_opt(batch, &sync)?;
+        {
+            let _writing = self.mvcc.lock_writes();
+            self.db.write_opt(batch, &sync)?;
+        }
         write_snapshot_file(&self.snapshot_path(), meta, |out| Ok(out.write_all(raw)?))?;
         self.revs = self.mvcc.revisions()?;
         self.last_applied = meta.last_log_id;
@@ -554,7 +560,8 @@ mod tests {
         };
         assert!(matches!(sm.apply([compact]).await.unwrap()[..], [CommandResult::Compacted { revision: 5 }]));
         history_compacted_to(&sm, 5).await;
-        assert_eq!(history_len(&db), 1);
+        // k@5, and k@4 (what a watch from 5 hears k@5 replaced).
+        assert_eq!(history_len(&db), 2);
 
         for i in 7..=9 {
             sm.apply([entry(i, vec![Txn::put("k", format!("{i}"))])]).await.unwrap();
@@ -565,10 +572,10 @@ mod tests {
         sm.mvcc().apply_compact(revs.current, &mut revs, &mut batch).unwrap().unwrap();
         db.write(batch).unwrap();
         drop(sm);
-        assert_eq!(history_len(&db), 4);
+        assert_eq!(history_len(&db), 5);
         let sm = StateMachine::open(db.clone(), dir.path().into()).unwrap();
         history_compacted_to(&sm, revs.current).await;
-        assert_eq!(history_len(&db), 1);
+        assert_eq!(history_len(&db), 2);
     }
 
     /// The file is written in pieces, but reads back as the one bincode value it stands for,

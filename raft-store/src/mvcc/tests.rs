@@ -57,7 +57,7 @@ impl Fixture {
     fn compact(&mut self, rev: Revision) -> Result<Revision, Rejection> {
         let out = self.compact_logically(rev);
         if out.is_ok() {
-            assert!(compact_history(&Arc::downgrade(&self.db), rev).unwrap().is_some());
+            assert!(compact_history(&Arc::downgrade(&self.db), &self.mvcc.writer(), rev).unwrap().is_some());
             assert_eq!(history_compacted(&self.db).unwrap(), rev);
         }
         out
@@ -71,12 +71,24 @@ impl Fixture {
         out
     }
 
+    /// (key, revision) of every version in history, in revision order.
     fn history(&self) -> Vec<(Vec<u8>, Revision)> {
         let hist = cf(&self.db, CF_HIST).unwrap();
         self.db
             .iterator_cf(hist, IteratorMode::Start)
-            .map(|item| keys::decode_hist_key(&item.unwrap().0).unwrap())
+            .map(|item| {
+                let (key, raw) = item.unwrap();
+                let version: Version = decode(&raw).unwrap();
+                assert_eq!(keys::decode_position_key(&key), Some(version.at));
+                (version.kv.key, version.at.rev)
+            })
             .collect()
+    }
+
+    /// The keys `kv` holds a record for (deletions included).
+    fn kv_keys(&self) -> Vec<Vec<u8>> {
+        let kv = cf(&self.db, CF_KV).unwrap();
+        self.db.iterator_cf(kv, IteratorMode::Start).map(|item| item.unwrap().0.to_vec()).collect()
     }
 
     fn values(&self, req: RangeRequest) -> Vec<(String, String)> {
@@ -205,23 +217,55 @@ fn compaction_forgets_old_revisions_but_keeps_the_visible_state() {
     assert_eq!(f.values(all_at(5)), pairs(&[("a", "2"), ("c", "1")]));
     assert_eq!(f.compact(4), Err(Rejection::Compacted { requested: 4, compacted: 4 }));
     assert_eq!(f.compact(6), Err(Rejection::FutureRevision { requested: 6, current: 5 }));
-    // Watches cannot start before the compacted revision but can start at it.
+    // Watches cannot start before the compacted revision but can start at it, and then
+    // still hear what the first event replaced.
     assert!(matches!(f.mvcc.events_since(&KeySet::Prefix(vec![]), 3), Err(StoreError::Compacted { .. })));
     let (events, _) = f.mvcc.events_since(&KeySet::Prefix(vec![]), 4).unwrap();
     assert_eq!(events.iter().map(|e| e.revision).collect::<Vec<_>>(), vec![4, 5]);
-    // Only the newest live version of each key remains in history.
-    let hist = cf(&f.db, CF_HIST).unwrap();
-    let left: Vec<_> =
-        f.db.iterator_cf(hist, IteratorMode::Start)
-            .map(|item| keys::decode_hist_key(&item.unwrap().0).unwrap())
-            .collect();
-    assert_eq!(left, vec![(b"a".to_vec(), 3), (b"c".to_vec(), 5)]);
+    assert_eq!(events[0].events[0].kind, EventKind::Delete);
+    assert_eq!(events[0].events[0].prev_kv.as_ref().map(|kv| kv.value.as_slice()), Some(&b"1"[..]));
+    // a@1 went (replaced at 3); b@2 stays for the watch from 4, as does b's deletion.
+    assert_eq!(f.history(), vec![(b"b".to_vec(), 2), (b"a".to_vec(), 3), (b"b".to_vec(), 4), (b"c".to_vec(), 5)]);
+    assert_eq!(f.kv_keys(), vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    // Past the deletion, it goes from history and from `kv`, with the version it replaced.
+    assert_eq!(f.compact(5), Ok(5));
+    assert_eq!(f.history(), vec![(b"a".to_vec(), 3), (b"c".to_vec(), 5)]);
+    assert_eq!(f.kv_keys(), vec![b"a".to_vec(), b"c".to_vec()]);
+    assert_eq!(f.values(all_at(5)), pairs(&[("a", "2"), ("c", "1")]));
 }
 
-/// Compaction tells keys apart by their encoded history keys: keys that extend one another,
-/// or hold zero bytes, keep their own newest version.
+/// A key deleted and made again reads right at every revision, before and after the
+/// deletion is compacted away; the compactor leaves the new version in `kv`.
 #[test]
-fn compaction_keeps_the_newest_version_of_keys_that_prefix_one_another() {
+fn a_recreated_key_reads_right_at_every_revision() {
+    let mut f = Fixture::new();
+    f.put("k", "1"); // @1
+    f.delete("k"); // @2
+    f.put("other", "x"); // @3
+    f.put("k", "2"); // @4
+    let k_at = |f: &Fixture, rev| f.values(RangeRequest { revision: rev, ..RangeRequest::key("k") });
+    assert_eq!(k_at(&f, 1), pairs(&[("k", "1")]));
+    assert_eq!(k_at(&f, 2), pairs(&[]));
+    assert_eq!(k_at(&f, 3), pairs(&[]));
+    assert_eq!(k_at(&f, 4), pairs(&[("k", "2")]));
+    let kv = f.mvcc.range(&RangeRequest::key("k")).unwrap().kvs.remove(0);
+    assert_eq!((kv.create_revision, kv.version), (4, 1));
+    assert_eq!(f.compact(3), Ok(3));
+    assert_eq!(f.history(), vec![(b"other".to_vec(), 3), (b"k".to_vec(), 4)]);
+    assert_eq!(k_at(&f, 3), pairs(&[]));
+    assert_eq!(k_at(&f, 4), pairs(&[("k", "2")]));
+    let (events, _) = f.mvcc.events_since(&KeySet::Key(b"k".to_vec()), 3).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].events[0].prev_kv, None, "the version before a recreation is none");
+    // A deleted key that existed at a past revision is found through its deletion in `kv`.
+    f.delete("other"); // @5
+    assert_eq!(f.values(all_at(4)), pairs(&[("k", "2"), ("other", "x")]));
+    assert_eq!(f.values(all_at(5)), pairs(&[("k", "2")]));
+}
+
+/// Keys that extend one another, or hold zero bytes, keep their own newest version.
+#[test]
+fn compaction_keeps_each_keys_newest_version_and_drops_deletions() {
     let mut f = Fixture::new();
     for round in 1..=3 {
         for key in ["k", "k\0", "k\0x", "kx"] {
@@ -229,15 +273,15 @@ fn compaction_keeps_the_newest_version_of_keys_that_prefix_one_another() {
         }
     }
     f.txn(Txn { success: vec![Op::delete("k\0")], ..Default::default() });
+    f.put("z", "1");
     let current = f.revs.current;
     assert_eq!(f.compact(current), Ok(current));
-    let hist = cf(&f.db, CF_HIST).unwrap();
-    let left: Vec<_> =
-        f.db.iterator_cf(hist, IteratorMode::Start)
-            .map(|item| keys::decode_hist_key(&item.unwrap().0).unwrap())
-            .collect();
-    assert_eq!(left, vec![(b"k".to_vec(), 9), (b"k\0x".to_vec(), 11), (b"kx".to_vec(), 12)]);
-    assert_eq!(f.values(all_at(current)), pairs(&[("k", "k-3"), ("k\0x", "k\0x-3"), ("kx", "kx-3")]));
+    assert_eq!(
+        f.history(),
+        vec![(b"k".to_vec(), 9), (b"k\0x".to_vec(), 11), (b"kx".to_vec(), 12), (b"z".to_vec(), 14)]
+    );
+    assert_eq!(f.kv_keys(), vec![b"k".to_vec(), b"k\0x".to_vec(), b"kx".to_vec(), b"z".to_vec()]);
+    assert_eq!(f.values(all_at(current)), pairs(&[("k", "k-3"), ("k\0x", "k\0x-3"), ("kx", "kx-3"), ("z", "1")]));
 }
 
 /// Between a compaction's apply and the background deletion of the history it made
@@ -252,7 +296,7 @@ fn reads_are_the_same_before_and_after_the_history_is_deleted() {
     let reads = |f: &Fixture| (f.values(all_at(4)), f.values(all_at(5)), f.values(RangeRequest::key("a")));
     let logical = reads(&f);
     assert_eq!(logical.0, pairs(&[("a", "2")]));
-    assert!(compact_history(&Arc::downgrade(&f.db), 4).unwrap().is_some());
+    assert!(compact_history(&Arc::downgrade(&f.db), &f.mvcc.writer(), 4).unwrap().is_some());
     assert!(f.history().len() < before.len());
     assert_eq!(reads(&f), logical);
 }
@@ -269,17 +313,19 @@ fn history_compaction_works_across_chunks() {
     }
     let current = f.revs.current;
     assert_eq!(f.compact(current), Ok(current));
-    assert_eq!(f.history().len(), keys);
+    // Each key's newest version, and the one the version at `current` replaced.
+    assert_eq!(f.history().len(), keys + 1);
     let last = format!("{}", COMPACT_CHUNK / keys + 2);
     let expected: Vec<(String, String)> = (0..keys).map(|k| (format!("k{k}"), last.clone())).collect();
     assert_eq!(f.values(all_at(current)), expected);
 }
 
 #[test]
-fn a_tombstone_is_told_from_a_version_without_decoding_it() {
-    let kv = KeyValue { key: b"k".to_vec(), value: vec![], create_revision: 1, mod_revision: 1, version: 1 };
-    assert!(is_tombstone(&encode(&None::<&KeyValue>).unwrap()));
-    assert!(!is_tombstone(&encode(&Some(&kv)).unwrap()));
+fn a_versions_header_decodes_without_its_value() {
+    let kv = KeyValue { key: b"k".to_vec(), value: b"v".to_vec(), create_revision: 1, mod_revision: 7, version: 3 };
+    let version = Version { at: Position { rev: 7, sub: 2 }, prev: Position { rev: 5, sub: 1 }, deleted: true, kv };
+    let header: VersionHeader = decode(&encode(&version).unwrap()).unwrap();
+    assert_eq!((header.at, header.prev, header.deleted), (version.at, version.prev, true));
 }
 
 #[test]
