@@ -40,7 +40,7 @@ type StorageResult<T> = Result<T, StorageError<NodeId>>;
 pub struct LogStore {
     db: Arc<DB>,
     wal: Arc<Mutex<Wal>>,
-    flusher: std::sync::mpsc::Sender<(wal::Written, LogFlushed<TypeConfig>)>,
+    flusher: std::sync::mpsc::Sender<Queued>,
 }
 
 fn io_err(e: impl std::error::Error + 'static) -> AnyError {
@@ -163,7 +163,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         metrics::counter!("flotilla_store_log_appends_total").increment(1);
         metrics::counter!("flotilla_store_log_entries_total").increment(encoded.len() as u64);
         self.flusher
-            .send((written, callback))
+            .send(Queued { written, callback, at: std::time::Instant::now() })
             .map_err(|_| StorageIOError::write_logs(AnyError::error("log flusher stopped")))?;
         Ok(())
     }
@@ -191,13 +191,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
 /// Syncs the log's files for every append queued since the last sync, then reports them
 /// flushed in order. Ends when the log store is dropped.
-fn flush_loop(rx: &std::sync::mpsc::Receiver<(wal::Written, LogFlushed<TypeConfig>)>) {
+fn flush_loop(rx: &std::sync::mpsc::Receiver<Queued>) {
     while let Ok(first) = rx.recv() {
         let mut waiting = vec![first];
         waiting.extend(rx.try_iter());
         let started = std::time::Instant::now();
         let mut files: Vec<&Arc<File>> = Vec::new();
-        for file in waiting.iter().flat_map(|(written, _)| written) {
+        for file in waiting.iter().flat_map(|queued| &queued.written) {
             if !files.iter().any(|f| Arc::ptr_eq(f, file)) {
                 files.push(file);
             }
@@ -206,10 +206,19 @@ fn flush_loop(rx: &std::sync::mpsc::Receiver<(wal::Written, LogFlushed<TypeConfi
         metrics::counter!("flotilla_store_wal_syncs_total").increment(1);
         // etcd's wal_fsync_duration_seconds: the disk's share of every write's latency.
         metrics::histogram!("flotilla_store_wal_sync_seconds").record(started.elapsed().as_secs_f64());
-        for (_, callback) in waiting {
-            callback.log_io_completed(result.clone().map_err(std::io::Error::other));
+        for queued in waiting {
+            // The sync itself plus the wait for the flusher (and for a sync already running).
+            metrics::histogram!("flotilla_store_log_append_durable_seconds").record(queued.at.elapsed().as_secs_f64());
+            queued.callback.log_io_completed(result.clone().map_err(std::io::Error::other));
         }
     }
+}
+
+/// An append written and waiting for the flusher's sync.
+struct Queued {
+    written: wal::Written,
+    callback: LogFlushed<TypeConfig>,
+    at: std::time::Instant,
 }
 
 #[cfg(test)]
