@@ -201,7 +201,10 @@ impl FlotillaCluster {
                 }
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(Error::Timeout(format!("member {new} did not become a voter in place of {id}")));
+                return Err(Error::Timeout(format!(
+                    "member {new} did not become a voter in place of {id}\n{}",
+                    self.log_tails(&self.running())
+                )));
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -358,7 +361,10 @@ impl FlotillaCluster {
                 }
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(Error::Timeout(format!("members {running:?} agree on no leader: {views:?}")));
+                return Err(Error::Timeout(format!(
+                    "members {running:?} agree on no leader: {views:?}\n{}",
+                    self.log_tails(&running)
+                )));
             }
         }
     }
@@ -369,6 +375,13 @@ impl FlotillaCluster {
         let text = std::fs::read_to_string(&m.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// The last log lines of each of `ids`, for a timeout's message: a failed CI run then
+    /// explains itself without the member logs it leaves on its machine.
+    pub fn log_tails(&self, ids: &[NodeId]) -> String {
+        let tails: Vec<String> = ids.iter().map(|id| format!("member {id}:\n{}", self.log_tail(*id, 10))).collect();
+        tails.join("\n---\n")
     }
 }
 

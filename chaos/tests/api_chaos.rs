@@ -23,12 +23,11 @@ async fn progress(workload: &Workload, cluster: &FlotillaCluster, more: usize, w
     let target = workload.acknowledged() + more;
     let deadline = Instant::now() + DEADLINE;
     while workload.acknowledged() < target {
-        let tails: Vec<String> = cluster.running().iter().map(|id| cluster.log_tail(*id, 10)).collect();
         assert!(
             Instant::now() < deadline,
             "no progress after {what} (logs in {}):\n{}",
             cluster.base().display(),
-            tails.join("\n---\n")
+            cluster.log_tails(&cluster.running())
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
