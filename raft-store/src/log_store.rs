@@ -206,9 +206,10 @@ fn flush_loop(rx: &std::sync::mpsc::Receiver<Queued>) {
         metrics::counter!("flotilla_store_wal_syncs_total").increment(1);
         // etcd's wal_fsync_duration_seconds: the disk's share of every write's latency.
         metrics::histogram!("flotilla_store_wal_sync_seconds").record(started.elapsed().as_secs_f64());
+        // The sync itself plus the wait for the flusher (and for a sync already running).
+        let durable = metrics::histogram!("flotilla_store_log_append_durable_seconds");
         for queued in waiting {
-            // The sync itself plus the wait for the flusher (and for a sync already running).
-            metrics::histogram!("flotilla_store_log_append_durable_seconds").record(queued.at.elapsed().as_secs_f64());
+            durable.record(queued.at.elapsed().as_secs_f64());
             queued.callback.log_io_completed(result.clone().map_err(std::io::Error::other));
         }
     }
