@@ -4,7 +4,7 @@
 //! Start at [`node::StoreNode`]: it assembles a member (storage, Raft, gRPC transport) and is
 //! the API the rest of Flotilla uses. The write path, in order:
 //! [`node`] -> [`batcher`] (group commit) -> propose, or forward to the leader -> [`network`] / [`server`] (gRPC between
-//! members) -> [`log_store`] (Raft log in [`wal`] segment files, fsync'd) -> [`state_machine`] (apply) ->
+//! members) -> [`log_store`] (Raft log in [`wal`] segment files, fsync'd; [`durable`] tracks how far) -> [`state_machine`] (apply) ->
 //! [`mvcc`] (transactions, history, events) -> [`watch`] (fan-out to watchers); [`compactor`]
 //! deletes compacted history in the background.
 //! [`client`] talks to any member over gRPC from another process.
@@ -13,6 +13,7 @@ pub mod batcher;
 pub mod client;
 pub mod compactor;
 pub mod db;
+pub mod durable;
 pub mod error;
 pub mod keys;
 pub mod log_store;

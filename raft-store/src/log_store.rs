@@ -9,8 +9,10 @@
 //!
 //! Appends are written without waiting for the disk; a flusher thread then syncs the log's
 //! files once for every append that queued up meanwhile (group commit), and reports each one
-//! flushed, in order. The Raft core never waits on an fsync, so the leader replicates to
-//! followers while its own disk write is in progress.
+//! flushed, in order. openraft 0.9's core waits for that report before it replicates, so the
+//! appends of a leader of the current term (its own entries) are reported flushed once
+//! written, and [`crate::durable`] holds back everything that depends on them until the
+//! flusher has synced them: the leader replicates while its own disk write is in progress.
 
 use std::fmt::Debug;
 use std::fs::File;
@@ -23,6 +25,7 @@ use openraft::{AnyError, Entry, LogId, OptionalSend, RaftLogReader, StorageError
 use rocksdb::{WriteOptions, DB};
 
 use crate::db::{cf, CF_META};
+use crate::durable::Durability;
 use crate::mvcc::{decode, encode};
 use crate::types::{NodeId, TypeConfig};
 use crate::wal::{self, Wal};
@@ -41,6 +44,11 @@ pub struct LogStore {
     db: Arc<DB>,
     wal: Arc<Mutex<Wal>>,
     flusher: std::sync::mpsc::Sender<Queued>,
+    durable: Arc<Durability>,
+    /// This member's id and its last saved vote: it leads while that vote is its own and
+    /// committed.
+    id: NodeId,
+    vote: Arc<Mutex<Option<Vote<NodeId>>>>,
 }
 
 fn io_err(e: impl std::error::Error + 'static) -> AnyError {
@@ -58,13 +66,31 @@ fn locked(wal: &Mutex<Wal>) -> Result<std::sync::MutexGuard<'_, Wal>, AnyError> 
 }
 
 impl LogStore {
-    /// Opens the log in `dir` (segments of `segment_bytes`) beside the member's database.
-    pub fn new(db: Arc<DB>, dir: &Path, segment_bytes: u64) -> Result<Self, std::io::Error> {
+    /// Opens the log in `dir` (segments of `segment_bytes`) beside the member's database, for
+    /// member `id`.
+    pub fn new(db: Arc<DB>, dir: &Path, segment_bytes: u64, id: NodeId) -> Result<Self, std::io::Error> {
         let purged: Option<Option<LogId<NodeId>>> = read_meta(&db, META_PURGED).map_err(std::io::Error::other)?;
+        let vote: Option<Vote<NodeId>> = read_meta(&db, META_VOTE).map_err(std::io::Error::other)?;
         let wal = Wal::open(dir, segment_bytes, purged.flatten().map(|p| p.index))?;
+        // What a crash left unsynced may still be in the page cache: make it durable before
+        // anything counts on it.
+        wal.sync()?;
+        let durable = Arc::new(Durability::new(wal.last_log_id().map_or(0, |l| l.index)));
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new().name("raft-log-flush".into()).spawn(move || flush_loop(&rx))?;
-        Ok(LogStore { db, wal: Arc::new(Mutex::new(wal)), flusher: tx })
+        let flushed = durable.clone();
+        std::thread::Builder::new().name("raft-log-flush".into()).spawn(move || flush_loop(&rx, &flushed))?;
+        Ok(LogStore { db, wal: Arc::new(Mutex::new(wal)), flusher: tx, durable, id, vote: Arc::new(Mutex::new(vote)) })
+    }
+
+    /// How far the log is on disk.
+    pub fn durability(&self) -> Arc<Durability> {
+        self.durable.clone()
+    }
+
+    /// The term this member leads, if its last saved vote is its own and committed.
+    fn leading(&self) -> Option<u64> {
+        let vote = self.vote.lock().unwrap_or_else(|p| p.into_inner());
+        vote.as_ref().filter(|v| v.is_committed() && v.leader_id().node_id == self.id).map(|v| v.leader_id().term)
     }
 
     fn put_meta_sync<T: serde::Serialize>(&self, key: &[u8], value: &T) -> Result<(), AnyError> {
@@ -125,7 +151,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StorageResult<()> {
+        // A leader stepping down must not go on to acknowledge, as a follower, entries of its
+        // own that are not on disk yet (see `append`).
+        self.durable.wait_all().await.map_err(|e| StorageIOError::write_vote(io_err(e)))?;
         self.put_meta_sync(META_VOTE, vote).map_err(StorageIOError::write_vote)?;
+        *self.vote.lock().unwrap_or_else(|p| p.into_inner()) = Some(*vote);
         Ok(())
     }
 
@@ -153,8 +183,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let write_err = |e: std::io::Error| StorageIOError::write_logs(io_err(e));
+        let leading = self.leading();
+        let mut own = true;
         let mut encoded = Vec::new();
         for entry in entries {
+            own &= leading == Some(entry.log_id.leader_id.term) && entry.log_id.leader_id.node_id == self.id;
             let raw = encode(&entry).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
             encoded.push((entry.log_id, raw));
         }
@@ -162,8 +195,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let written = locked(&self.wal).map_err(StorageIOError::write_logs)?.append(&encoded).map_err(write_err)?;
         metrics::counter!("flotilla_store_log_appends_total").increment(1);
         metrics::counter!("flotilla_store_log_entries_total").increment(encoded.len() as u64);
+        let seq = self.durable.appended(encoded.last().map_or(0, |(id, _)| id.index));
+        // The leader's own entries: reported now, so that openraft replicates them while they
+        // are synced; `durable` holds back whatever depends on them until they are.
+        let callback = if own {
+            callback.log_io_completed(Ok(()));
+            None
+        } else {
+            Some(callback)
+        };
         self.flusher
-            .send(Queued { written, callback, at: std::time::Instant::now() })
+            .send(Queued { written, seq, callback, at: std::time::Instant::now() })
             .map_err(|_| StorageIOError::write_logs(AnyError::error("log flusher stopped")))?;
         Ok(())
     }
@@ -171,6 +213,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
         let mut wal = locked(&self.wal).map_err(StorageIOError::write_logs)?;
         wal.truncate(log_id.index).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
+        self.durable.truncated(log_id.index);
         Ok(())
     }
 
@@ -191,7 +234,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
 /// Syncs the log's files for every append queued since the last sync, then reports them
 /// flushed in order. Ends when the log store is dropped.
-fn flush_loop(rx: &std::sync::mpsc::Receiver<Queued>) {
+fn flush_loop(rx: &std::sync::mpsc::Receiver<Queued>, durable: &Durability) {
     while let Ok(first) = rx.recv() {
         let mut waiting = vec![first];
         waiting.extend(rx.try_iter());
@@ -206,11 +249,21 @@ fn flush_loop(rx: &std::sync::mpsc::Receiver<Queued>) {
         metrics::counter!("flotilla_store_wal_syncs_total").increment(1);
         // etcd's wal_fsync_duration_seconds: the disk's share of every write's latency.
         metrics::histogram!("flotilla_store_wal_sync_seconds").record(started.elapsed().as_secs_f64());
+        let last = waiting.last().map_or(0, |q| q.seq);
+        match &result {
+            Ok(()) => durable.synced(last),
+            Err(e) => {
+                tracing::error!(error = %e, "syncing the Raft log failed");
+                durable.failed();
+            }
+        }
         // The sync itself plus the wait for the flusher (and for a sync already running).
-        let durable = metrics::histogram!("flotilla_store_log_append_durable_seconds");
+        let histogram = metrics::histogram!("flotilla_store_log_append_durable_seconds");
         for queued in waiting {
-            durable.record(queued.at.elapsed().as_secs_f64());
-            queued.callback.log_io_completed(result.clone().map_err(std::io::Error::other));
+            histogram.record(queued.at.elapsed().as_secs_f64());
+            if let Some(callback) = queued.callback {
+                callback.log_io_completed(result.clone().map_err(std::io::Error::other));
+            }
         }
     }
 }
@@ -218,7 +271,10 @@ fn flush_loop(rx: &std::sync::mpsc::Receiver<Queued>) {
 /// An append written and waiting for the flusher's sync.
 struct Queued {
     written: wal::Written,
-    callback: LogFlushed<TypeConfig>,
+    /// Its sequence number in [`Durability`].
+    seq: u64,
+    /// `None` when reported flushed already (the leader's own entries).
+    callback: Option<LogFlushed<TypeConfig>>,
     at: std::time::Instant,
 }
 
@@ -235,7 +291,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let purged = LogId::new(CommittedLeaderId::new(213, 36), 14_999);
         let db = crate::db::open(dir.path()).unwrap();
-        let mut store = LogStore::new(db, &dir.path().join("raft-log"), 1 << 20).unwrap();
+        let mut store = LogStore::new(db, &dir.path().join("raft-log"), 1 << 20, 1).unwrap();
         store.purge(purged).await.unwrap();
         // What openraft reads at start-up (from the meta record, not from memory).
         let state = store.get_log_state().await.unwrap();

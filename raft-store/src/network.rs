@@ -19,6 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Streaming;
 
+use crate::durable::Durability;
 use crate::mvcc::{decode, encode};
 use crate::proto::raft_client::RaftClient;
 use crate::proto::Blob;
@@ -67,13 +68,20 @@ pub struct Network {
     /// How soon a failed peer is tried again (see [`Connection::backoff`]).
     retry: std::time::Duration,
     cluster: ClusterId,
+    /// How far this member's log is on disk (a commit index is sent only that far).
+    durable: Option<Arc<Durability>>,
 }
 
 impl Network {
     /// Peers' connections from `local` (see [`channel`]); a failed peer is tried again
     /// every `retry`.
-    pub fn new(local: Option<IpAddr>, retry: std::time::Duration, cluster: ClusterId) -> Self {
-        Network { local, retry, cluster, ..Network::default() }
+    pub fn new(
+        local: Option<IpAddr>,
+        retry: std::time::Duration,
+        cluster: ClusterId,
+        durable: Arc<Durability>,
+    ) -> Self {
+        Network { local, retry, cluster, durable: Some(durable), ..Network::default() }
     }
 
     fn channel(&self, addr: &str) -> Result<Channel, String> {
@@ -96,7 +104,14 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES)
         });
-        Connection { target, client, retry: self.retry, cluster: self.cluster.clone(), appends: None }
+        Connection {
+            target,
+            client,
+            retry: self.retry,
+            cluster: self.cluster.clone(),
+            appends: None,
+            durable: self.durable.clone(),
+        }
     }
 }
 
@@ -108,6 +123,7 @@ pub struct Connection {
     /// The open AppendStream call to the peer, between appends (opened by the first one,
     /// dropped on any failure so that a late answer is never taken for a later request's).
     appends: Option<Exchange>,
+    durable: Option<Arc<Durability>>,
 }
 
 /// One bidirectional call (AppendStream, ProposeStream): requests go in through `requests`,
@@ -235,6 +251,16 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        // Followers apply what the leader says is committed; the leader counts its own entries
+        // before they are on its disk (see `crate::durable`), so say it only once they are.
+        let commit = rpc.leader_commit.map_or(0, |c| c.index);
+        if let Some(durable) = self.durable.as_ref().filter(|d| !d.is_durable(commit)) {
+            match tokio::time::timeout(option.hard_ttl(), durable.wait(commit)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(RPCError::Unreachable(Unreachable::new(&e))),
+                Err(_) => return Err(RPCError::Unreachable(Unreachable::new(&AnyError::error("log sync timed out")))),
+            }
+        }
         self.call(&rpc, &option, RpcKind::Append).await
     }
 

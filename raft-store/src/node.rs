@@ -173,9 +173,10 @@ impl StoreNode {
     pub async fn start(cfg: StoreConfig) -> Result<Self> {
         let db = crate::db::open(&cfg.data_dir)?;
         let log_dir = cfg.data_dir.join("raft-log");
-        let log_store = LogStore::new(db.clone(), &log_dir, crate::wal::SEGMENT_BYTES)
+        let log_store = LogStore::new(db.clone(), &log_dir, crate::wal::SEGMENT_BYTES, cfg.id)
             .map_err(|e| StoreError::Storage(format!("open the Raft log in {}: {e}", log_dir.display())))?;
-        let sm = StateMachine::open(db.clone(), cfg.data_dir.clone())?;
+        let durable = log_store.durability();
+        let sm = StateMachine::open(db.clone(), cfg.data_dir.clone())?.waiting_for(durable.clone());
         let (mvcc, hub, voters) = (sm.mvcc(), sm.hub(), sm.voters());
         let raft_config = openraft::Config {
             cluster_name: "flotilla".into(),
@@ -194,7 +195,7 @@ impl StoreNode {
         .map_err(|e| StoreError::InvalidArgument(format!("raft config: {e}")))?;
         let cluster: network::ClusterId = Arc::new(std::sync::RwLock::new(read_cluster_id(&db)?));
         let retry = Duration::from_millis(cfg.heartbeat_ms.max(10));
-        let network = Network::new(local_address(&cfg), retry, cluster.clone());
+        let network = Network::new(local_address(&cfg), retry, cluster.clone(), durable);
         let raft = Raft::new(cfg.id, Arc::new(raft_config), network, log_store, sm).await.map_err(fatal)?;
         hold_elections_after_restart(&raft, voters, Duration::from_millis(2 * cfg.election_timeout_max_ms));
 

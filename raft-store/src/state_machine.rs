@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compactor::Compactor;
 use crate::db::{cf, CF_META, SM_CFS};
+use crate::durable::Durability;
 use crate::error::{Rejection, StoreError};
 use crate::mvcc::{decode, encode, CurrentCache, EntryWrites, Mvcc, Overlay, Revisions};
 use crate::types::{Command, CommandResult, NodeId, TypeConfig};
@@ -74,6 +75,9 @@ pub struct StateMachine {
     /// The records of the entry being applied (kept for its buffers).
     writes: EntryWrites,
     compactor: Compactor,
+    /// How far the member's Raft log is on disk: an entry is applied only once it is there
+    /// (the leader's own appends are reported flushed before they are; see [`crate::durable`]).
+    durable: Option<Arc<Durability>>,
 }
 
 impl StateMachine {
@@ -98,7 +102,14 @@ impl StateMachine {
             dir,
             cache: CurrentCache::default(),
             writes: EntryWrites::default(),
+            durable: None,
         })
+    }
+
+    /// Applies entries only once `durable` says they are on disk.
+    pub fn waiting_for(mut self, durable: Arc<Durability>) -> Self {
+        self.durable = Some(durable);
+        self
     }
 
     pub fn mvcc(&self) -> Mvcc {
@@ -373,6 +384,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut out = Vec::new();
         for entry in entries {
             let log_id = entry.log_id;
+            if let Some(durable) = self.durable.as_ref().filter(|d| !d.is_durable(log_id.index)) {
+                let waited = std::time::Instant::now();
+                durable
+                    .wait(log_id.index)
+                    .await
+                    .map_err(|e| StorageError::from(StorageIOError::apply(log_id, AnyError::new(&e))))?;
+                metrics::histogram!("flotilla_store_apply_durable_wait_seconds").record(waited.elapsed().as_secs_f64());
+            }
             let result = self
                 .apply_one(entry)
                 .map_err(|e| StorageError::from(StorageIOError::apply(log_id, AnyError::new(&e))))?;
@@ -437,6 +456,34 @@ mod tests {
         assert_eq!(results[1], Err(Rejection::Fenced { fenced: 0, proposed: 1 }));
         let read = sm.mvcc().range(&RangeRequest::key("k")).unwrap();
         assert_eq!((read.kvs[0].value.as_slice(), read.revision), (&b"mine"[..], 1), "the fenced write left no trace");
+    }
+
+    #[tokio::test]
+    async fn an_entry_is_applied_only_once_the_log_holds_it_on_disk() {
+        use futures::FutureExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::open(dir.path()).unwrap();
+        let durable = Arc::new(Durability::new(0));
+        let mut sm = StateMachine::open(db, dir.path().into()).unwrap().waiting_for(durable.clone());
+        // Written to the log (and reported flushed to openraft, as a leader's own) but not synced.
+        let seq = durable.appended(1);
+        let mut apply = Box::pin(sm.apply([entry(1, vec![Txn::put("k", "v")])]));
+        assert!((&mut apply).now_or_never().is_none(), "applied before the log's sync");
+        durable.synced(seq);
+        apply.await.unwrap();
+        assert_eq!(sm.mvcc().range(&RangeRequest::key("k")).unwrap().kvs.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_log_sync_fails_the_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::open(dir.path()).unwrap();
+        let durable = Arc::new(Durability::new(0));
+        let mut sm = StateMachine::open(db, dir.path().into()).unwrap().waiting_for(durable.clone());
+        durable.appended(1);
+        durable.failed();
+        assert!(sm.apply([entry(1, vec![Txn::put("k", "v")])]).await.is_err());
+        assert!(sm.mvcc().range(&RangeRequest::key("k")).unwrap().kvs.is_empty(), "nothing applied");
     }
 
     #[tokio::test]

@@ -294,6 +294,11 @@ impl Wal {
         }
     }
 
+    /// Syncs every segment's data.
+    pub fn sync(&self) -> Result<()> {
+        self.segments.iter().try_for_each(|s| s.file.sync_data())
+    }
+
     pub fn first_index(&self) -> Option<u64> {
         self.index.keys().next().copied()
     }
