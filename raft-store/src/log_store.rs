@@ -70,7 +70,20 @@ impl LogStore {
     /// member `id`.
     pub fn new(db: Arc<DB>, dir: &Path, segment_bytes: u64, id: NodeId) -> Result<Self, std::io::Error> {
         let purged: Option<Option<LogId<NodeId>>> = read_meta(&db, META_PURGED).map_err(std::io::Error::other)?;
-        let vote: Option<Vote<NodeId>> = read_meta(&db, META_VOTE).map_err(std::io::Error::other)?;
+        let mut vote: Option<Vote<NodeId>> = read_meta(&db, META_VOTE).map_err(std::io::Error::other)?;
+        // openraft 0.9 restores a member that led when it stopped as leader of the same term.
+        // Its entries of that term reached followers before its own disk (see `append`), so
+        // after a machine crash it may have lost some that followers hold, and leading on in
+        // that term it would give new entries the same log ids. Taking back the vote's
+        // commitment makes it stand for election in a new term instead; it still counts as
+        // having voted for itself in the old one.
+        if let Some(v) = vote.filter(|v| v.is_committed() && v.leader_id().node_id == id) {
+            let uncommitted = Vote::new(v.leader_id().term, id);
+            let meta = cf(&db, CF_META).map_err(std::io::Error::other)?;
+            let raw = encode(&uncommitted).map_err(std::io::Error::other)?;
+            db.put_cf_opt(meta, META_VOTE, raw, &sync_opts()).map_err(std::io::Error::other)?;
+            vote = Some(uncommitted);
+        }
         let wal = Wal::open(dir, segment_bytes, purged.flatten().map(|p| p.index))?;
         // What a crash left unsynced may still be in the page cache: make it durable before
         // anything counts on it.
@@ -285,6 +298,25 @@ mod tests {
     use openraft::CommittedLeaderId;
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_member_that_led_reopens_as_a_candidate_of_its_term_not_its_leader() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::open(dir.path()).unwrap();
+        let log = dir.path().join("raft-log");
+        let mut store = LogStore::new(db.clone(), &log, 1 << 20, 1).unwrap();
+        store.save_vote(&Vote::new_committed(7, 1)).await.unwrap();
+        assert_eq!(store.leading(), Some(7));
+        drop(store);
+        let mut store = LogStore::new(db.clone(), &log, 1 << 20, 1).unwrap();
+        assert_eq!(store.read_vote().await.unwrap(), Some(Vote::new(7, 1)));
+        assert_eq!(store.leading(), None);
+        // Another member's committed vote is kept as it is.
+        store.save_vote(&Vote::new_committed(8, 2)).await.unwrap();
+        drop(store);
+        let mut store = LogStore::new(db, &log, 1 << 20, 1).unwrap();
+        assert_eq!(store.read_vote().await.unwrap(), Some(Vote::new_committed(8, 2)));
+    }
 
     #[tokio::test]
     async fn the_purge_point_reads_back_as_written() {

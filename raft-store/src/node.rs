@@ -198,6 +198,11 @@ impl StoreNode {
         let network = Network::new(local_address(&cfg), retry, cluster.clone(), durable);
         let raft = Raft::new(cfg.id, Arc::new(raft_config), network, log_store, sm).await.map_err(fatal)?;
         hold_elections_after_restart(&raft, voters, Duration::from_millis(2 * cfg.election_timeout_max_ms));
+        if voters == 1 {
+            // A sole voter that led before it stopped leads again in a new term (the log store
+            // does not let it resume the old one): at once, rather than after an election timeout.
+            raft.trigger().elect().await.map_err(fatal)?;
+        }
 
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
