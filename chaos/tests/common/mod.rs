@@ -33,14 +33,23 @@ pub fn start_writers(
                     let value = format!("value-{w}-{i}").into_bytes();
                     let client = &clients[(w + i) % clients.len()];
                     let result = client.put(key.clone(), value.clone()).await;
-                    let mut acked = acked.lock().unwrap();
-                    match result {
-                        Ok(rev) => acked.ack(key, value, rev),
-                        Err(StoreError::Indeterminate(_)) => acked.indeterminate += 1,
-                        Err(_) => acked.failed += 1,
+                    let failed = result.is_err();
+                    {
+                        let mut acked = acked.lock().unwrap();
+                        match result {
+                            Ok(rev) => acked.ack(key, value, rev),
+                            Err(StoreError::Indeterminate(_)) => acked.indeterminate += 1,
+                            Err(_) => acked.failed += 1,
+                        }
+                        progress.send_replace(acked.len());
                     }
-                    progress.send_replace(acked.len());
                     i += 1;
+                    if failed {
+                        // A back-off, not a wait for anything: with every member down, puts
+                        // fail at once, and writers retrying in a tight loop would starve the
+                        // test's own deadlines (a failing run then hung instead of failing).
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    }
                 }
             })
         })
