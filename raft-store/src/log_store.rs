@@ -70,20 +70,7 @@ impl LogStore {
     /// member `id`.
     pub fn new(db: Arc<DB>, dir: &Path, segment_bytes: u64, id: NodeId) -> Result<Self, std::io::Error> {
         let purged: Option<Option<LogId<NodeId>>> = read_meta(&db, META_PURGED).map_err(std::io::Error::other)?;
-        let mut vote: Option<Vote<NodeId>> = read_meta(&db, META_VOTE).map_err(std::io::Error::other)?;
-        // openraft 0.9 restores a member that led when it stopped as leader of the same term.
-        // Its entries of that term reached followers before its own disk (see `append`), so
-        // after a machine crash it may have lost some that followers hold, and leading on in
-        // that term it would give new entries the same log ids. Taking back the vote's
-        // commitment makes it stand for election in a new term instead; it still counts as
-        // having voted for itself in the old one.
-        if let Some(v) = vote.filter(|v| v.is_committed() && v.leader_id().node_id == id) {
-            let uncommitted = Vote::new(v.leader_id().term, id);
-            let meta = cf(&db, CF_META).map_err(std::io::Error::other)?;
-            let raw = encode(&uncommitted).map_err(std::io::Error::other)?;
-            db.put_cf_opt(meta, META_VOTE, raw, &sync_opts()).map_err(std::io::Error::other)?;
-            vote = Some(uncommitted);
-        }
+        let vote: Option<Vote<NodeId>> = read_meta(&db, META_VOTE).map_err(std::io::Error::other)?;
         let wal = Wal::open(dir, segment_bytes, purged.flatten().map(|p| p.index))?;
         // What a crash left unsynced may still be in the page cache: make it durable before
         // anything counts on it.
@@ -92,7 +79,20 @@ impl LogStore {
         let (tx, rx) = std::sync::mpsc::channel();
         let flushed = durable.clone();
         std::thread::Builder::new().name("raft-log-flush".into()).spawn(move || flush_loop(&rx, &flushed))?;
-        Ok(LogStore { db, wal: Arc::new(Mutex::new(wal)), flusher: tx, durable, id, vote: Arc::new(Mutex::new(vote)) })
+        let store =
+            LogStore { db, wal: Arc::new(Mutex::new(wal)), flusher: tx, durable, id, vote: Arc::new(Mutex::new(vote)) };
+        // openraft 0.9 restores a member that led when it stopped as leader of the same term.
+        // Its entries of that term reached followers before its own disk (see `append`), so
+        // after a machine crash it may have lost some that followers hold, and leading on in
+        // that term it would give new entries the same log ids. Taking back the vote's
+        // commitment makes it stand for election in a new term instead; it still counts as
+        // having voted for itself in the old one.
+        if let Some(term) = store.leading() {
+            let uncommitted = Vote::new(term, id);
+            store.put_meta_sync(META_VOTE, &uncommitted).map_err(std::io::Error::other)?;
+            *store.vote.lock().unwrap_or_else(|p| p.into_inner()) = Some(uncommitted);
+        }
+        Ok(store)
     }
 
     /// How far the log is on disk.

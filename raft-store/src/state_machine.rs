@@ -458,13 +458,19 @@ mod tests {
         assert_eq!((read.kvs[0].value.as_slice(), read.revision), (&b"mine"[..], 1), "the fenced write left no trace");
     }
 
-    #[tokio::test]
-    async fn an_entry_is_applied_only_once_the_log_holds_it_on_disk() {
-        use futures::FutureExt;
+    /// A state machine that applies only what `Durability` says is on disk (nothing yet).
+    fn waiting_state_machine() -> (tempfile::TempDir, StateMachine, Arc<Durability>) {
         let dir = tempfile::tempdir().unwrap();
         let db = crate::db::open(dir.path()).unwrap();
         let durable = Arc::new(Durability::new(0));
-        let mut sm = StateMachine::open(db, dir.path().into()).unwrap().waiting_for(durable.clone());
+        let sm = StateMachine::open(db, dir.path().into()).unwrap().waiting_for(durable.clone());
+        (dir, sm, durable)
+    }
+
+    #[tokio::test]
+    async fn an_entry_is_applied_only_once_the_log_holds_it_on_disk() {
+        use futures::FutureExt;
+        let (_dir, mut sm, durable) = waiting_state_machine();
         // Written to the log (and reported flushed to openraft, as a leader's own) but not synced.
         let seq = durable.appended(1);
         let mut apply = Box::pin(sm.apply([entry(1, vec![Txn::put("k", "v")])]));
@@ -476,10 +482,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_log_sync_fails_the_apply() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = crate::db::open(dir.path()).unwrap();
-        let durable = Arc::new(Durability::new(0));
-        let mut sm = StateMachine::open(db, dir.path().into()).unwrap().waiting_for(durable.clone());
+        let (_dir, mut sm, durable) = waiting_state_machine();
         durable.appended(1);
         durable.failed();
         assert!(sm.apply([entry(1, vec![Txn::put("k", "v")])]).await.is_err());
