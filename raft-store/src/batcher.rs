@@ -3,14 +3,17 @@
 //!
 //! A batch is cut as soon as the previous one is committed; while it is being committed,
 //! new transactions queue up and form the next, larger batch. A lone transaction is
-//! proposed at once, so batching adds no latency at low load.
+//! proposed at once, from its caller's own task ([`propose_alone`]), so batching adds no
+//! latency at low load.
 //!
 //! One batch in flight per member: openraft keeps one append in flight per follower, so
 //! more batches only split what one round trip carries into more, smaller entries, each
 //! with its own log write, apply and (from a follower) forward. Measured at 256 clients,
 //! 3 members: 1 in flight gave ~12% more puts/s than 4 (BENCHMARKS.md, 2026-12-02 midday).
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::error::{Result, StoreError};
 use crate::node::StoreNode;
@@ -28,36 +31,61 @@ pub struct Pending {
     pub reply: oneshot::Sender<Result<TxnResponse>>,
 }
 
-/// Runs until every sender is gone.
-pub async fn run(node: StoreNode, mut rx: mpsc::Receiver<Pending>) {
-    loop {
-        let Some(first) = rx.recv().await else { return };
-        let mut bytes = txn_bytes(&first.txn);
-        let mut batch = vec![first];
-        while batch.len() < MAX_TXNS && bytes < MAX_BYTES {
-            match rx.try_recv() {
-                Ok(next) => {
-                    bytes += txn_bytes(&next.txn);
-                    batch.push(next);
-                }
-                Err(_) => break,
-            }
-        }
-        metrics::histogram!("flotilla_store_batch_txns").record(batch.len() as f64);
-        // Proposed here, not in a task of its own: the next batch waits for this one anyway.
-        let (txns, replies): (Vec<Txn>, Vec<_>) = batch.into_iter().map(|p| (p.txn, p.reply)).unzip();
-        match node.propose(Command::Txns(txns)).await {
-            Ok(CommandResult::Txns(results)) if results.len() == replies.len() => {
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result.map_err(StoreError::from));
+/// Runs until every sender is gone. `turn` (one permit) is held by whoever has a batch in
+/// flight: this loop, or a caller proposing its lone transaction itself ([`propose_alone`]).
+pub async fn run(node: StoreNode, mut rx: mpsc::Receiver<Pending>, turn: Arc<Semaphore>) {
+    while let Some(first) = rx.recv().await {
+        let Ok(_turn) = turn.acquire().await else { return };
+        // Keep the turn while transactions keep queueing, so that a lone caller never cuts
+        // in between two batches.
+        let mut next = Some(first);
+        while let Some(first) = next.take() {
+            let mut bytes = txn_bytes(&first.txn);
+            let mut batch = vec![first];
+            while batch.len() < MAX_TXNS && bytes < MAX_BYTES {
+                match rx.try_recv() {
+                    Ok(more) => {
+                        bytes += txn_bytes(&more.txn);
+                        batch.push(more);
+                    }
+                    Err(_) => break,
                 }
             }
-            Ok(other) => {
-                let e = StoreError::Storage(format!("unexpected result for a batch: {other:?}"));
-                replies.into_iter().for_each(|r| drop(r.send(Err(e.clone()))));
+            metrics::histogram!("flotilla_store_batch_txns").record(batch.len() as f64);
+            // Proposed here, not in a task of its own: the next batch waits for this one anyway.
+            let (txns, replies): (Vec<Txn>, Vec<_>) = batch.into_iter().map(|p| (p.txn, p.reply)).unzip();
+            let results = propose(&node, txns, replies.len()).await;
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(result);
             }
-            Err(e) => replies.into_iter().for_each(|r| drop(r.send(Err(e.clone())))),
+            next = rx.try_recv().ok();
         }
+    }
+}
+
+/// Proposes `txn` from the caller's task when no batch is in flight (saving the hand-off to
+/// the batcher and back); gives it back when one is.
+pub async fn propose_alone(
+    node: &StoreNode,
+    turn: &Semaphore,
+    txn: Txn,
+) -> std::result::Result<Result<TxnResponse>, Txn> {
+    let Ok(_turn) = turn.try_acquire() else { return Err(txn) };
+    metrics::histogram!("flotilla_store_batch_txns").record(1.0);
+    Ok(propose(node, vec![txn], 1).await.pop().unwrap_or_else(|| Err(StoreError::Storage("no result".into()))))
+}
+
+/// Proposes `txns` as one entry; a result for each.
+async fn propose(node: &StoreNode, txns: Vec<Txn>, n: usize) -> Vec<Result<TxnResponse>> {
+    match node.propose(Command::Txns(txns)).await {
+        Ok(CommandResult::Txns(results)) if results.len() == n => {
+            results.into_iter().map(|r| r.map_err(StoreError::from)).collect()
+        }
+        Ok(other) => {
+            let e = StoreError::Storage(format!("unexpected result for a batch: {other:?}"));
+            vec![Err(e); n]
+        }
+        Err(e) => vec![Err(e); n],
     }
 }
 

@@ -128,6 +128,10 @@ pub fn write_state_machine(db: &DB, batch: WriteBatch) -> Result<()> {
 /// several column families at once only when it makes a checkpoint, so this makes one (hard
 /// links, beside the database) and removes it.
 pub fn persist_state_machine(db: &DB) -> Result<()> {
+    // Purging the log and building a snapshot both come here, from different threads, and
+    // share the checkpoint's dir.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let dir = db.path().with_extension("flushing");
     let clear = || match std::fs::remove_dir_all(&dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

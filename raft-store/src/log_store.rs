@@ -1,5 +1,5 @@
 //! openraft's `RaftLogStorage`: entries in the log's own segment files ([`crate::wal`]), the
-//! vote and the purge point in RocksDB's meta column family.
+//! vote and the purge point in RocksDB's meta column family (the commit point is not kept).
 //!
 //! Correctness rules kept here: a vote is fsync'd before `save_vote` returns; appended
 //! entries are readable when `append` returns and fsync'd before openraft hears they are
@@ -31,7 +31,6 @@ use crate::types::{NodeId, TypeConfig};
 use crate::wal::{self, Wal};
 
 const META_VOTE: &[u8] = b"raft/vote";
-const META_COMMITTED: &[u8] = b"raft/committed";
 /// Where the purge point is kept (written before the log's files are removed).
 const META_PURGED: &[u8] = b"raft/last_purged";
 
@@ -176,19 +175,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(read_meta(&self.db, META_VOTE).map_err(StorageIOError::read_vote)?)
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
-        // Not fsync'd: losing it only means re-learning the commit point from the leader.
-        let meta = cf(&self.db, CF_META).map_err(|e| StorageIOError::write(io_err(e)))?;
-        let raw = encode(&committed).map_err(|e| StorageIOError::write(io_err(e)))?;
-        self.db.put_cf(meta, META_COMMITTED, raw).map_err(|e| StorageIOError::write(io_err(e)))?;
-        Ok(())
-    }
-
-    async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
-        let committed: Option<Option<LogId<NodeId>>> =
-            read_meta(&self.db, META_COMMITTED).map_err(StorageIOError::read)?;
-        Ok(committed.flatten())
-    }
+    // `save_committed` / `read_committed` keep openraft's defaults (nothing saved): the core
+    // awaits the save before every apply, on every member, which cost ~4% of a lone put's
+    // latency (BENCHMARKS.md, 2026-12-03 afternoon). Without it a restarted member starts from
+    // its state machine as last flushed and learns the commit point from the leader.
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>
     where

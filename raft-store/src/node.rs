@@ -99,6 +99,8 @@ struct Inner {
     cluster: network::ClusterId,
     db: Arc<rocksdb::DB>,
     batcher: mpsc::Sender<batcher::Pending>,
+    /// Held by whoever has a batch of transactions in flight (see [`batcher`]).
+    proposing: Arc<tokio::sync::Semaphore>,
     reads: mpsc::Sender<read_index::Waiter>,
     /// Turns true when the member stops: its server and its long-lived streams end.
     stopping: tokio::sync::watch::Sender<bool>,
@@ -226,6 +228,7 @@ impl StoreNode {
                 cluster,
                 db: db.clone(),
                 batcher: batch_tx,
+                proposing: Arc::new(tokio::sync::Semaphore::new(1)),
                 reads: reads_tx,
                 stopping: tokio::sync::watch::Sender::new(false),
                 tasks: Mutex::new(Vec::new()),
@@ -234,7 +237,7 @@ impl StoreNode {
         let server = tokio::spawn(crate::server::serve(node.clone(), listener));
         let mut tasks = vec![
             server,
-            tokio::spawn(batcher::run(node.clone(), batch_rx)),
+            tokio::spawn(batcher::run(node.clone(), batch_rx, node.inner.proposing.clone())),
             tokio::spawn(read_index::run(node.clone(), reads_rx)),
             tokio::spawn(publish_status(node.clone())),
         ];
@@ -298,6 +301,13 @@ impl StoreNode {
     pub async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
         validate_txn(&txn)?;
         let started = Instant::now();
+        let txn = match batcher::propose_alone(self, &self.inner.proposing, txn).await {
+            Ok(result) => {
+                metrics::histogram!("flotilla_store_txn_seconds").record(started.elapsed().as_secs_f64());
+                return result;
+            }
+            Err(txn) => txn,
+        };
         let (reply, response) = oneshot::channel();
         self.inner
             .batcher

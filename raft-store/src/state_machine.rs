@@ -308,6 +308,10 @@ impl SnapshotBuilder {
     /// Writes the snapshot file; returns its meta and the data's length.
     fn build(&self) -> Result<(SnapshotMeta<NodeId, BasicNode>, u64), StoreError> {
         let snap = self.db.snapshot();
+        // openraft refuses to start a member whose snapshot is past its state machine, which
+        // after a crash is as of its last flush (its writes skip the WAL): flush what the
+        // snapshot holds before the snapshot exists.
+        crate::db::persist_state_machine(&self.db)?;
         let meta_cf = cf(&self.db, CF_META)?;
         let last_applied: Option<LogId<NodeId>> =
             snap.get_cf(meta_cf, META_APPLIED)?.map(|r| decode(&r)).transpose()?.flatten();
