@@ -245,6 +245,30 @@ async fn a_single_member_restarts_with_all_its_data() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_transactions_share_raft_entries_and_each_gets_its_own_revision() {
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let node = cluster.node(leader).clone();
+    let last_index = |node: &raft_store::node::StoreNode| node.raft().metrics().borrow().last_log_index.unwrap_or(0);
+    let before = last_index(&node);
+    let puts: Vec<_> = (0..64)
+        .map(|i| {
+            let node = node.clone();
+            tokio::spawn(async move { node.put(format!("/g/{i}"), "x").await })
+        })
+        .collect();
+    let mut revs = BTreeSet::new();
+    for put in puts {
+        revs.insert(put.await.unwrap().unwrap());
+    }
+    assert_eq!(revs.len(), 64, "one revision per transaction");
+    let entries = last_index(&node) - before;
+    // One in flight at a time (the first alone, from its caller), the rest batched behind it.
+    assert!(entries <= 32, "64 concurrent puts took {entries} Raft entries");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_compacts_old_history_automatically_on_every_member() {
     let cluster = TestCluster::start_with(3, |cfg| {
         cfg.compaction =

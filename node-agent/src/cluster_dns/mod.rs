@@ -553,9 +553,17 @@ mod tests {
         // An upstream that never answers comes first: the next one is asked.
         let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let dns = Arc::new(Dns::new("cluster.local", vec![silent.local_addr().unwrap(), fake_upstream().await]));
-        let udp = bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
-        let server = udp.local_addr().unwrap();
-        let tcp = bind_tcp(server).unwrap();
+        // UDP and TCP on one port: the port the system gave the UDP socket may be taken for
+        // TCP (another test's connection), so take another then.
+        let (udp, tcp, server) = loop {
+            let udp = bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
+            let server = udp.local_addr().unwrap();
+            match bind_tcp(server) {
+                Ok(tcp) => break (udp, tcp, server),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                Err(e) => panic!("bind tcp {server}: {e}"),
+            }
+        };
         tokio::spawn(serve_udp(udp, dns.clone()));
         tokio::spawn(serve_tcp(tcp, dns.clone()));
 
