@@ -526,9 +526,16 @@ mod tests {
 
     /// A fake upstream resolver on loopback, UDP and TCP.
     async fn fake_upstream() -> SocketAddr {
-        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = socket.local_addr().unwrap();
-        let listener = TcpListener::bind(addr).await.unwrap();
+        // As for the server under test: another port when TCP's is taken.
+        let (socket, addr, listener) = loop {
+            let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let addr = socket.local_addr().unwrap();
+            match TcpListener::bind(addr).await {
+                Ok(listener) => break (socket, addr, listener),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                Err(e) => panic!("bind tcp {addr}: {e}"),
+            }
+        };
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
