@@ -176,7 +176,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     // `save_committed` / `read_committed` keep openraft's defaults (nothing saved): the core
-    // awaits the save before every apply, on every member, which cost ~4% of a lone put's
+    // awaits the save before every apply, on every member, which cost ~3% of a lone put's
     // latency (BENCHMARKS.md, 2026-12-03 afternoon). Without it a restarted member starts from
     // its state machine as last flushed and learns the commit point from the leader.
 
