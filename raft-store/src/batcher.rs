@@ -54,7 +54,7 @@ pub async fn run(node: StoreNode, mut rx: mpsc::Receiver<Pending>, turn: Arc<Sem
             metrics::histogram!("flotilla_store_batch_txns").record(batch.len() as f64);
             // Proposed here, not in a task of its own: the next batch waits for this one anyway.
             let (txns, replies): (Vec<Txn>, Vec<_>) = batch.into_iter().map(|p| (p.txn, p.reply)).unzip();
-            let results = propose(&node, txns, replies.len()).await;
+            let results = propose(&node, txns).await;
             for (reply, result) in replies.into_iter().zip(results) {
                 let _ = reply.send(result);
             }
@@ -72,11 +72,12 @@ pub async fn propose_alone(
 ) -> std::result::Result<Result<TxnResponse>, Txn> {
     let Ok(_turn) = turn.try_acquire() else { return Err(txn) };
     metrics::histogram!("flotilla_store_batch_txns").record(1.0);
-    Ok(propose(node, vec![txn], 1).await.pop().unwrap_or_else(|| Err(StoreError::Storage("no result".into()))))
+    Ok(propose(node, vec![txn]).await.pop().unwrap_or_else(|| Err(StoreError::Storage("no result".into()))))
 }
 
 /// Proposes `txns` as one entry; a result for each.
-async fn propose(node: &StoreNode, txns: Vec<Txn>, n: usize) -> Vec<Result<TxnResponse>> {
+async fn propose(node: &StoreNode, txns: Vec<Txn>) -> Vec<Result<TxnResponse>> {
+    let n = txns.len();
     match node.propose(Command::Txns(txns)).await {
         Ok(CommandResult::Txns(results)) if results.len() == n => {
             results.into_iter().map(|r| r.map_err(StoreError::from)).collect()
