@@ -301,20 +301,18 @@ impl StoreNode {
     pub async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
         validate_txn(&txn)?;
         let started = Instant::now();
-        let txn = match batcher::propose_alone(self, &self.inner.proposing, txn).await {
-            Ok(result) => {
-                metrics::histogram!("flotilla_store_txn_seconds").record(started.elapsed().as_secs_f64());
-                return result;
+        let result = match batcher::propose_alone(self, &self.inner.proposing, txn).await {
+            Ok(result) => result,
+            Err(txn) => {
+                let (reply, response) = oneshot::channel();
+                self.inner
+                    .batcher
+                    .send(batcher::Pending { txn, reply })
+                    .await
+                    .map_err(|_| StoreError::Unavailable("member is shutting down".into()))?;
+                response.await.map_err(|_| StoreError::Indeterminate("member stopped mid-write".into()))?
             }
-            Err(txn) => txn,
         };
-        let (reply, response) = oneshot::channel();
-        self.inner
-            .batcher
-            .send(batcher::Pending { txn, reply })
-            .await
-            .map_err(|_| StoreError::Unavailable("member is shutting down".into()))?;
-        let result = response.await.map_err(|_| StoreError::Indeterminate("member stopped mid-write".into()))?;
         metrics::histogram!("flotilla_store_txn_seconds").record(started.elapsed().as_secs_f64());
         result
     }

@@ -524,18 +524,23 @@ mod tests {
         reply.to_vec().unwrap()
     }
 
-    /// A fake upstream resolver on loopback, UDP and TCP.
-    async fn fake_upstream() -> SocketAddr {
-        // As for the server under test: another port when TCP's is taken.
-        let (socket, addr, listener) = loop {
-            let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-            let addr = socket.local_addr().unwrap();
-            match TcpListener::bind(addr).await {
-                Ok(listener) => break (socket, addr, listener),
+    /// A UDP socket and a TCP listener on one loopback port. The port the system gives the
+    /// UDP socket may be taken for TCP (another test's connection): then another is taken.
+    fn udp_and_tcp_on_one_port() -> (UdpSocket, TcpListener, SocketAddr) {
+        loop {
+            let udp = bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
+            let addr = udp.local_addr().unwrap();
+            match bind_tcp(addr) {
+                Ok(tcp) => return (udp, tcp, addr),
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
                 Err(e) => panic!("bind tcp {addr}: {e}"),
             }
-        };
+        }
+    }
+
+    /// A fake upstream resolver on loopback, UDP and TCP.
+    async fn fake_upstream() -> SocketAddr {
+        let (socket, listener, addr) = udp_and_tcp_on_one_port();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
@@ -560,17 +565,7 @@ mod tests {
         // An upstream that never answers comes first: the next one is asked.
         let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let dns = Arc::new(Dns::new("cluster.local", vec![silent.local_addr().unwrap(), fake_upstream().await]));
-        // UDP and TCP on one port: the port the system gave the UDP socket may be taken for
-        // TCP (another test's connection), so take another then.
-        let (udp, tcp, server) = loop {
-            let udp = bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
-            let server = udp.local_addr().unwrap();
-            match bind_tcp(server) {
-                Ok(tcp) => break (udp, tcp, server),
-                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
-                Err(e) => panic!("bind tcp {server}: {e}"),
-            }
-        };
+        let (udp, tcp, server) = udp_and_tcp_on_one_port();
         tokio::spawn(serve_udp(udp, dns.clone()));
         tokio::spawn(serve_tcp(tcp, dns.clone()));
 
